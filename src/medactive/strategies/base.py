@@ -1,0 +1,221 @@
+"""The acquisition-strategy interface: a round's cached state ("view"), strategies, and a registry.
+
+A :class:`RoundView` is built once per round (see :func:`medactive.strategies.view.build_round_view`)
+with one batched forward pass of the classifier; every strategy then works on cached arrays.
+Indices are always positions in the *whole* training set (``view.features``), so a strategy's
+output can be checked against ``view.labeled_mask`` directly.
+
+Score-based strategies implement :meth:`ScoreStrategy.score`, returning one float per pool image
+(``view.pool_indices`` order), higher = acquire first; selection is the top-B with ties broken by
+the round's random generator. Batch-aware strategies (CoreSet, BADGE, BatchBALD, diversity wrapper)
+override :meth:`Strategy.select` directly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medactive.errors import StrategyError
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(N, C)`` logits, computed stably in the input's float type."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(eq=False)
+class RoundView:
+    """Everything a strategy may look at in one acquisition round.
+
+    Attributes:
+        features: ``(N, D)`` float32 penultimate features (input of the linear head) of every
+            training image, labelled or not.
+        labeled_mask: ``(N,)`` bool, True where the label is known.
+        labels: ``(N,)`` int64 labels, ``-1`` where unknown. Strategies must only read
+            ``labels[labeled_mask]`` — the one exception is simulation-only wrappers that say so.
+        weight: ``(C, D)`` weight of the linear head.
+        bias: ``(C,)`` bias of the linear head.
+        dropout_p: dropout probability in front of the head (MC-dropout strategies use it).
+        val_features: ``(K, D)`` features of the evaluation (validation) images.
+        val_labels: ``(K,)`` labels of the evaluation images.
+        images: optional ``(N, H, W, C)`` uint8 training images, for strategies that need the
+            network itself (VAAL, Consistency) and for pixel-space baselines.
+        model: optional trained classifier (``medactive.models.Classifier``), same purpose.
+        true_labels: optional ``(N,)`` ground truth, **simulation only** (label-diversity
+            wrapper with ``groups="true"``); never read by label-free code.
+        extras: free-form cached arrays (e.g. contrastive confidence) keyed by name.
+    """
+
+    features: np.ndarray
+    labeled_mask: np.ndarray
+    labels: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    dropout_p: float = 0.2
+    val_features: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    images: np.ndarray | None = None
+    model: Any = None
+    true_labels: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n, d = self.features.shape
+        if self.labeled_mask.shape != (n,) or self.labels.shape != (n,):
+            raise StrategyError(
+                f"view: labeled_mask {self.labeled_mask.shape} and labels {self.labels.shape} "
+                f"must both have shape ({n},)"
+            )
+        if self.weight.ndim != 2 or self.weight.shape[1] != d or self.bias.shape != (
+            self.weight.shape[0],
+        ):
+            raise StrategyError(
+                f"view: head weight {self.weight.shape} / bias {self.bias.shape} do not match "
+                f"feature dimension {d}"
+            )
+        if not np.all(np.isfinite(self.features)):
+            raise StrategyError("view: features contain NaN or infinite values")
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes ``C``."""
+        return int(self.weight.shape[0])
+
+    @cached_property
+    def pool_indices(self) -> np.ndarray:
+        """``(N_pool,)`` int64 indices of the unlabelled images, ascending."""
+        return np.flatnonzero(~self.labeled_mask).astype(np.int64)
+
+    @property
+    def pool_features(self) -> np.ndarray:
+        """``(N_pool, D)`` features of the unlabelled images."""
+        return self.features[self.pool_indices]
+
+    @cached_property
+    def pool_logits(self) -> np.ndarray:
+        """``(N_pool, C)`` float64 logits of the head on the pool (dropout off)."""
+        feats = self.pool_features.astype(np.float64)
+        return feats @ self.weight.T.astype(np.float64) + self.bias.astype(np.float64)
+
+    @cached_property
+    def pool_probabilities(self) -> np.ndarray:
+        """``(N_pool, C)`` float64 softmax probabilities on the pool (dropout off)."""
+        return softmax(self.pool_logits)
+
+
+def check_budget(view: RoundView, budget: int) -> None:
+    """Raise :class:`StrategyError` unless ``1 <= budget <= pool size``."""
+    n_pool = int(view.pool_indices.size)
+    if not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise StrategyError(f"budget must be a positive integer, got {budget!r}")
+    if budget > n_pool:
+        raise StrategyError(f"budget {budget} is larger than the unlabelled pool ({n_pool} images)")
+
+
+def top_k_with_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of the ``k`` largest ``scores``, highest first, ties broken by ``rng``.
+
+    Args:
+        scores: ``(N,)`` finite floats.
+        k: how many to take, ``1 <= k <= N``.
+        rng: random generator used only to order exactly-equal scores.
+
+    Returns:
+        ``(k,)`` int64 positions into ``scores``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise StrategyError("strategy produced NaN or infinite scores")
+    tiebreak = rng.random(scores.shape[0])
+    # lexsort sorts by the last key first: primary key -score, secondary a random permutation.
+    order = np.lexsort((tiebreak, -scores))
+    return order[:k].astype(np.int64)
+
+
+class Strategy(ABC):
+    """An acquisition strategy; constructor stores parameters, validation happens at call time."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """Return ``(budget,)`` distinct int64 training-set indices, none already labelled,
+        in acquisition order."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (for logging and reproducibility)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+class ScoreStrategy(Strategy):
+    """A strategy defined by a per-image score; selection is the top-B scores."""
+
+    @abstractmethod
+    def score(self, view: RoundView) -> np.ndarray:
+        """``(N_pool,)`` float64 scores aligned with ``view.pool_indices``; higher = acquire first."""
+
+    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        check_budget(view, budget)
+        scores = self.score(view)
+        if scores.shape != view.pool_indices.shape:
+            raise StrategyError(
+                f"{self.name}: score returned shape {scores.shape}, "
+                f"expected {view.pool_indices.shape}"
+            )
+        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
+
+
+_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+
+
+def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator adding a strategy to the registry under ``name``."""
+
+    def decorator(cls: type[Strategy]) -> type[Strategy]:
+        if name in _REGISTRY:
+            raise RuntimeError(f"strategy {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_strategy(name: str, **params: Any) -> Strategy:
+    """Instantiate the registered strategy ``name`` with ``params``.
+
+    Raises:
+        StrategyError: unknown name (the message lists the known ones) or bad parameters.
+    """
+    _load_builtin_strategies()
+    if name not in _REGISTRY:
+        raise StrategyError(
+            f"unknown strategy {name!r}; known strategies: {', '.join(sorted(_REGISTRY))}"
+        )
+    try:
+        return _REGISTRY[name](**params)
+    except TypeError as exc:
+        raise StrategyError(f"bad parameters for strategy {name!r}: {exc}") from None
+
+
+def list_strategies() -> list[str]:
+    """Names of all registered acquisition strategies, sorted."""
+    _load_builtin_strategies()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin_strategies() -> None:
+    # Importing the package registers every built-in strategy module exactly once.
+    import medactive.strategies  # noqa: F401
