@@ -1,0 +1,483 @@
+"""The project store: one SQLite file (``DIR/project.db``, WAL mode) that never loses a label.
+
+Tables:
+    meta     key/value: ``app`` = ``medactive``, ``schema_version``, image size/channels.
+    images   registered files by path + SHA-256 content hash (nothing is copied).
+    classes  the project's class names in index order.
+    labels   append-only history of answers. ``kind`` is ``label`` (a class), ``unsure``, ``skip``
+             or ``retract`` (an undo, pointing at the record it withdraws). The *current* answer of
+             an image is its latest non-retracted ``label``/``unsure`` record; nothing is updated or
+             deleted, so the full history of who said what, and when, is kept.
+    rounds   one per query: strategy, parameters (JSON), model checkpoint, time.
+    queries  the ranked images of a round (round, image, rank, score).
+
+Every write is one ``BEGIN IMMEDIATE`` transaction with ``synchronous=FULL``: a label either is in
+the file completely or not at all, even when the writing process is killed with ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from medactive.errors import StoreError
+
+SCHEMA_VERSION = 1
+APP_ID = "medactive"
+DB_NAME = "project.db"
+ANSWER_KINDS = ("label", "unsure")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE classes (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    params TEXT NOT NULL,
+    checkpoint TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE queries (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    rank INTEGER NOT NULL,
+    score REAL,
+    PRIMARY KEY (round_id, rank),
+    UNIQUE (round_id, image_id)
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'unsure', 'skip', 'retract')),
+    class_idx INTEGER REFERENCES classes(idx),
+    retracts INTEGER REFERENCES labels(id),
+    round_id INTEGER REFERENCES rounds(id),
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    CHECK ((kind = 'label') = (class_idx IS NOT NULL)),
+    CHECK ((kind = 'retract') = (retracts IS NOT NULL))
+);
+CREATE INDEX labels_image ON labels(image_id);
+CREATE INDEX labels_retracts ON labels(retracts);
+"""
+
+# Latest live (not retracted) answer per image.
+_CURRENT_SQL = """
+WITH live AS (
+    SELECT * FROM labels
+    WHERE kind IN ('label', 'unsure')
+      AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
+SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
+       images.uid
+FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.image_id
+"""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """A registered image: store id, user-facing id (``uid``), file path and content hash."""
+
+    id: int
+    uid: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The current answer for an image: ``kind`` is ``label`` (with ``class_idx``) or ``unsure``."""
+
+    label_id: int
+    image_id: int
+    uid: str
+    kind: str
+    class_idx: int | None
+    annotator: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One query round."""
+
+    id: int
+    strategy: str
+    params: dict[str, Any]
+    checkpoint: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One queried image of a round, with what has happened to it so far."""
+
+    rank: int
+    image_id: int
+    uid: str
+    score: float | None
+    answer: str | None  # class name, "unsure", or None
+    skipped: bool
+
+    @property
+    def done(self) -> bool:
+        """Answered or skipped: the page moves past it."""
+        return self.answer is not None or self.skipped
+
+
+def db_path(project_dir: str | Path) -> Path:
+    """``DIR/project.db``."""
+    return Path(project_dir) / DB_NAME
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so every write takes the lock up
+    # front (no deadlock-prone read->write upgrades between concurrent writers).
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA busy_timeout = 30000")
+    con.execute("PRAGMA foreign_keys = ON")
+    con.execute("PRAGMA synchronous = FULL")
+    return con
+
+
+class ProjectStore:
+    """Open project database. Thread-safe (one lock around the connection); use as a context
+    manager or call :meth:`close`."""
+
+    def __init__(self, con: sqlite3.Connection, path: Path) -> None:
+        self._con = con
+        self.path = path
+        self.dir = path.parent
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def create(
+        cls, project_dir: str | Path, classes: Sequence[str], meta: dict[str, Any] | None = None
+    ) -> ProjectStore:
+        """Create ``DIR/project.db`` with ``classes``; refuses to overwrite an existing project."""
+        classes = [c.strip() for c in classes]
+        if len(classes) < 2 or any(not c for c in classes):
+            raise StoreError(f"need at least 2 non-empty class names, got {classes!r}")
+        if len(set(classes)) != len(classes):
+            raise StoreError(f"class names must be unique, got {classes!r}")
+        if "unsure" in classes or "skip" in classes:
+            raise StoreError("'unsure' and 'skip' are reserved answers, not class names")
+        path = db_path(project_dir)
+        if path.exists():
+            raise StoreError(f"{path} already exists; a project is initialised only once")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(path)
+        con.execute("PRAGMA journal_mode = WAL")
+        entries = {"app": APP_ID, "schema_version": str(SCHEMA_VERSION), "created_at": now()}
+        entries.update({k: json.dumps(v) for k, v in (meta or {}).items()})
+        con.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.executemany("INSERT INTO meta VALUES (?, ?)", entries.items())
+        con.executemany("INSERT INTO classes VALUES (?, ?)", enumerate(classes))
+        con.execute("COMMIT")
+        return cls(con, path)
+
+    @classmethod
+    def open(cls, project_dir: str | Path) -> ProjectStore:
+        """Open an existing project, checking that it is a medactive store of a known schema.
+
+        Raises:
+            StoreError: no project there, not an SQLite file, not a medactive database, or a
+                schema version this medactive cannot read.
+        """
+        path = db_path(project_dir)
+        if not path.is_file():
+            raise StoreError(f"no project at {project_dir} ({path} not found; run "
+                             "`medactive project init` first)")
+        try:
+            con = _connect(path)
+            tables = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not an SQLite database ({exc})") from None
+        if "meta" not in tables:
+            con.close()
+            raise StoreError(f"{path} is an SQLite file but not a medactive project database")
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("app") != APP_ID:
+            con.close()
+            raise StoreError(f"{path} is an SQLite file but not a medactive project database")
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            con.close()
+            raise StoreError(f"{path}: unreadable schema version "
+                             f"{meta.get('schema_version')!r}") from None
+        if version > SCHEMA_VERSION:
+            con.close()
+            raise StoreError(
+                f"{path} uses project schema v{version}, newer than this medactive understands "
+                f"(v{SCHEMA_VERSION}); upgrade medactive to open it"
+            )
+        if version < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
+            con.close()
+            raise StoreError(f"{path} uses project schema v{version}; no migration to "
+                             f"v{SCHEMA_VERSION} is available")
+        con.execute("PRAGMA journal_mode = WAL")
+        return cls(con, path)
+
+    def close(self) -> None:
+        """Close the connection (committed data is already on disk)."""
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> ProjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or (on any exception) none of it."""
+        with self._lock:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path} is locked by another writer ({exc})") from None
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------ metadata
+
+    def meta(self) -> dict[str, Any]:
+        """User metadata saved at creation (JSON-decoded), plus ``app``/``schema_version``."""
+        out: dict[str, Any] = {}
+        for key, value in self._query("SELECT key, value FROM meta"):
+            try:
+                out[key] = json.loads(value) if key not in ("app", "created_at") else value
+            except json.JSONDecodeError:
+                out[key] = value
+        return out
+
+    def classes(self) -> list[str]:
+        """Class names in index order."""
+        return [r[0] for r in self._query("SELECT name FROM classes ORDER BY idx")]
+
+    # ------------------------------------------------------------------ images
+
+    def add_images(self, rows: Sequence[tuple[str, str, str]]) -> int:
+        """Register ``(uid, path, sha256)`` rows in one transaction; returns how many were added.
+
+        Raises:
+            StoreError: a uid is already registered (nothing is added then).
+        """
+        stamp = now()
+        try:
+            with self._write() as con:
+                con.executemany(
+                    "INSERT INTO images (uid, path, sha256, added_at) VALUES (?, ?, ?, ?)",
+                    [(u, p, h, stamp) for u, p, h in rows],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"cannot register images: {exc}") from None
+        return len(rows)
+
+    def images(self) -> list[ImageRow]:
+        """All registered images, in registration order (their index in training arrays)."""
+        return [ImageRow(*r) for r in self._query(
+            "SELECT id, uid, path, sha256 FROM images ORDER BY id")]
+
+    def image(self, image_id: int) -> ImageRow | None:
+        """The image with store id ``image_id``, or None."""
+        rows = self._query("SELECT id, uid, path, sha256 FROM images WHERE id = ?", (image_id,))
+        return ImageRow(*rows[0]) if rows else None
+
+    def n_images(self) -> int:
+        """Number of registered images."""
+        return int(self._query("SELECT count(*) FROM images")[0][0])
+
+    # ------------------------------------------------------------------ answers
+
+    def _class_idx(self, class_name: str) -> int:
+        rows = self._query("SELECT idx FROM classes WHERE name = ?", (class_name,))
+        if not rows:
+            raise StoreError(f"unknown class {class_name!r}; classes: {', '.join(self.classes())}")
+        return int(rows[0][0])
+
+    def record(
+        self,
+        image_id: int,
+        answer: str,
+        annotator: str,
+        round_id: int | None = None,
+    ) -> int:
+        """Record one answer (a class name, ``"unsure"`` or ``"skip"``) in its own transaction.
+
+        Returns:
+            the new record's id.
+
+        Raises:
+            StoreError: unknown image or class (nothing is written).
+        """
+        if self.image(image_id) is None:
+            raise StoreError(f"unknown image id {image_id}")
+        if answer in ("unsure", "skip"):
+            kind, class_idx = answer, None
+        else:
+            kind, class_idx = "label", self._class_idx(answer)
+        with self._write() as con:
+            cur = con.execute(
+                "INSERT INTO labels (image_id, kind, class_idx, round_id, annotator, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (image_id, kind, class_idx, round_id, annotator, now()),
+            )
+            return int(cur.lastrowid)
+
+    def undo(self, round_id: int | None, annotator: str) -> int | None:
+        """Withdraw the latest live answer or skip of ``round_id`` by appending a retraction.
+
+        Returns:
+            the image id whose answer was withdrawn, or None when there is nothing to undo.
+        """
+        with self._write() as con:
+            row = con.execute(
+                "SELECT id, image_id FROM labels WHERE kind IN ('label', 'unsure', 'skip')"
+                " AND round_id IS ? AND id NOT IN"
+                " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)"
+                " ORDER BY id DESC LIMIT 1",
+                (round_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            con.execute(
+                "INSERT INTO labels (image_id, kind, retracts, round_id, annotator, created_at)"
+                " VALUES (?, 'retract', ?, ?, ?, ?)",
+                (row[1], row[0], round_id, annotator, now()),
+            )
+            return int(row[1])
+
+    def current_answers(self) -> dict[int, Answer]:
+        """``image_id -> Answer`` for every image with a live ``label`` or ``unsure`` answer."""
+        return {r[1]: Answer(r[0], r[1], r[6], r[2], r[3], r[4], r[5])
+                for r in self._query(_CURRENT_SQL)}
+
+    def history(self) -> list[tuple]:
+        """Every record of the labels table, oldest first (for audits and tests)."""
+        return self._query("SELECT id, image_id, kind, class_idx, retracts, round_id, annotator,"
+                           " created_at FROM labels ORDER BY id")
+
+    def import_labels(self, rows: Sequence[tuple[str, str]], annotator: str) -> int:
+        """Import ``(uid, answer)`` rows (answer: a class name or ``unsure``) atomically.
+
+        Every row is checked before anything is written: one unknown id or class rejects the
+        whole import.
+        """
+        by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
+        classes = {name: k for k, name in enumerate(self.classes())}
+        bad_ids = sorted({u for u, _ in rows if u not in by_uid})
+        bad_classes = sorted({a for _, a in rows if a not in classes and a != "unsure"})
+        problems = []
+        if bad_ids:
+            problems.append(f"{len(bad_ids)} unknown image id(s) (e.g. {bad_ids[:3]})")
+        if bad_classes:
+            problems.append(f"unknown class(es) {bad_classes} (classes: {', '.join(classes)})")
+        if problems:
+            raise StoreError("import rejected, nothing written: " + "; ".join(problems))
+        stamp = now()
+        with self._write() as con:
+            con.executemany(
+                "INSERT INTO labels (image_id, kind, class_idx, annotator, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(by_uid[u], "unsure" if a == "unsure" else "label", classes.get(a), annotator,
+                  stamp) for u, a in rows],
+            )
+        return len(rows)
+
+    # ------------------------------------------------------------------ rounds
+
+    def add_round(
+        self,
+        strategy: str,
+        params: dict[str, Any],
+        checkpoint: str | None,
+        ranked: Sequence[tuple[int, float | None]],
+    ) -> int:
+        """Record a round and its ranked ``(image_id, score)`` queries in one transaction.
+
+        Raises:
+            StoreError: a queried image already has an answer, or is listed twice.
+        """
+        ids = [int(i) for i, _ in ranked]
+        if len(set(ids)) != len(ids):
+            raise StoreError("a round cannot query the same image twice")
+        answered = set(self.current_answers())
+        clash = [i for i in ids if i in answered]
+        if clash:
+            raise StoreError(f"refusing to query {len(clash)} already-labelled image(s)")
+        with self._write() as con:
+            cur = con.execute(
+                "INSERT INTO rounds (strategy, params, checkpoint, created_at) VALUES (?, ?, ?, ?)",
+                (strategy, json.dumps(params, default=str), checkpoint, now()),
+            )
+            rid = int(cur.lastrowid)
+            con.executemany(
+                "INSERT INTO queries (round_id, image_id, rank, score) VALUES (?, ?, ?, ?)",
+                [(rid, i, r, None if s is None else float(s))
+                 for r, (i, s) in enumerate(ranked, start=1)],
+            )
+        return rid
+
+    def rounds(self) -> list[RoundRow]:
+        """All rounds, oldest first."""
+        return [RoundRow(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in self._query(
+            "SELECT id, strategy, params, checkpoint, created_at FROM rounds ORDER BY id")]
+
+    def latest_round(self) -> RoundRow | None:
+        """The most recent round, or None before the first query."""
+        rounds = self.rounds()
+        return rounds[-1] if rounds else None
+
+    def queue(self, round_id: int) -> list[QueueItem]:
+        """The round's queried images in rank order, with their current answer / skip state."""
+        answers = self.current_answers()
+        names = self.classes()
+        skipped = {r[0] for r in self._query(
+            "SELECT image_id FROM labels WHERE kind = 'skip' AND round_id = ? AND id NOT IN"
+            " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))}
+        items = []
+        for rank, iid, uid, score in self._query(
+            "SELECT q.rank, q.image_id, i.uid, q.score FROM queries q JOIN images i"
+            " ON i.id = q.image_id WHERE q.round_id = ? ORDER BY q.rank", (round_id,)
+        ):
+            ans = answers.get(iid)
+            name = None if ans is None else (
+                names[ans.class_idx] if ans.kind == "label" else ans.kind)
+            items.append(QueueItem(rank, iid, uid, score, name, iid in skipped and ans is None))
+        return items
