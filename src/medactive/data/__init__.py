@@ -1,6 +1,8 @@
 """Datasets, loaders and splits."""
 
 from medactive.data.dataset import UNKNOWN_LABEL, DatasetSplits, ImageDataset
+from medactive.data.loading import load_dataset
+from medactive.data.longtail import long_tail_counts, make_long_tail, make_long_tail_splits
 from medactive.data.medmnist import (
     MEDMNIST,
     cache_dir,
@@ -8,6 +10,7 @@ from medactive.data.medmnist import (
     load_medmnist,
     resolve_medmnist,
 )
+from medactive.data.splits import stratified_split
 
 __all__ = [
     "MEDMNIST",
@@ -16,6 +19,11 @@ __all__ = [
     "ImageDataset",
     "cache_dir",
     "fetch_from_pypi",
+    "load_dataset",
     "load_medmnist",
+    "long_tail_counts",
+    "make_long_tail",
+    "make_long_tail_splits",
     "resolve_medmnist",
+    "stratified_split",
 ]

@@ -1,0 +1,5 @@
+"""``python -m medactive`` runs the CLI."""
+
+from medactive.cli import run
+
+run()
