@@ -1,0 +1,108 @@
+"""End to end in a real browser: Playwright driving Debian's headless Chromium.
+
+A missing browser is a failure, not a skip: CI (``.ci/run``) installs the ``chromium`` package.
+The screenshot used in ``docs/labelling.md`` comes from this test; set
+``MEDACTIVE_UPDATE_SCREENSHOT=1`` to copy it to ``docs/img/labelling.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medactive.annotate.store import ProjectStore
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+TOKEN = "e2e-token"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img" / "labelling.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, bloodmnist_path: Path) -> Iterator[tuple[str, Path]]:
+    """A BloodMNIST project (40 images, a round of 10) served by uvicorn in a thread."""
+    import uvicorn
+
+    from medactive.annotate.app import create_app
+    from medactive.annotate.project import init_from_npz
+
+    proj = tmp_path / "blood"
+    with init_from_npz(proj, bloodmnist_path, "train", limit=40) as store:
+        ids = [i.id for i in store.images()]
+        store.add_round("aeig", {"budget": 10}, None,
+                        [(ids[k], 0.9 - k * 0.05) for k in range(10)])
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(proj, token=TOKEN), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", proj
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_label_three_undo_reload(server: tuple[str, Path], tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package "
+                    "(`apt-get install -y chromium`; .ci/run does this)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url, proj = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{url}/?token={TOKEN}")
+            expect(page.locator("#progress")).to_have_text("0 / 10")
+            page.fill("#annotator", "Dr. Example")
+            page.locator("#viewer").click()  # leave the text field so keys label
+            expect(page.locator("#img")).to_have_js_property("complete", True)
+            first = page.locator("#img").get_attribute("data-image-id")
+            for key, progress in (("1", "1 / 10"), ("7", "2 / 10"), ("3", "3 / 10")):
+                page.keyboard.press(key)
+                expect(page.locator("#progress")).to_have_text(progress)
+            page.keyboard.press("z")
+            expect(page.locator("#progress")).to_have_text("2 / 10")
+            page.reload()
+            expect(page.locator("#progress")).to_have_text("2 / 10")
+            expect(page.locator("#annotator")).to_have_value("Dr. Example")  # remembered
+            third = page.locator("#img").get_attribute("data-image-id")
+            page.wait_for_function("document.getElementById('img').naturalWidth > 0")
+            page.locator("#contrast").fill("130")
+            shot = tmp_path / "labelling.png"
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MEDACTIVE_UPDATE_SCREENSHOT") == "1":
+        DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_IMG)
+    with ProjectStore.open(proj) as store:
+        queue = store.queue(1)
+        answers = store.current_answers()
+        names = store.classes()
+        assert [q.answer for q in queue[:3]] == [names[0], names[6], None]
+        assert int(first) == queue[0].image_id and int(third) == queue[2].image_id
+        assert all(a.annotator == "Dr. Example" for a in answers.values()) and len(answers) == 2
+        kinds = [r[2] for r in store.history()]
+        assert kinds == ["label", "label", "label", "retract"]  # the undo is recorded, not erased
