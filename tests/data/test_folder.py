@@ -153,6 +153,8 @@ def test_rgb_dicom_mixed_with_png(tmp_path: Path) -> None:
     assert ds.images.shape == (2, 8, 8, 3)
     assert ds.images[0, 0, 0].tolist() == [200, 0, 50]
     assert ds.images[1, 0, 0].tolist() == [90, 90, 90]
+    gray = load_image_folder(tmp_path / "x.csv", image_size=8, channels=1)
+    assert abs(int(gray.images[0, 0, 0, 0]) - 66) <= 1  # ITU-R 601 luma of (200, 0, 50)
 
 
 def test_many_files_threaded_and_subfolders(tmp_path: Path) -> None:
@@ -167,6 +169,9 @@ def test_many_files_threaded_and_subfolders(tmp_path: Path) -> None:
     assert len(ds) == 80 and ds.images.shape[1:] == (28, 28, 3)
     assert ds.ids[79] == "ISIC_79"
     assert ds.images[79, 5, 5, 1] == 79  # order preserved through the thread pool
+    (tmp_path / "part_2" / "ISIC_41.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"row 43: cannot read image .*ISIC_41\.png"):
+        load_image_folder(tmp_path / "HAM10000_metadata.csv")
 
 
 def test_splits_from_column_and_stratified(tmp_path: Path) -> None:

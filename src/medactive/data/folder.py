@@ -198,7 +198,12 @@ def _decode_all(csv_path: Path, rows: list[_Row], paths: list[Path],
         return [work(i) for i in progress_bar(range(n), "decode images", "img", bar_on)]
     workers = min(8, (os.cpu_count() or 1) + 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(progress_bar(pool.map(work, range(n)), "decode images", "img", bar_on, n))
+        try:
+            return list(progress_bar(pool.map(work, range(n)), "decode images", "img", bar_on, n))
+        except DataError:
+            # Report the first bad file now instead of decoding thousands more first.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _stack(csv_path: Path, rows: list[_Row], arrays: list[np.ndarray],
@@ -214,8 +219,6 @@ def _stack(csv_path: Path, rows: list[_Row], arrays: list[np.ndarray],
             )
     if channels is None:
         channels = 3 if any(a.ndim == 3 for a in arrays) else 1
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}")
     out = np.empty((len(arrays), *first, channels), dtype=np.uint8)
     luma = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's convert("L")
     for i, array in enumerate(arrays):
@@ -245,6 +248,8 @@ def _load(
                 f"one of {', '.join(ID_COLUMNS)} or pass id_column="
             )
     _require_columns(csv_path, header, [id_column])
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
     if image_size is not None and image_size < 1:
         raise DataError(f"image_size must be a positive number of pixels, got {image_size}")
     seen: dict[str, int] = {}
