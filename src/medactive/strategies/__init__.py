@@ -1,22 +1,33 @@
-"""Acquisition strategies: a registry of small objects scoring cached per-round arrays."""
+"""Acquisition strategies: a registry of small objects scoring cached per-round arrays.
 
+Importing this package registers every built-in strategy (one module per family).
+"""
+
+from medactive.strategies import infogain, uncertainty  # noqa: F401  (registers)
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
     Strategy,
     check_budget,
     get_strategy,
+    iter_pool_chunks,
     list_strategies,
     register_strategy,
     top_k_with_random_ties,
 )
+from medactive.strategies.infogain import info_gain_scores, info_gain_scores_reference
+from medactive.strategies.view import build_round_view
 
 __all__ = [
     "RoundView",
     "ScoreStrategy",
     "Strategy",
+    "build_round_view",
     "check_budget",
     "get_strategy",
+    "info_gain_scores",
+    "info_gain_scores_reference",
+    "iter_pool_chunks",
     "list_strategies",
     "register_strategy",
     "top_k_with_random_ties",

@@ -1,7 +1,8 @@
 """The acquisition-strategy interface: a round's cached state ("view"), strategies, and a registry.
 
-A :class:`RoundView` is built once per round (see :func:`medactive.strategies.view.build_round_view`)
-with one batched forward pass of the classifier; every strategy then works on cached arrays.
+A :class:`RoundView` is built once per round (see
+:func:`medactive.strategies.view.build_round_view`) with one batched forward pass of the
+classifier; every strategy then works on cached arrays.
 Indices are always positions in the *whole* training set (``view.features``), so a strategy's
 output can be checked against ``view.labeled_mask`` directly.
 
@@ -14,7 +15,7 @@ override :meth:`Strategy.select` directly.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
@@ -22,6 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from medactive.errors import StrategyError
+
+# Rows processed at once by chunked helpers: 16k x 512 float64 = 64 MB at most per temporary.
+_CHUNK_ROWS = 16384
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -81,8 +85,11 @@ class RoundView:
                 f"view: head weight {self.weight.shape} / bias {self.bias.shape} do not match "
                 f"feature dimension {d}"
             )
-        if not np.all(np.isfinite(self.features)):
-            raise StrategyError("view: features contain NaN or infinite values")
+        # Checked in row chunks: a full-size boolean temporary would be N*D bytes (512 MB for a
+        # million 512-d features), which matters under the 4 GiB budget of large pools.
+        for start in range(0, n, _CHUNK_ROWS):
+            if not np.all(np.isfinite(self.features[start : start + _CHUNK_ROWS])):
+                raise StrategyError("view: features contain NaN or infinite values")
 
     @property
     def n_classes(self) -> int:
@@ -102,13 +109,34 @@ class RoundView:
     @cached_property
     def pool_logits(self) -> np.ndarray:
         """``(N_pool, C)`` float64 logits of the head on the pool (dropout off)."""
-        feats = self.pool_features.astype(np.float64)
-        return feats @ self.weight.T.astype(np.float64) + self.bias.astype(np.float64)
+        # Chunked so no float64 copy of the whole pool's features is ever made (memory bound).
+        idx = self.pool_indices
+        w = self.weight.T.astype(np.float64)
+        b = self.bias.astype(np.float64)
+        out = np.empty((idx.size, self.n_classes), dtype=np.float64)
+        for start in range(0, idx.size, _CHUNK_ROWS):
+            rows = idx[start : start + _CHUNK_ROWS]
+            out[start : start + rows.size] = self.features[rows].astype(np.float64) @ w + b
+        return out
 
     @cached_property
     def pool_probabilities(self) -> np.ndarray:
         """``(N_pool, C)`` float64 softmax probabilities on the pool (dropout off)."""
         return softmax(self.pool_logits)
+
+
+def iter_pool_chunks(
+    view: RoundView, chunk: int = _CHUNK_ROWS
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, features)`` over the pool in row chunks of ``view.features``.
+
+    ``features`` is a ``(n, D)`` float32 copy of at most ``chunk`` pool rows and ``start`` its
+    offset in ``view.pool_indices``; lets strategies stream over huge pools without ever copying
+    ``view.pool_features`` whole.
+    """
+    idx = view.pool_indices
+    for start in range(0, idx.size, chunk):
+        yield start, view.features[idx[start : start + chunk]]
 
 
 def check_budget(view: RoundView, budget: int) -> None:
@@ -164,7 +192,8 @@ class ScoreStrategy(Strategy):
 
     @abstractmethod
     def score(self, view: RoundView) -> np.ndarray:
-        """``(N_pool,)`` float64 scores aligned with ``view.pool_indices``; higher = acquire first."""
+        """``(N_pool,)`` float64 scores aligned with ``view.pool_indices``; higher = acquire
+        first."""
 
     def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
         check_budget(view, budget)
