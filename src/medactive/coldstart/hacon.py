@@ -1,0 +1,208 @@
+"""HaCon (Chen et al. 2023, Algorithm 1): K-means pseudo-labels for label diversity, then the
+hard-to-contrast (lowest dataset-map confidence) images of each cluster, round-robin.
+
+Everything here is label-free: it reads contrastive features and confidences only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medactive.errors import StrategyError
+
+# Above this many points K-means uses faiss when it is installed (scikit-learn otherwise).
+FAISS_MIN_POINTS = 50_000
+_KMEANS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_KMEANS_CACHE_SIZE = 16
+
+
+@dataclass(eq=False)
+class ColdStartView:
+    """What a cold-start strategy may look at: no labels, only pre-training outputs.
+
+    Attributes:
+        features: ``(N, D)`` float32 contrastive backbone features of the un-augmented images.
+        confidence: ``(N,)`` dataset-map confidence (mean positive-pair probability).
+        variability: ``(N,)`` dataset-map variability (its standard deviation).
+        images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
+        true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
+            :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
+    """
+
+    features: np.ndarray
+    confidence: np.ndarray
+    variability: np.ndarray
+    images: np.ndarray | None = None
+    true_labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features, dtype=np.float32)
+        if self.features.ndim != 2:
+            raise StrategyError(f"cold-start view: features must be (N, D), got {self.features.shape}")
+        n = self.features.shape[0]
+        self.confidence = np.asarray(self.confidence, dtype=np.float64)
+        self.variability = np.asarray(self.variability, dtype=np.float64)
+        for name in ("confidence", "variability"):
+            if getattr(self, name).shape != (n,):
+                raise StrategyError(
+                    f"cold-start view: {name} shape {getattr(self, name).shape} != ({n},)"
+                )
+        if self.images is not None and self.images.shape[0] != n:
+            raise StrategyError(f"cold-start view: {self.images.shape[0]} images for {n} features")
+        if self.true_labels is not None and np.shape(self.true_labels) != (n,):
+            raise StrategyError(f"cold-start view: true_labels must have shape ({n},)")
+        if not np.all(np.isfinite(self.features)):
+            raise StrategyError("cold-start view: features contain NaN or infinite values")
+
+    @property
+    def n(self) -> int:
+        """Pool size ``N``."""
+        return int(self.features.shape[0])
+
+
+def check_coldstart_budget(n: int, budget: int) -> None:
+    """Raise :class:`StrategyError` unless ``1 <= budget <= n``."""
+    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
+        raise StrategyError(f"budget must be a positive integer, got {budget!r}")
+    if budget > n:
+        raise StrategyError(f"budget {budget} is larger than the pool ({n} images)")
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``(N, D)`` scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """K-means on ``(N, D)`` points; memoised on the data's hash (strategies share clusterings).
+
+    Returns:
+        ``(labels (N,) int64, centroids (k, D) float32)``. Labels are renumbered canonically —
+        cluster ``c`` is the one whose smallest member index has rank ``c`` — so results do not
+        depend on the backend's arbitrary numbering.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    k = int(min(k, x.shape[0]))
+    ck = (hashlib.md5(x.tobytes()).hexdigest(), x.shape, k, int(seed))
+    if ck in _KMEANS_CACHE:
+        _KMEANS_CACHE.move_to_end(ck)
+        labels, cents = _KMEANS_CACHE[ck]
+        return labels.copy(), cents.copy()
+    labels, cents = _kmeans_backend(x, k, seed)
+    first = np.array([np.flatnonzero(labels == c).min() if (labels == c).any() else x.shape[0]
+                      for c in range(k)])
+    rank = np.empty(k, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(k)
+    labels, cents = rank[labels], cents[np.argsort(rank)]
+    _KMEANS_CACHE[ck] = (labels, cents)
+    if len(_KMEANS_CACHE) > _KMEANS_CACHE_SIZE:
+        _KMEANS_CACHE.popitem(last=False)
+    return labels.copy(), cents.copy()
+
+
+def _kmeans_backend(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape[0] >= FAISS_MIN_POINTS:
+        try:
+            import faiss  # optional, much faster on large pools
+
+            km = faiss.Kmeans(x.shape[1], k, niter=25, seed=seed, verbose=False)
+            km.train(x)
+            _, lab = km.index.search(x, 1)
+            return lab[:, 0].astype(np.int64), km.centroids.astype(np.float32)
+        except ImportError:
+            pass
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
+    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
+
+
+def round_robin(groups: Sequence[np.ndarray], budget: int, order: np.ndarray) -> np.ndarray:
+    """Take one item per group per round, groups visited in ``order``, until ``budget`` items.
+
+    Args:
+        groups: per-group index arrays, each already sorted best-first.
+        budget: how many to take in total (at most the total group size).
+        order: permutation of ``range(len(groups))``: the visiting order of each round.
+
+    Returns:
+        ``(budget,)`` int64 indices. A group that runs out drops out; the remaining budget
+        spreads over the others.
+    """
+    out: list[int] = []
+    depth = 0
+    while len(out) < budget:
+        took = False
+        for g in order:
+            if depth < len(groups[g]):
+                out.append(int(groups[g][depth]))
+                took = True
+                if len(out) == budget:
+                    break
+        if not took:
+            raise StrategyError(f"budget {budget} exceeds the {len(out)} items available")
+        depth += 1
+    return np.asarray(out, dtype=np.int64)
+
+
+def clustered_selection(
+    cluster_labels: np.ndarray, rank_key: np.ndarray, budget: int, seed: int = 0
+) -> np.ndarray:
+    """Within each cluster order by ``rank_key`` ascending (ties: lower index), then round-robin
+    over clusters in the order ``np.random.default_rng(seed).permutation(K)``.
+
+    Args:
+        cluster_labels: ``(N,)`` ints in ``[0, K)`` (canonical numbering, see :func:`kmeans`).
+        rank_key: ``(N,)`` floats, smaller = taken first within its cluster.
+        budget: total number of indices.
+        seed: seed of the cluster visiting order.
+    """
+    k = int(cluster_labels.max()) + 1
+    groups = []
+    for c in range(k):
+        members = np.flatnonzero(cluster_labels == c)
+        groups.append(members[np.argsort(rank_key[members], kind="stable")])
+    order = np.random.default_rng(seed).permutation(k)
+    return round_robin(groups, budget, order)
+
+
+def hacon_select(
+    features: np.ndarray,
+    confidence: np.ndarray,
+    budget: int,
+    *,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """HaCon initial query: hard-to-contrast images spread over K-means clusters.
+
+    Args:
+        features: ``(N, D)`` contrastive features of the un-augmented images.
+        confidence: ``(N,)`` dataset-map confidence; lower = harder to contrast = more typical.
+        budget: number of images to select, ``1 <= budget <= N``.
+        n_clusters: K (default: ``budget``, the paper's best setting in its Fig. 17 ablation).
+        seed: seeds K-means and the order in which clusters are visited.
+
+    Returns:
+        ``(budget,)`` int64 distinct indices in acquisition order: round ``r`` takes the
+        ``r``-th hardest image of every cluster that still has one. Deterministic for a seed.
+    """
+    features = np.asarray(features)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if features.ndim != 2 or confidence.shape != (features.shape[0],):
+        raise StrategyError(
+            f"hacon: features {features.shape} and confidence {confidence.shape} do not match"
+        )
+    check_coldstart_budget(features.shape[0], budget)
+    k = int(n_clusters) if n_clusters is not None else int(budget)
+    if k < 1:
+        raise StrategyError(f"n_clusters must be positive, got {n_clusters!r}")
+    labels, _ = kmeans(l2_normalise(features), k, seed)
+    return clustered_selection(labels, confidence, budget, seed)

@@ -1,0 +1,323 @@
+"""MoCo v2 pre-training that records a contrastive dataset map (HaCon, Chen et al. 2023, §2.2).
+
+Query encoder = backbone + 2-layer MLP projection (128-d); the key encoder is its momentum copy;
+InfoNCE over the positive key and a queue of negatives. At every iteration the *dataset map* is
+updated: for each image of the batch, the probability of its positive pair among the 2N−1 other
+in-batch views (cosine similarity / ``tau_map``), averaged over both directions (Eq. 1–2). Over all
+iterations, confidence = mean and variability = standard deviation of that probability.
+
+Temperature of the map: the paper states τ = 0.05. The public reference code divided by its
+temperature cumulatively (an effective τ ≈ 0.001, which saturates every probability at 0 or 1); we
+follow the paper's stated value and keep ``tau_map`` a parameter.
+
+Results (encoder weights, map, un-augmented features) are cached under
+``cache_dir()/encoders/<key>`` where ``key`` hashes the image bytes and the config, so the CLI,
+the demo and the experiment runner share one pre-training. Training checkpoints every epoch and
+resumes from the last finished epoch when re-run with the same data and config.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medactive.errors import ConfigError
+from medactive.models.augment import DEFAULT_CROP_MIN_SCALE, contrastive_augmentation, normalise, to_unit
+from medactive.models.backbones import build_backbone
+from medactive.models.device import autocast, memory_format, seed_everything, select_device
+from medactive.models.training import extract_features
+from medactive.progress import progress_bar
+
+# Config fields that do not change the result and so stay out of the cache key.
+_NON_KEY_FIELDS = ("device", "amp")
+
+
+@dataclass
+class MocoConfig:
+    """Hyper-parameters of MoCo v2 pre-training (paper Table 2, scaled to a 2-core CPU).
+
+    Defaults: ``epochs=10`` with batch 256 on BloodMNIST train (11,959 images, compact backbone)
+    is ~120k augmented pairs: about 4-5 minutes on 2 idle CPU cores (docs/coldstart.md).
+    ``lr`` is the absolute rate for ``batch_size`` (paper: 0.03 x batch/256; a small network and
+    short schedule prefer a larger one). ``repeats`` > 1 is the paper's repeated augmentation
+    (Table 4): each image appears ``repeats`` times per epoch.
+    """
+
+    backbone: str = "compact"
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.06
+    weight_decay: float = 1e-4
+    sgd_momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    temperature: float = 0.2
+    tau_map: float = 0.05
+    momentum: float = 0.99
+    queue_size: int = 4096
+    proj_dim: int = 128
+    repeats: int = 1
+    crop_min_scale: float = DEFAULT_CROP_MIN_SCALE
+    aug_strength: float = 1.0
+    seed: int = 0
+    device: str | None = None
+    amp: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on impossible values."""
+        if self.epochs < 1 or self.batch_size < 2 or self.repeats < 1:
+            raise ConfigError("MocoConfig: epochs >= 1, batch_size >= 2 and repeats >= 1 required")
+        if self.temperature <= 0 or self.tau_map <= 0:
+            raise ConfigError("MocoConfig: temperature and tau_map must be positive")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError("MocoConfig: momentum must be in [0, 1)")
+        if not 0.0 < self.crop_min_scale <= 1.0:
+            raise ConfigError("MocoConfig: crop_min_scale must be in (0, 1]")
+        if self.queue_size < self.batch_size:
+            raise ConfigError("MocoConfig: queue_size must be >= batch_size")
+
+
+@dataclass
+class ContrastiveResult:
+    """Output of :func:`pretrain_moco`.
+
+    Attributes:
+        encoder: the query backbone (no projection head), eval mode, on CPU.
+        features: ``(N, D)`` float32 backbone features of the un-augmented images.
+        confidence: ``(N,)`` float64 mean probability of the positive pair (Eq. 3).
+        variability: ``(N,)`` float64 standard deviation of that probability.
+        config: the configuration used.
+        key: cache key (hash of image bytes + config).
+        images_per_second: augmented pairs processed per second of training (0 on a cache hit
+            without a recorded figure).
+        from_cache: True when loaded from the cache without training.
+    """
+
+    encoder: nn.Module
+    features: np.ndarray
+    confidence: np.ndarray
+    variability: np.ndarray
+    config: MocoConfig
+    key: str
+    images_per_second: float
+    from_cache: bool = False
+
+
+class MocoNet(nn.Module):
+    """Backbone + MLP projection (Linear-ReLU-Linear, MoCo v2) to ``proj_dim``, L2-normalised."""
+
+    def __init__(self, backbone: nn.Module, proj_dim: int = 128) -> None:
+        super().__init__()
+        self.backbone = backbone
+        d = int(backbone.out_dim)
+        self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> unit-norm projections ``(B, proj_dim)``."""
+        return nn.functional.normalize(self.projector(self.backbone(x)).float(), dim=1)
+
+
+def positive_pair_probability(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    """Dataset-map probability of each image's positive pair (Eq. 1–2).
+
+    Args:
+        z1: ``(N, P)`` projections of the first views (any norm; cosine similarity is used).
+        z2: ``(N, P)`` projections of the second views, row ``n`` pairs with ``z1[n]``.
+        tau: temperature of the map.
+
+    Returns:
+        ``(N,)`` float64: ``(p[n -> n'] + p[n' -> n]) / 2`` where ``p[i -> j]`` is the softmax of
+        ``sim(z_i, z_j) / tau`` over the 2N−1 views other than ``i``.
+    """
+    n = z1.shape[0]
+    z = nn.functional.normalize(torch.cat([z1, z2]).double(), dim=1)
+    logits = z @ z.T / tau
+    logits.fill_diagonal_(float("-inf"))  # a view is never its own candidate
+    logp = torch.log_softmax(logits, dim=1)
+    idx = torch.arange(n, device=z.device)
+    return 0.5 * (logp[idx, idx + n].exp() + logp[idx + n, idx].exp())
+
+
+def cache_key(images: np.ndarray, config: MocoConfig) -> str:
+    """MD5 of the image bytes and shape plus the result-relevant config fields (16 hex chars)."""
+    h = hashlib.md5()
+    h.update(str(images.shape).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NON_KEY_FIELDS}
+    h.update(json.dumps(fields, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    # linear warm-up, then cosine decay to zero (paper Table 2)
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _batches(n_items: int, batch_size: int, gen: torch.Generator) -> list[np.ndarray]:
+    # near-equal batch sizes (array_split) so no batch has a single image, which breaks BatchNorm
+    perm = torch.randperm(n_items, generator=gen).numpy()
+    return np.array_split(perm, max(1, math.ceil(n_items / batch_size)))
+
+
+def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig, key: str) -> ContrastiveResult:
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = np.load(folder / "map.npz")
+    backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
+    backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True))
+    backbone.eval()
+    return ContrastiveResult(backbone, arrays["features"], arrays["confidence"],
+                             arrays["variability"], config, key,
+                             float(meta.get("images_per_second", 0.0)), from_cache=True)
+
+
+def pretrain_moco(
+    images: np.ndarray,
+    config: MocoConfig | None = None,
+    *,
+    cache_root: Path | None = None,
+    progress: bool = True,
+) -> ContrastiveResult:
+    """Pre-train MoCo v2 on uint8 ``(N, H, W, C)`` images and record the dataset map.
+
+    Args:
+        images: unlabelled training images, ``C`` in {1, 3}.
+        config: hyper-parameters (defaults: :class:`MocoConfig`).
+        cache_root: folder holding ``<key>/`` result folders (default ``cache_dir()/encoders``).
+        progress: show a progress bar with images/second.
+
+    Returns:
+        A :class:`ContrastiveResult`; cached results are returned without training.
+    """
+    cfg = config or MocoConfig()
+    cfg.validate()
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[0] < 2:
+        raise ConfigError(f"pretrain_moco needs >= 2 uint8 images (N, H, W, C), got {images.shape}")
+    if cache_root is None:
+        from medactive.data import cache_dir
+
+        cache_root = cache_dir() / "encoders"
+    key = cache_key(images, cfg)
+    folder = Path(cache_root) / key
+    if (folder / "meta.json").is_file():
+        return _load_cached(folder, images, cfg, key)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    device = select_device(cfg.device)
+    fmt = memory_format(device)
+    gen = seed_everything(cfg.seed)
+    n, size, channels = images.shape[0], images.shape[1], images.shape[-1]
+    query = MocoNet(build_backbone(cfg.backbone, channels, size), cfg.proj_dim).to(device)
+    query = query.to(memory_format=fmt)
+    keyenc = copy.deepcopy(query)
+    for p in keyenc.parameters():
+        p.requires_grad_(False)
+    queue = nn.functional.normalize(torch.randn(cfg.queue_size, cfg.proj_dim, generator=gen), dim=1)
+    queue = queue.to(device)
+    ptr = 0
+    augment = contrastive_augmentation(channels, size, cfg.crop_min_scale, cfg.aug_strength).to(device)
+    optimizer = torch.optim.SGD(query.parameters(), lr=cfg.lr, momentum=cfg.sgd_momentum,
+                                weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    # running sums of the map probability per image (float64: up to epochs*repeats terms)
+    p_sum, p_sq, p_cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+    items = n * cfg.repeats
+    per_epoch = max(1, math.ceil(items / cfg.batch_size))
+    total_steps = per_epoch * cfg.epochs
+    warmup = round(cfg.warmup_epochs * per_epoch)
+    start_epoch, train_seconds, pairs_done = 0, 0.0, 0
+
+    ckpt_path = folder / "checkpoint.pt"
+    if ckpt_path.is_file():  # resume after an interruption: same key = same data and config
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        query.load_state_dict(ck["query"])
+        keyenc.load_state_dict(ck["key"])
+        optimizer.load_state_dict(ck["optimizer"])
+        queue, ptr = ck["queue"].to(device), ck["ptr"]
+        p_sum, p_sq, p_cnt = ck["p_sum"], ck["p_sq"], ck["p_cnt"]
+        gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_epoch, train_seconds, pairs_done = ck["epoch"] + 1, ck["seconds"], ck["pairs"]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        query.train()
+        keyenc.train()
+        batches = _batches(items, cfg.batch_size, gen)
+        bar = progress_bar(batches, desc=f"moco {epoch + 1}/{cfg.epochs}", unit="batch",
+                           enabled=progress)
+        t0 = time.perf_counter()
+        for b, pos in enumerate(bar):
+            idx = pos % n  # repeated augmentation: position -> image
+            step = epoch * per_epoch + b
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+            x = to_unit(images[idx], device)
+            x1 = normalise(augment(x)).contiguous(memory_format=fmt)
+            x2 = normalise(augment(x)).contiguous(memory_format=fmt)
+            with autocast(device, cfg.amp):
+                q = query(x1)
+                with torch.no_grad():
+                    k = keyenc(x2)
+            # InfoNCE: positive = own key, negatives = the queue (MoCo v2)
+            l_pos = (q * k).sum(dim=1, keepdim=True)
+            l_neg = q @ queue.T
+            logits = torch.cat([l_pos, l_neg], dim=1) / cfg.temperature
+            loss = nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long,
+                                                                   device=device))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                for pq, pk in zip(query.parameters(), keyenc.parameters(), strict=True):
+                    pk.mul_(cfg.momentum).add_(pq.detach(), alpha=1.0 - cfg.momentum)
+                kk = k.detach()
+                end = ptr + kk.shape[0]
+                if end <= cfg.queue_size:
+                    queue[ptr:end] = kk
+                else:  # wrap around
+                    cut = cfg.queue_size - ptr
+                    queue[ptr:] = kk[:cut]
+                    queue[: end - cfg.queue_size] = kk[cut:]
+                ptr = end % cfg.queue_size
+                prob = positive_pair_probability(q.detach(), kk, cfg.tau_map).cpu().numpy()
+            np.add.at(p_sum, idx, prob)
+            np.add.at(p_sq, idx, prob * prob)
+            np.add.at(p_cnt, idx, 1.0)
+            pairs_done += len(idx)
+            if progress and hasattr(bar, "set_postfix"):
+                rate = pairs_done / max(1e-9, train_seconds + time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{rate:.0f}")
+        train_seconds += time.perf_counter() - t0
+        torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
+                    "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,
+                    "p_sum": p_sum, "p_sq": p_sq, "p_cnt": p_cnt, "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                    "seconds": train_seconds, "pairs": pairs_done}, ckpt_path.with_suffix(".tmp"))
+        ckpt_path.with_suffix(".tmp").replace(ckpt_path)  # atomic: never a half-written checkpoint
+
+    cnt = np.maximum(p_cnt, 1.0)
+    confidence = p_sum / cnt
+    variability = np.sqrt(np.maximum(p_sq / cnt - confidence**2, 0.0))
+    encoder = query.backbone
+    features = extract_features(encoder, images, device=device, progress=False)
+    encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
+    rate = pairs_done / max(train_seconds, 1e-9)
+    torch.save(encoder.state_dict(), folder / "encoder.pt")
+    np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability)
+    meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),
+            "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))  # written last = complete
+    ckpt_path.unlink(missing_ok=True)
+    return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
