@@ -1,0 +1,204 @@
+"""The human-in-the-loop cycle behind ``medactive project query``.
+
+One query round:
+
+1. load every registered image into one uint8 array (resized to the project's image size);
+2. get a contrastive encoder for them: MoCo v2 pre-training (:func:`pretrain_moco`), cached under
+   ``DIR/encoders/<key>`` so only the first query of a project pays for it;
+3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
+     dataset map;
+   * labels -> a classifier = frozen encoder + dropout/linear head trained on the labelled images
+     (:func:`fit_head`; seconds on a CPU), then an acquisition strategy (default ``aeig``) on a
+     :class:`RoundView` of it. The head is saved under ``DIR/models/`` as the round's checkpoint;
+4. record the round and its ranked queries in one transaction.
+
+Images whose current answer is ``unsure`` are left out of the view entirely: they are neither
+training data (no class) nor candidates (the clinician has already looked at them). So a round
+never queries an image that already has an answer.
+
+The evaluation set of the information-gain strategies is the labelled set itself: a live project
+has no separate validation labels, and the expected-gain scores only need labelled features and
+their class shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medactive.annotate.images import load_array
+from medactive.annotate.store import ProjectStore
+from medactive.errors import StrategyError
+
+DEFAULT_COLDSTART = "hacon"
+DEFAULT_STRATEGY = "aeig"
+
+
+@dataclass
+class QueryConfig:
+    """Settings of one query round (the pre-training ones change the encoder cache key)."""
+
+    seed: int = 0
+    pretrain_epochs: int = 10
+    pretrain_batch_size: int = 256
+    backbone: str = "compact"
+    head_epochs: int = 200
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueryResult:
+    """What a round chose: store ids in rank order, their scores (None for rank-only
+    strategies), the new round's id, the strategy name and the wall time."""
+
+    round_id: int
+    strategy: str
+    image_ids: list[int]
+    scores: list[float | None]
+    seconds: float
+
+
+@dataclass
+class Encoded:
+    """Contrastive outputs for the project's images (aligned with ``store.images()``)."""
+
+    features: np.ndarray
+    confidence: np.ndarray
+    variability: np.ndarray
+    key: str
+    path: str
+
+
+def encode_project(store: ProjectStore, images: np.ndarray, cfg: QueryConfig) -> Encoded:
+    """Pre-train (or load from ``DIR/encoders``) the contrastive encoder over all images."""
+    from medactive.models.contrastive import MocoConfig, pretrain_moco
+
+    batch = max(2, min(cfg.pretrain_batch_size, images.shape[0]))
+    moco = MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs, batch_size=batch,
+                      queue_size=max(4096, batch), seed=cfg.seed)
+    root = store.dir / "encoders"
+    result = pretrain_moco(images, moco, cache_root=root)
+    return Encoded(np.asarray(result.features, np.float32), np.asarray(result.confidence),
+                   np.asarray(result.variability), result.key, str(root / result.key))
+
+
+def _coldstart(name: str, enc: Encoded, images: np.ndarray, rows: np.ndarray, budget: int,
+               cfg: QueryConfig) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    from medactive.coldstart import ColdStartView, get_coldstart_strategy
+
+    view = ColdStartView(enc.features[rows], enc.confidence[rows], enc.variability[rows],
+                         images=images[rows])
+    strat = get_coldstart_strategy(name, **cfg.strategy_params)
+    picked = np.asarray(strat.select(view, budget, np.random.default_rng(cfg.seed)), np.int64)
+    params = dict(getattr(strat, "get_params", dict)())
+    return picked, None, params
+
+
+def _acquire(name: str, enc: Encoded, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+             n_classes: int, budget: int, cfg: QueryConfig, checkpoint: Path
+             ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    import torch
+
+    from medactive.models import HeadConfig, fit_head
+    from medactive.strategies import (
+        RoundView,
+        ScoreStrategy,
+        check_budget,
+        get_strategy,
+        top_k_with_random_ties,
+    )
+
+    feats, y = enc.features[rows], labels[rows]
+    known = y >= 0
+    head_cfg = HeadConfig(epochs=cfg.head_epochs, seed=cfg.seed)
+    # one output per project class, labelled or not yet: an unseen class keeps a low logit
+    weight, bias = fit_head(feats[known], y[known], n_classes, head_cfg)
+    view = RoundView(features=feats, labeled_mask=known, labels=np.where(known, y, -1),
+                     weight=weight, bias=bias, dropout_p=head_cfg.dropout,
+                     val_features=feats[known], val_labels=y[known], images=images[rows])
+    strat = get_strategy(name, **cfg.strategy_params)
+    rng = np.random.default_rng(cfg.seed)
+    if isinstance(strat, ScoreStrategy):
+        # score once and keep the numbers for the queries table (select() would discard them)
+        check_budget(view, budget)
+        scores = np.asarray(strat.score(view), np.float64)
+        order = top_k_with_random_ties(scores, budget, rng)
+        picked, picked_scores = view.pool_indices[order], scores[order]
+    else:
+        picked, picked_scores = np.asarray(strat.select(view, budget, rng), np.int64), None
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
+                "encoder_key": enc.key, "dropout": head_cfg.dropout,
+                "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
+    return picked, picked_scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
+
+
+def _check_name(name: str, cold: bool, cfg: QueryConfig) -> None:
+    if cold:
+        from medactive.coldstart import get_coldstart_strategy
+
+        get_coldstart_strategy(name, **cfg.strategy_params)
+    else:
+        from medactive.strategies import get_strategy
+
+        get_strategy(name, **cfg.strategy_params)
+
+
+def run_query(
+    project_dir: str | Path,
+    budget: int,
+    strategy: str | None = None,
+    config: QueryConfig | None = None,
+) -> QueryResult:
+    """Run one query round on the project in ``project_dir`` and record it.
+
+    Raises:
+        StrategyError: bad budget (not positive, or more than the unanswered images) or an
+            unknown strategy name.
+        StoreError: the project cannot be opened.
+    """
+    cfg = config or QueryConfig()
+    start = time.perf_counter()
+    if not isinstance(budget, int) or budget < 1:
+        raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
+    with ProjectStore.open(project_dir) as store:
+        meta, classes, rows_all = store.meta(), store.classes(), store.images()
+        answers = store.current_answers()
+        position = {r.id: k for k, r in enumerate(rows_all)}
+        labels = np.full(len(rows_all), -1, dtype=np.int64)
+        unsure = np.zeros(len(rows_all), dtype=bool)
+        for ans in answers.values():
+            if ans.kind == "label":
+                labels[position[ans.image_id]] = ans.class_idx
+            else:
+                unsure[position[ans.image_id]] = True
+        rows = np.flatnonzero(~unsure)  # view rows: everything except "unsure" answers
+        n_pool = int(np.sum(labels[rows] < 0))
+        if budget > n_pool:
+            raise StrategyError(f"budget {budget} is larger than the {n_pool} unanswered images")
+        cold = not np.any(labels >= 0)
+        name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
+        _check_name(name, cold, cfg)  # fail before minutes of pre-training, not after
+        images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
+                            int(meta.get("channels", 3)))
+        enc = encode_project(store, images, cfg)
+        checkpoint: str | None = enc.path
+        if cold:
+            picked, scores, params = _coldstart(name, enc, images, rows, budget, cfg)
+        else:
+            ckpt = store.dir / "models" / f"round-{len(store.rounds()) + 1:03d}-head.pt"
+            picked, scores, params = _acquire(name, enc, images, rows, labels, len(classes),
+                                              budget, cfg, ckpt)
+            checkpoint = str(ckpt)
+        ids = [rows_all[int(rows[p])].id for p in picked]
+        score_list = [None] * len(ids) if scores is None else [float(s) for s in scores]
+        params = {**params, "budget": budget, "seed": cfg.seed, "encoder": enc.key,
+                  "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
+        round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
+                                                                      strict=True)))
+    return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start)
