@@ -3,7 +3,13 @@
 Importing this package registers every built-in strategy (one module per family).
 """
 
-from medactive.strategies import infogain, uncertainty  # noqa: F401  (registers)
+from medactive.strategies import (  # noqa: F401  (importing registers the strategies)
+    badge,
+    coreset,
+    infogain,
+    mcdropout,
+    uncertainty,
+)
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,

@@ -1,0 +1,84 @@
+"""CoreSet (Sener & Savarese 2018): greedy k-center on the penultimate features."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medactive.errors import StrategyError
+from medactive.strategies.base import RoundView, Strategy, check_budget, register_strategy
+
+# Pools whose float32 features fit in this many bytes are copied once (fast per-step updates);
+# larger pools are streamed from ``view.features`` in row chunks so memory stays bounded.
+_COPY_LIMIT_BYTES = 256 * 2**20
+_ROWS = 16384
+
+
+class PoolFeatures:
+    """Access to the pool's float32 features: ``dot(x)`` and squared norms, chunked if huge."""
+
+    def __init__(self, view: RoundView) -> None:
+        self._view = view
+        self.indices = view.pool_indices
+        n, d = self.indices.size, view.features.shape[1]
+        self._copy = view.pool_features if n * d * 4 <= _COPY_LIMIT_BYTES else None
+        self.sq_norms = np.concatenate(
+            [np.einsum("ij,ij->i", f, f, dtype=np.float64) for f in self._chunks()]
+        ) if n else np.zeros(0)
+
+    def _chunks(self):
+        if self._copy is not None:
+            yield self._copy
+            return
+        for start in range(0, self.indices.size, _ROWS):
+            yield self._view.features[self.indices[start : start + _ROWS]]
+
+    def row(self, i: int) -> np.ndarray:
+        """``(D,)`` features of pool position ``i``."""
+        return self._view.features[self.indices[i]]
+
+    def dot(self, x: np.ndarray) -> np.ndarray:
+        """``(N_pool, m)`` float64 inner products with ``(m, D)`` rows ``x``."""
+        x32 = np.asarray(x, np.float32)
+        return np.concatenate([(f @ x32.T).astype(np.float64) for f in self._chunks()])
+
+    def sq_dist_to(self, x: np.ndarray) -> np.ndarray:
+        """``(N_pool,)`` squared distance of every pool image to its nearest row of ``x``."""
+        x = np.atleast_2d(np.asarray(x, np.float32))
+        best = np.full(self.indices.size, np.inf)
+        xn = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        # Chunk the centres too: an (N_pool, m) block is at most N_pool x 256 float64.
+        for j in range(0, x.shape[0], 256):
+            d2 = self.sq_norms[:, None] + xn[None, j : j + 256] - 2.0 * self.dot(x[j : j + 256])
+            np.minimum(best, d2.min(axis=1), out=best)
+        return np.maximum(best, 0.0)
+
+
+@register_strategy("coreset")
+class CoreSet(Strategy):
+    """Greedy k-center: repeatedly take the pool image farthest from every labelled or already
+    chosen image (Euclidean, penultimate features). Seeded with the whole labelled set; with no
+    labelled image the first centre is drawn by the round's rng.
+
+    Memory: O(N_pool) floats plus row chunks (no N x N matrix); time O((L + B) · N · D).
+    """
+
+    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+        check_budget(view, budget)
+        pool = PoolFeatures(view)
+        n = pool.indices.size
+        labelled = view.features[view.labeled_mask]
+        min_d2 = pool.sq_dist_to(labelled) if labelled.shape[0] else np.full(n, np.inf)
+        chosen = np.empty(budget, dtype=np.int64)
+        taken = np.zeros(n, bool)
+        for step in range(budget):
+            if np.isinf(min_d2).all():
+                i = int(rng.integers(n))
+            else:
+                # Already-taken images sit at -1 so argmax never returns them again.
+                i = int(np.argmax(np.where(taken, -1.0, min_d2)))
+            if taken[i]:
+                raise StrategyError("coreset: internal error, re-selected an image")
+            chosen[step] = i
+            taken[i] = True
+            np.minimum(min_d2, pool.sq_dist_to(pool.row(i)), out=min_d2)
+        return pool.indices[chosen]
