@@ -22,127 +22,25 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medactive.annotate.schema import (
+    APP_ID,
+    CURRENT_SQL,
+    DB_NAME,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    Answer,
+    ImageRow,
+    QueueItem,
+    RoundRow,
+    now,
+)
 from medactive.errors import StoreError
 
-SCHEMA_VERSION = 1
-APP_ID = "medactive"
-DB_NAME = "project.db"
-ANSWER_KINDS = ("label", "unsure")
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE images (
-    id INTEGER PRIMARY KEY,
-    uid TEXT NOT NULL UNIQUE,
-    path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    added_at TEXT NOT NULL
-);
-CREATE TABLE classes (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE rounds (
-    id INTEGER PRIMARY KEY,
-    strategy TEXT NOT NULL,
-    params TEXT NOT NULL,
-    checkpoint TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE queries (
-    round_id INTEGER NOT NULL REFERENCES rounds(id),
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    rank INTEGER NOT NULL,
-    score REAL,
-    PRIMARY KEY (round_id, rank),
-    UNIQUE (round_id, image_id)
-);
-CREATE TABLE labels (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    kind TEXT NOT NULL CHECK (kind IN ('label', 'unsure', 'skip', 'retract')),
-    class_idx INTEGER REFERENCES classes(idx),
-    retracts INTEGER REFERENCES labels(id),
-    round_id INTEGER REFERENCES rounds(id),
-    annotator TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    CHECK ((kind = 'label') = (class_idx IS NOT NULL)),
-    CHECK ((kind = 'retract') = (retracts IS NOT NULL))
-);
-CREATE INDEX labels_image ON labels(image_id);
-CREATE INDEX labels_retracts ON labels(retracts);
-"""
-
-# Latest live (not retracted) answer per image.
-_CURRENT_SQL = """
-WITH live AS (
-    SELECT * FROM labels
-    WHERE kind IN ('label', 'unsure')
-      AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
-), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
-SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
-       images.uid
-FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.image_id
-"""
-
-
-def now() -> str:
-    """UTC timestamp, ISO 8601 with microseconds (sorts as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    """A registered image: store id, user-facing id (``uid``), file path and content hash."""
-
-    id: int
-    uid: str
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The current answer for an image: ``kind`` is ``label`` (with ``class_idx``) or ``unsure``."""
-
-    label_id: int
-    image_id: int
-    uid: str
-    kind: str
-    class_idx: int | None
-    annotator: str
-    created_at: str
-
-
-@dataclass(frozen=True)
-class RoundRow:
-    """One query round."""
-
-    id: int
-    strategy: str
-    params: dict[str, Any]
-    checkpoint: str | None
-    created_at: str
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """One queried image of a round, with what has happened to it so far."""
-
-    rank: int
-    image_id: int
-    uid: str
-    score: float | None
-    answer: str | None  # class name, "unsure", or None
-    skipped: bool
-
-    @property
-    def done(self) -> bool:
-        """Answered or skipped: the page moves past it."""
-        return self.answer is not None or self.skipped
-
+__all__ = ["SCHEMA_VERSION", "Answer", "ImageRow", "ProjectStore", "QueueItem", "RoundRow",
+           "db_path"]
 
 def db_path(project_dir: str | Path) -> Path:
     """``DIR/project.db``."""
@@ -192,7 +90,7 @@ class ProjectStore:
         entries = {"app": APP_ID, "schema_version": str(SCHEMA_VERSION), "created_at": now()}
         entries.update({k: json.dumps(v) for k, v in (meta or {}).items()})
         con.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
+        for statement in SCHEMA_SQL.split(";"):
             if statement.strip():
                 con.execute(statement)
         con.executemany("INSERT INTO meta VALUES (?, ?)", entries.items())
@@ -386,7 +284,7 @@ class ProjectStore:
     def current_answers(self) -> dict[int, Answer]:
         """``image_id -> Answer`` for every image with a live ``label`` or ``unsure`` answer."""
         return {r[1]: Answer(r[0], r[1], r[6], r[2], r[3], r[4], r[5])
-                for r in self._query(_CURRENT_SQL)}
+                for r in self._query(CURRENT_SQL)}
 
     def history(self) -> list[tuple]:
         """Every record of the labels table, oldest first (for audits and tests)."""

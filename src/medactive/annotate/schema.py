@@ -1,0 +1,125 @@
+"""Schema of the project database and the row types the store returns.
+
+Kept apart from :mod:`medactive.annotate.store` so the SQL that defines the file format can be
+read (and versioned) in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+APP_ID = "medactive"
+DB_NAME = "project.db"
+ANSWER_KINDS = ("label", "unsure")
+
+SCHEMA_SQL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE classes (idx INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    params TEXT NOT NULL,
+    checkpoint TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE queries (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    rank INTEGER NOT NULL,
+    score REAL,
+    PRIMARY KEY (round_id, rank),
+    UNIQUE (round_id, image_id)
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'unsure', 'skip', 'retract')),
+    class_idx INTEGER REFERENCES classes(idx),
+    retracts INTEGER REFERENCES labels(id),
+    round_id INTEGER REFERENCES rounds(id),
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    CHECK ((kind = 'label') = (class_idx IS NOT NULL)),
+    CHECK ((kind = 'retract') = (retracts IS NOT NULL))
+);
+CREATE INDEX labels_image ON labels(image_id);
+CREATE INDEX labels_retracts ON labels(retracts);
+"""
+
+# Latest live (not retracted) answer per image.
+CURRENT_SQL = """
+WITH live AS (
+    SELECT * FROM labels
+    WHERE kind IN ('label', 'unsure')
+      AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
+SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
+       images.uid
+FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.image_id
+"""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 with microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """A registered image: store id, user-facing id (``uid``), file path and content hash."""
+
+    id: int
+    uid: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The current answer for an image: ``kind`` is ``label`` (with ``class_idx``) or ``unsure``."""
+
+    label_id: int
+    image_id: int
+    uid: str
+    kind: str
+    class_idx: int | None
+    annotator: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One query round."""
+
+    id: int
+    strategy: str
+    params: dict[str, Any]
+    checkpoint: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One queried image of a round, with what has happened to it so far."""
+
+    rank: int
+    image_id: int
+    uid: str
+    score: float | None
+    answer: str | None  # class name, "unsure", or None
+    skipped: bool
+
+    @property
+    def done(self) -> bool:
+        """Answered or skipped: the page moves past it."""
+        return self.answer is not None or self.skipped
