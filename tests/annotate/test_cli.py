@@ -97,6 +97,16 @@ def test_init_with_labels_and_dicom(tmp_path) -> None:
     assert arr.shape == (3, 8, 8, 1) and arr.max() > arr.min()
 
 
+def test_init_with_bad_labels_creates_nothing(tmp_path, image_folder, capsys) -> None:
+    labels = tmp_path / "l.csv"
+    labels.write_text("image_id,label\na/img001.png,benign\na/missing.png,benign\n")
+    proj = tmp_path / "p"
+    assert main(["project", "init", str(proj), "--images", str(image_folder), "--classes",
+                 "benign,malignant", "--labels", str(labels)]) == 2
+    assert "unknown image id" in capsys.readouterr().err
+    assert not (proj / "project.db").exists()  # a corrected re-run is not blocked
+
+
 def test_init_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["project", "init", str(tmp_path / "p"), "--images", str(tmp_path / "none"),
                  "--classes", "a,b"]) == 2

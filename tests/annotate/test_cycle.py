@@ -81,4 +81,10 @@ def test_query_rejects_bad_budget_and_strategy(tmp_path: Path, image_folder: Pat
     err = capsys.readouterr().err
     assert "nonsense" in err and len(err.strip().splitlines()) == 1
     with ProjectStore.open(proj) as store:
+        path = store.images()[3].path
+    with open(path, "ab") as f:  # a file changed after registration is never trained on
+        f.write(b"changed")
+    assert main(["project", "query", str(proj), "--budget", "2"]) == 2
+    assert "changed on disk since it was registered" in capsys.readouterr().err
+    with ProjectStore.open(proj) as store:
         assert store.rounds() == []

@@ -29,7 +29,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medactive.annotate.images import sha256_file, to_png_bytes
+from medactive.annotate.images import to_png_bytes
 from medactive.annotate.store import ProjectStore
 from medactive.errors import MedactiveError, StoreError
 
@@ -80,7 +80,6 @@ def create_app(
     """Build the app over the project in ``project_dir`` (opened once, kept open)."""
     store = ProjectStore.open(project_dir)
     classes = store.classes()
-    verified: dict[int, tuple[float, int]] = {}  # image id -> (mtime, size) last seen intact
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -137,21 +136,14 @@ def create_app(
         row = store.image(image_id)
         if row is None:
             raise HTTPException(404, f"unknown image id {image_id}")
-        path = Path(row.path)
+        if not Path(row.path).is_file():
+            raise HTTPException(410, f"image {row.uid} is no longer at its registered path")
         try:
-            st = path.stat()
-        except OSError:
-            raise HTTPException(410, f"image {row.uid} is no longer at its registered path") \
-                from None
-        stamp = (st.st_mtime, st.st_size)
-        if verified.get(image_id) != stamp:
-            if sha256_file(path) != row.sha256:
-                raise HTTPException(409, f"image {row.uid} changed on disk since registration")
-            verified[image_id] = stamp
-        try:
-            data = to_png_bytes(path)
+            # one read both verifies the registered hash and decodes: what is shown is what
+            # was registered, never a file swapped in afterwards
+            data = to_png_bytes(row.path, row.sha256)
         except MedactiveError as exc:
-            raise HTTPException(500, str(exc)) from None
+            raise HTTPException(409, f"image {row.uid}: {exc}") from None
         return Response(data, media_type="image/png")
 
     @app.post("/api/answer")

@@ -40,11 +40,11 @@ def find_images(folder: Path) -> list[Path]:
     return files
 
 
-def _dicom_to_array(path: Path) -> np.ndarray:
+def _dicom_to_array(path: Path, data: bytes) -> np.ndarray:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(io.BytesIO(data))
         arr = ds.pixel_array.astype(np.float64)
     except Exception as exc:  # pydicom raises many types for broken files
         raise DataError(f"{path}: cannot read DICOM pixel data ({exc})") from None
@@ -63,15 +63,23 @@ def _dicom_to_array(path: Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def load_pil(path: str | Path) -> Image.Image:
-    """Open a registered file as a PIL image (mode ``L`` or ``RGB``)."""
+def load_pil(path: str | Path, sha256: str | None = None) -> Image.Image:
+    """Open a registered file as a PIL image (mode ``L`` or ``RGB``).
+
+    With ``sha256``, the bytes read must hash to it (the file was not changed since it was
+    registered); the check and the decoding use the same read, so they cannot disagree.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"registered image is missing: {path}")
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return Image.fromarray(_dicom_to_array(path))
     try:
-        with Image.open(path) as img:
+        data = path.read_bytes()
+    except OSError:
+        raise DataError(f"registered image is missing or unreadable: {path}") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DataError(f"{path} changed on disk since it was registered (content hash differs)")
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return Image.fromarray(_dicom_to_array(path, data))
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             grey = img.mode in ("L", "I", "I;16", "1", "F")
             return img.convert("L") if grey else img.convert("RGB")
@@ -79,19 +87,21 @@ def load_pil(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: cannot read image ({exc})") from None
 
 
-def to_png_bytes(path: str | Path) -> bytes:
+def to_png_bytes(path: str | Path, sha256: str | None = None) -> bytes:
     """The file as PNG bytes (DICOM converted, PNG/JPEG re-encoded) for the browser."""
     buf = io.BytesIO()
-    load_pil(path).save(buf, format="PNG")
+    load_pil(path, sha256).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def load_array(paths: list[str], size: int, channels: int) -> np.ndarray:
-    """Load files into one uint8 ``(N, size, size, channels)`` array (resized, bilinear)."""
+def load_array(paths: list[str], size: int, channels: int,
+               hashes: list[str] | None = None) -> np.ndarray:
+    """Load files into one uint8 ``(N, size, size, channels)`` array (resized, bilinear);
+    with ``hashes``, every file must still match its registered content hash."""
     out = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     mode = "RGB" if channels == 3 else "L"
     for i, p in enumerate(paths):
-        img = load_pil(p).convert(mode)
+        img = load_pil(p, None if hashes is None else hashes[i]).convert(mode)
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)

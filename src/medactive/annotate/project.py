@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medactive.annotate.images import find_images, load_pil, sha256_file
-from medactive.annotate.store import ProjectStore, db_path
+from medactive.annotate.store import ProjectStore, check_label_rows, db_path
 from medactive.errors import DataError, StoreError
 
 CSV_ID = "image_id"
@@ -38,6 +38,8 @@ def init_from_folder(
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
     _refuse_existing(project_dir)
     rows = [(p.relative_to(folder).as_posix(), str(p), sha256_file(p)) for p in files]
+    # checked before the project exists, so a bad CSV leaves nothing behind to clean up
+    check_label_rows(rows_csv, {r[0] for r in rows}, classes)
     meta = {"source": str(folder), "image_size": image_size, "channels": _guess_channels(files)}
     store = ProjectStore.create(project_dir, classes, meta)
     try:
@@ -56,6 +58,7 @@ def init_from_npz(
     split: str = "train",
     classes: list[str] | None = None,
     limit: int | None = None,
+    labels_csv: Path | None = None,
 ) -> ProjectStore:
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
@@ -76,6 +79,8 @@ def init_from_npz(
     names = classes or list(ds.class_names)
     if len(names) != ds.n_classes:
         raise DataError(f"{npz} has {ds.n_classes} classes but {len(names)} names were given")
+    rows_csv = read_labels_csv(labels_csv) if labels_csv else []
+    check_label_rows(rows_csv, {str(u) for u in ds.ids}, names)
     _refuse_existing(project_dir)
     out = Path(project_dir) / "images"
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +94,8 @@ def init_from_npz(
             "channels": int(c)}
     store = ProjectStore.create(project_dir, names, meta)
     store.add_images(rows)
+    if rows_csv:
+        store.import_labels(rows_csv, "import")
     return store
 
 

@@ -184,8 +184,9 @@ def run_query(
         cold = not np.any(labels >= 0)
         name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
         _check_name(name, cold, cfg)  # fail before minutes of pre-training, not after
+        # hashes checked: a model must never train on a file that changed after registration
         images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                            int(meta.get("channels", 3)))
+                            int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
         enc = encode_project(store, images, cfg)
         checkpoint: str | None = enc.path
         if cold:

@@ -42,6 +42,19 @@ from medactive.errors import StoreError
 __all__ = ["SCHEMA_VERSION", "Answer", "ImageRow", "ProjectStore", "QueueItem", "RoundRow",
            "db_path"]
 
+def check_label_rows(rows: Sequence[tuple[str, str]], uids: set[str], classes: list[str]) -> None:
+    """Raise :class:`StoreError` naming every unknown image id and class in ``rows``."""
+    bad_ids = sorted({u for u, _ in rows if u not in uids})
+    bad_classes = sorted({a for _, a in rows if a not in classes and a != "unsure"})
+    problems = []
+    if bad_ids:
+        problems.append(f"{len(bad_ids)} unknown image id(s) (e.g. {bad_ids[:3]})")
+    if bad_classes:
+        problems.append(f"unknown class(es) {bad_classes} (classes: {', '.join(classes)})")
+    if problems:
+        raise StoreError("import rejected, nothing written: " + "; ".join(problems))
+
+
 def db_path(project_dir: str | Path) -> Path:
     """``DIR/project.db``."""
     return Path(project_dir) / DB_NAME
@@ -299,15 +312,7 @@ class ProjectStore:
         """
         by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
         classes = {name: k for k, name in enumerate(self.classes())}
-        bad_ids = sorted({u for u, _ in rows if u not in by_uid})
-        bad_classes = sorted({a for _, a in rows if a not in classes and a != "unsure"})
-        problems = []
-        if bad_ids:
-            problems.append(f"{len(bad_ids)} unknown image id(s) (e.g. {bad_ids[:3]})")
-        if bad_classes:
-            problems.append(f"unknown class(es) {bad_classes} (classes: {', '.join(classes)})")
-        if problems:
-            raise StoreError("import rejected, nothing written: " + "; ".join(problems))
+        check_label_rows(rows, set(by_uid), list(classes))
         stamp = now()
         with self._write() as con:
             con.executemany(

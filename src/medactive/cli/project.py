@@ -29,7 +29,7 @@ def init(
     image_size: int = typer.Option(64, "--image-size", help="model input side for --images"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import import_csv, init_from_folder, init_from_npz
+    from medactive.annotate.project import init_from_folder, init_from_npz
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     if (images is None) == (from_npz is None):
@@ -39,9 +39,7 @@ def init(
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size)
     else:
-        store = init_from_npz(project_dir, from_npz, split, names, limit)
-        if labels is not None:
-            import_csv(store, labels)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels)
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
