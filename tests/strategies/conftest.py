@@ -13,6 +13,16 @@ from medactive.strategies import RoundView, build_round_view
 N_TRAIN, N_VAL, N_CLASSES, IMAGE = 48, 24, 4, 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Run this directory's tests on one torch thread: on the small shared CI machine, two
+    spinning threads for millisecond-sized ops were 5-10x slower than one. Restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> Classifier:
     """An untrained classifier with a very small CNN backbone (deterministic weights)."""

@@ -43,7 +43,7 @@ def test_network_strategies_need_model_and_images(name: str, tiny_view: RoundVie
         features=tiny_view.features, labeled_mask=tiny_view.labeled_mask,
         labels=tiny_view.labels, weight=tiny_view.weight, bias=tiny_view.bias,
     )
-    with pytest.raises(StrategyError, match="model"):
+    with pytest.raises(StrategyError, match=r"include_images=True"):
         get_strategy(name).select(bare, 3, np.random.default_rng(0))
 
 
@@ -56,3 +56,11 @@ def test_bad_parameter_is_a_strategy_error() -> None:
     with pytest.raises(StrategyError, match="bad parameters"):
         get_strategy("entropy", nonsense=1)
 
+
+
+def test_registry_has_every_family() -> None:
+    expected = {
+        "random", "least-confidence", "margin", "entropy", "mc-entropy", "bald", "batchbald",
+        "coreset", "badge", "vaal", "consistency", "eig", "aeig", "uig", "cfig", "diversity",
+    }
+    assert expected <= set(list_strategies())

@@ -5,10 +5,13 @@ Importing this package registers every built-in strategy (one module per family)
 
 from medactive.strategies import (  # noqa: F401  (importing registers the strategies)
     badge,
+    consistency,
     coreset,
+    diversity,
     infogain,
     mcdropout,
     uncertainty,
+    vaal,
 )
 from medactive.strategies.base import (
     RoundView,

@@ -248,3 +248,30 @@ def list_strategies() -> list[str]:
 def _load_builtin_strategies() -> None:
     # Importing the package registers every built-in strategy module exactly once.
     import medactive.strategies  # noqa: F401
+
+
+def require_network(view: RoundView, name: str, need_model: bool = True) -> None:
+    """Raise :class:`StrategyError` unless the view carries the training images (and the
+    trained model when ``need_model``)."""
+    missing = [
+        what
+        for what, absent in (("trained model", need_model and view.model is None),
+                             ("training images", view.images is None))
+        if absent
+    ]
+    if missing:
+        raise StrategyError(
+            f"{name} needs the {' and the '.join(missing)} in the round view; build it with "
+            "build_round_view(..., include_images=True)"
+        )
+    if view.images.shape[0] != view.features.shape[0]:
+        raise StrategyError(
+            f"{name}: view has {view.images.shape[0]} images but {view.features.shape[0]} features"
+        )
+
+
+def torch_seed(seed: int | None, rng: np.random.Generator | None) -> int:
+    """Seed for torch-side randomness: ``seed`` if given, else drawn from ``rng`` (else 0)."""
+    if seed is not None:
+        return int(seed)
+    return 0 if rng is None else int(rng.integers(2**31 - 1))
