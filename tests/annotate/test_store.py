@@ -21,8 +21,12 @@ store = ProjectStore.open(sys.argv[1])
 ids = [img.id for img in store.images()]
 classes = store.classes()
 name = sys.argv[2]
+uids = [img.uid for img in store.images()]
+bulk = [(u, classes[k % len(classes)]) for k in range(20) for u in uids]
 i = 0
 while True:
+    if len(sys.argv) <= 3 and i % 4 == 3:  # a multi-row transaction: all of it or none
+        store.import_labels(bulk, "bulk")
     rid = store.record(ids[i % len(ids)], classes[i % len(classes)], name)
     print(rid, flush=True)  # printed only after the commit returned
     i += 1
@@ -59,11 +63,15 @@ def test_labels_survive_kill_9(project: ProjectStore) -> None:
         rows = {r[0]: r for r in store.history()}
         missing = [i for i in committed if i not in rows]
         assert not missing, f"committed labels lost after kill -9: {missing}"
-        # nothing half-written: every row is complete and ids are contiguous from 1
-        assert sorted(rows) == list(range(1, len(rows) + 1))
-        assert len(rows) - len(committed) <= 1  # at most the commit that raced the print
+        single = [r for r in rows.values() if r[6] == "killed"]
+        assert len(single) - len(committed) <= 1  # at most the commit that raced the print
+        # nothing half-written: each bulk import is entirely there (240 rows) or absent
+        per_batch: dict[str, int] = {}
         for r in rows.values():
-            assert r[2] == "label" and r[3] is not None and r[6] == "killed" and r[7]
+            assert r[2] == "label" and r[3] is not None and r[6] in ("killed", "bulk") and r[7]
+            if r[6] == "bulk":
+                per_batch[r[7]] = per_batch.get(r[7], 0) + 1
+        assert per_batch and set(per_batch.values()) == {240}
         # the store is still writable after the crash
         store.record(store.images()[0].id, "normal", "after")
 
