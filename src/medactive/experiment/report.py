@@ -1,0 +1,151 @@
+"""``summary.md`` and plots from ``results.jsonl`` — regenerated identically by ``medactive report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import pearsonr
+
+from medactive.errors import MedactiveError
+from medactive.experiment.results import (
+    curves,
+    fraction_to_reach,
+    mean_std,
+    minority_classes,
+    minority_share,
+    read_jsonl,
+)
+from medactive.metrics import class_coverage, label_diversity_entropy
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def summarize(run_dir: Path) -> str:
+    """Markdown summary of a run folder (tables like the papers' Tables 1–4)."""
+    run_dir = Path(run_dir)
+    records = read_jsonl(run_dir / "results.jsonl")
+    if not records:
+        raise MedactiveError(f"{run_dir}: no results.jsonl records to report")
+    config = json.loads((run_dir / "config.json").read_text())
+    info = json.loads((run_dir / "dataset.json").read_text())
+    reference = read_jsonl(run_dir / "reference.jsonl")
+    n_classes = len(info["class_names"])
+    lines = [f"# {config['name']}", ""]
+    if config.get("description"):
+        lines += [config["description"], ""]
+    enc = info.get("encoder", {})
+    lines += [
+        f"- dataset: **{info['name']}** — pool {info['n_train']}, validation {info['n_val']}, "
+        f"test {info['n_test']}, {n_classes} classes",
+        f"- pool class counts: {info['train_counts']}",
+        f"- model: {config['model']['mode']} mode, encoder {enc.get('encoder')} "
+        f"({enc.get('backbone')}); repeats {config['run']['repeats']}, base seed "
+        f"{config['run']['seed']}",
+        "",
+    ]
+    target = None
+    if reference:
+        all_mean, all_std = mean_std([r["auc"] for r in reference])
+        target = 0.95 * all_mean
+        lines += [f"**Full-data reference (\"all\")**: test macro AUC {_fmt(all_mean, all_std)}; "
+                  f"all-95% = {target:.4f}.", ""]
+    auc_curves = curves(records, "auc")
+    initials = sorted({k[0] for k in auc_curves})
+    strategies = list(dict.fromkeys(r["strategy"] for r in records))
+    n_train = info["n_train"]
+    for init in initials:
+        sizes = sorted({n for (i, _), c in auc_curves.items() if i == init for n in c})
+        head = "| strategy | " + " | ".join(f"{100 * n / n_train:.2f}% ({n})" for n in sizes) + " |"
+        lines += [f"## Test macro AUC, initial query: {init}", "", head,
+                  "|---" * (len(sizes) + 1) + "|"]
+        for s in strategies:
+            c = auc_curves.get((init, s))
+            if c is None:
+                continue
+            cells = [_fmt(*mean_std(c[n])) if n in c else "—" for n in sizes]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if target is not None:
+        lines += ["## Labelled fraction needed to reach 95% of full-data AUC", "",
+                  "Linear interpolation of the mean curve between rounds.", "",
+                  "| initial | strategy | fraction |", "|---|---|---|"]
+        for (init, s), c in sorted(auc_curves.items(), key=lambda kv: kv[0]):
+            ns = sorted(c)
+            reached = fraction_to_reach([n / n_train for n in ns],
+                                        [float(np.mean(c[n])) for n in ns], target)
+            text = "not reached" if reached is None else f"{100 * reached:.2f}%"
+            lines.append(f"| {init} | {s} | {text} |")
+        lines.append("")
+    minority = minority_classes(np.asarray(info["train_counts"], dtype=np.float64))
+    shares = minority_share(records, minority)
+    names = [info["class_names"][c] for c in minority]
+    lines += ["## Acquisitions from minority classes", "",
+              f"Minority classes (pool share < 1/C): {', '.join(names) or 'none'}. Share of the "
+              "images acquired after the initial query that belong to them (mean ± std over "
+              "repeats); the pool's own share is "
+              f"{np.asarray(info['train_counts'])[minority].sum() / info['n_train']:.3f}.", "",
+              "| initial | strategy | minority share | final per-class counts (mean) | "
+              "select ms / pool image |", "|---|---|---|---|---|"]
+    for (init, s), values in sorted(shares.items()):
+        last = [r for r in records if r["initial"] == init and r["strategy"] == s]
+        final_round = max(r["round"] for r in last)
+        counts = np.mean([r["acquired_per_class"] for r in last if r["round"] == final_round], 0)
+        ms = np.mean([r["score_ms_per_image"] for r in last if r["round"] < final_round])
+        lines.append(f"| {init} | {s} | {_fmt(*mean_std(values))} | "
+                     f"{' '.join(f'{c:.0f}' for c in counts)} | {ms:.4f} |")
+    lines += ["", "## Initial query", "",
+              "| initial | size | class coverage | label-diversity entropy (nats) |",
+              "|---|---|---|---|"]
+    for init in initials:
+        first = {r["repeat"]: r for r in records if r["initial"] == init and r["round"] == 0}
+        cov, ent = [], []
+        for r in first.values():
+            labels = np.repeat(np.arange(n_classes), r["acquired_per_class"])
+            cov.append(class_coverage(labels, n_classes))
+            ent.append(label_diversity_entropy(labels, n_classes))
+        size = next(iter(first.values()))["n_labeled"]
+        lines.append(f"| {init} | {size} | {_fmt(*mean_std(cov))} | {_fmt(*mean_std(ent))} |")
+    lines.append("")
+    corr = config["run"].get("correlation")
+    if corr and len(initials) >= 3:
+        lines += _correlation_section(auc_curves, initials, strategies, tuple(corr))
+    return "\n".join(lines) + "\n"
+
+
+def _correlation_section(auc_curves, initials, strategies, corr) -> list[str]:
+    start, end = corr
+    lines = [f"## Does the initial query matter? Pearson r between AUC@{start} and AUC@{end}", "",
+             "One point per initial strategy (mean over repeats), per acquisition strategy "
+             "(the cold-start paper's Section 3.3).", "", "| strategy | r | p | points |",
+             "|---|---|---|---|"]
+    for s in strategies:
+        xs, ys = [], []
+        for init in initials:
+            c = auc_curves.get((init, s), {})
+            if start in c and end in c:
+                xs.append(float(np.mean(c[start])))
+                ys.append(float(np.mean(c[end])))
+        if len(xs) >= 3 and np.std(xs) > 0 and np.std(ys) > 0:
+            r, pval = pearsonr(xs, ys)
+            lines.append(f"| {s} | {r:.3f} | {pval:.3g} | {len(xs)} |")
+        else:
+            lines.append(f"| {s} | — | — | {len(xs)} |")
+    return [*lines, ""]
+
+
+def write_report(run_dir: Path, prepared: object | None = None) -> Path:
+    """Write ``summary.md`` and the PNG plots into ``run_dir``; return the summary path."""
+    from medactive.experiment.plots import write_plots
+
+    run_dir = Path(run_dir)
+    text = summarize(run_dir)
+    summary = run_dir / "summary.md"
+    plots = write_plots(run_dir)
+    if plots:
+        text += "## Plots\n\n" + "".join(f"![{p.stem}]({p.name})\n" for p in plots)
+    summary.write_text(text)
+    return summary
