@@ -152,7 +152,7 @@ def test_unknown_strategy_error_lists_known(tmp_path):
     npz = write_synthetic_npz(tmp_path / "s.npz")
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(config_text(npz, strategies='["nope"]'))
-    with pytest.raises(StrategyError, match="known strategies: .*aeig"):
+    with pytest.raises(StrategyError, match=r"known strategies: .*aeig"):
         Runner(load_config(cfg_path), tmp_path / "r", progress=False).run()
 
 
