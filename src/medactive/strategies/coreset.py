@@ -44,13 +44,25 @@ class PoolFeatures:
     def sq_dist_to(self, x: np.ndarray) -> np.ndarray:
         """``(N_pool,)`` squared distance of every pool image to its nearest row of ``x``."""
         x = np.atleast_2d(np.asarray(x, np.float32))
-        best = np.full(self.indices.size, np.inf)
         xn = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-        # Chunk the centres too: an (N_pool, m) block is at most N_pool x 256 float64.
-        for j in range(0, x.shape[0], 256):
-            d2 = self.sq_norms[:, None] + xn[None, j : j + 256] - 2.0 * self.dot(x[j : j + 256])
-            np.minimum(best, d2.min(axis=1), out=best)
-        return np.maximum(best, 0.0)
+        out = np.empty(self.indices.size, dtype=np.float64)
+        start = 0
+        # Rows outer, centres inner: the largest temporary is one (rows, 256) block, so memory
+        # does not grow with the pool (a million rows x 256 centres would be 2 GB otherwise).
+        for f in self._chunks():
+            for r0 in range(0, f.shape[0], _ROWS):
+                rows = f[r0 : r0 + _ROWS]
+                norms = self.sq_norms[start : start + rows.shape[0]]
+                best = np.full(rows.shape[0], np.inf)
+                for j in range(0, x.shape[0], 256):
+                    d2 = (rows @ x[j : j + 256].T).astype(np.float64)
+                    d2 *= -2.0
+                    d2 += norms[:, None]
+                    d2 += xn[None, j : j + 256]
+                    np.minimum(best, d2.min(axis=1), out=best)
+                out[start : start + rows.shape[0]] = best
+                start += rows.shape[0]
+        return np.maximum(out, 0.0)
 
 
 @register_strategy("coreset")
