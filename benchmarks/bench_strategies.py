@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from medactive.strategies import RoundView, build_round_view, get_strategy
+from medactive.strategies import RoundView, build_roundpool_view, get_strategy
 from medactive.strategies.infogain import (
     DEFAULT_STEP_SIZE,
     VARIANTS,
@@ -34,7 +34,7 @@ from medactive.strategies.infogain import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synthetic_view(n_pool: int, n_val: int, c: int = 8, d: int = 512, n_labeled: int = 1000,
+def syntheticpool_view(n_pool: int, n_val: int, c: int = 8, d: int = 512, n_labeled: int = 1000,
                    seed: int = 0) -> RoundView:
     """A seeded view with post-ReLU-like features (|N(0, 0.5²)|, ‖h‖² ≈ 128) and a random head."""
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ def row(name: str, ms: float, note: str = "") -> None:
 
 
 def bench_synthetic(n_pool: int, n_ref: int, budget: int) -> None:
-    view = synthetic_view(n_pool, 1712)
+    view = syntheticpool_view(n_pool, 1712)
     rng = np.random.default_rng(0)
     pool = view.pool_features
     args = (view.val_features, view.val_labels, view.weight, view.bias)
@@ -128,7 +128,7 @@ def bench_blood(n_labeled: int, n_baal: int, with_baal: bool) -> None:
 
     def round_cost(name: str) -> tuple[float, float, RoundView]:
         t0 = time.perf_counter()
-        view = build_round_view(model, train.images, mask, train.labels, val.images, val.labels,
+        view = build_roundpool_view(model, train.images, mask, train.labels, val.images, val.labels,
                                 device="cpu")
         t1 = time.perf_counter()
         get_strategy(name).select(view, 100, np.random.default_rng(0))
@@ -142,8 +142,29 @@ def bench_blood(n_labeled: int, n_baal: int, with_baal: bool) -> None:
     print(f"\nAEIG round / entropy round: **{t_aeig / t_ent:.2f}x**; feature ‖h‖²: median "
           f"{np.median(sq):.3g}, so one default step (η = {DEFAULT_STEP_SIZE:g}) moves a logit by "
           f"≈ η(‖h‖²+1) = {DEFAULT_STEP_SIZE * (np.median(sq) + 1):.3g}")
+    bench_precision(view)
     if with_baal:
         bench_baal(model, train.images, mask, val, n_baal)
+
+
+def bench_precision(view: RoundView, n: int = 3000, top: int = 100) -> None:
+    """Ranking stability of info gain on real features: float32 vs float64, and vs step size."""
+    pool = view.pool_features[:n]
+    args = (view.val_features, view.val_labels, view.weight, view.bias)
+    print(f"\n### Info-gain ranking stability on BloodMNIST features ({n:,} pool images, "
+          f"top-{top})\n")
+    print("| variant | η | max abs(f32 - f64) / score std | top-B overlap f32 vs f64 | "
+          "top-B overlap vs η = 1e-3 |\n|---|---:|---:|---:|---:|")
+    for variant in ("eig", "aeig"):
+        base = info_gain_scores(pool.astype(np.float64), *args, variant=variant)
+        base_top = set(np.argsort(-base)[:top])
+        for eta in (1e-4, 1e-3, 1e-2):
+            s64 = info_gain_scores(pool.astype(np.float64), *args, variant=variant, step_size=eta)
+            s32 = info_gain_scores(pool, *args, variant=variant, step_size=eta)
+            top64 = set(np.argsort(-s64)[:top])
+            print(f"| {variant} | {eta:g} | {np.abs(s32 - s64).max() / s64.std():.1e} | "
+                  f"{len(top64 & set(np.argsort(-s32)[:top]))}/{top} | "
+                  f"{len(top64 & base_top)}/{top} |")
 
 
 def bench_baal(model, images: np.ndarray, mask: np.ndarray, val, n_pool: int) -> None:
@@ -158,7 +179,7 @@ def bench_baal(model, images: np.ndarray, mask: np.ndarray, val, n_pool: int) ->
     pool_idx = np.flatnonzero(~mask)[:n_pool]
     sub_mask = np.ones(mask.size, bool)
     sub_mask[pool_idx] = False  # a view whose pool is exactly the compared subset
-    t_ours, (_view, ours) = timed(lambda: _ours_bald(model, images, sub_mask, val))
+    t_ours, (pool_view, ours) = timed(lambda: _ours_bald(model, images, sub_mask, val))
 
     def baal_run() -> np.ndarray:
         mc = MCDropoutModule(model).eval()  # baal keeps dropout on in eval mode
@@ -172,6 +193,9 @@ def bench_baal(model, images: np.ndarray, mask: np.ndarray, val, n_pool: int) ->
 
     t_baal, theirs = timed(baal_run)
     rho = spearmanr(ours, theirs).statistic
+    # Yardstick for "only Monte-Carlo noise": our BALD against itself with other masks.
+    view_other = get_strategy("bald", n_samples=20, seed=12345).score(pool_view)
+    rho_self = spearmanr(ours, view_other).statistic
     print(f"\n### Peer: baal MC-dropout BALD, T = 20, same classifier, {pool_idx.size:,} pool "
           "images\n")
     print("| implementation | s | ms / pool image |\n|---|---:|---:|")
@@ -179,19 +203,20 @@ def bench_baal(model, images: np.ndarray, mask: np.ndarray, val, n_pool: int) ->
     print(f"| medactive bald (1 pass + cached features) | {t_ours:.2f} | "
           f"{t_ours / pool_idx.size * 1e3:.3f} |")
     print(f"\nspeed-up **{t_baal / t_ours:.1f}x**, Spearman rank correlation of the scores "
-          f"**{rho:.3f}** (independent Monte-Carlo draws)")
+          f"**{rho:.3f}**; ours vs ours with other dropout masks: {rho_self:.3f} (the size of "
+          "Monte-Carlo noise at T = 20)")
 
 
 def _ours_bald(model, images, mask, val):
     # Only the pool subset and validation need features for BALD; a view of just those rows.
     keep = np.flatnonzero(~mask)
-    view = build_round_view(model, images[keep], np.zeros(keep.size, bool),
+    view = build_roundpool_view(model, images[keep], np.zeros(keep.size, bool),
                             np.full(keep.size, -1), val.images[:0], val.labels[:0], device="cpu")
     return view, get_strategy("bald", n_samples=20).score(view)
 
 
 def bench_memory(n: int, n_val: int) -> None:
-    view = synthetic_view(n, n_val, n_labeled=100)
+    view = syntheticpool_view(n, n_val, n_labeled=100)
     rng = np.random.default_rng(0)
     print(f"\n### Memory: pool {n:,} x 512 float32 features ({view.features.nbytes / 2**30:.2f} "
           f"GiB), validation {n_val}\n\n| strategy | s | peak RSS so far GiB |\n|---|---:|---:|")
