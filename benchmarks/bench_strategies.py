@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from medactive.strategies import RoundView, build_roundpool_view, get_strategy
+from medactive.strategies import RoundView, build_round_view, get_strategy
 from medactive.strategies.infogain import (
     DEFAULT_STEP_SIZE,
     VARIANTS,
@@ -34,7 +34,7 @@ from medactive.strategies.infogain import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def syntheticpool_view(n_pool: int, n_val: int, c: int = 8, d: int = 512, n_labeled: int = 1000,
+def synthetic_view(n_pool: int, n_val: int, c: int = 8, d: int = 512, n_labeled: int = 1000,
                    seed: int = 0) -> RoundView:
     """A seeded view with post-ReLU-like features (|N(0, 0.5²)|, ‖h‖² ≈ 128) and a random head."""
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ def row(name: str, ms: float, note: str = "") -> None:
 
 
 def bench_synthetic(n_pool: int, n_ref: int, budget: int) -> None:
-    view = syntheticpool_view(n_pool, 1712)
+    view = synthetic_view(n_pool, 1712)
     rng = np.random.default_rng(0)
     pool = view.pool_features
     args = (view.val_features, view.val_labels, view.weight, view.bias)
@@ -128,7 +128,7 @@ def bench_blood(n_labeled: int, n_baal: int, with_baal: bool) -> None:
 
     def round_cost(name: str) -> tuple[float, float, RoundView]:
         t0 = time.perf_counter()
-        view = build_roundpool_view(model, train.images, mask, train.labels, val.images, val.labels,
+        view = build_round_view(model, train.images, mask, train.labels, val.images, val.labels,
                                 device="cpu")
         t1 = time.perf_counter()
         get_strategy(name).select(view, 100, np.random.default_rng(0))
@@ -210,13 +210,13 @@ def bench_baal(model, images: np.ndarray, mask: np.ndarray, val, n_pool: int) ->
 def _ours_bald(model, images, mask, val):
     # Only the pool subset and validation need features for BALD; a view of just those rows.
     keep = np.flatnonzero(~mask)
-    view = build_roundpool_view(model, images[keep], np.zeros(keep.size, bool),
+    view = build_round_view(model, images[keep], np.zeros(keep.size, bool),
                             np.full(keep.size, -1), val.images[:0], val.labels[:0], device="cpu")
     return view, get_strategy("bald", n_samples=20).score(view)
 
 
 def bench_memory(n: int, n_val: int) -> None:
-    view = syntheticpool_view(n, n_val, n_labeled=100)
+    view = synthetic_view(n, n_val, n_labeled=100)
     rng = np.random.default_rng(0)
     print(f"\n### Memory: pool {n:,} x 512 float32 features ({view.features.nbytes / 2**30:.2f} "
           f"GiB), validation {n_val}\n\n| strategy | s | peak RSS so far GiB |\n|---|---:|---:|")

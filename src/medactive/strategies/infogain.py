@@ -216,6 +216,16 @@ def _weighted_h2_sum(
             f"step_size too large: one SGD step moves a logit by {dmax:.3g} (> 700, exp overflow)"
         )
     v = torch.addcmul(u[:, None, :], delta[:, :, None], proba[None, :, :], value=-1.0)
+    if float(delta.min()) < -0.5:
+        # 1 + σ_c k with k = expm1(δ) < -0.4 cancels when σ_c ≈ 1 (a dominant class pushed far
+        # down), and the rank-one formula loses digits. Only negative Gram entries (features
+        # with signed inner products) and large steps get here: use each candidate's own
+        # stable log-softmax instead, O(C²) per pair for this chunk only.
+        eye = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
+        cand = v[:, :, None, :] + delta[:, :, None, None] * eye  # (K, P, C, C)
+        logq = torch.log_softmax(cand, dim=-1)
+        hc = -(logq.exp() * logq).sum(dim=-1)  # (K, P, C)
+        return (hc.sum(dim=0) * wts).sum(dim=1)
     if u_absmax + dmax < _SAFE_LOGIT:  # no overflow possible: skip the max subtraction
         ev = v.exp()
     else:
@@ -226,11 +236,14 @@ def _weighted_h2_sum(
     logsig = v.sub_(z.log_())  # log softmax without log(σ) underflow, reuses v
     h0 = -(sigma * logsig).sum(dim=-1, keepdim=True)  # (K, P, 1)
     k = torch.expm1(delta)[:, :, None]  # (K, P, 1), shared by the C candidates
-    sk = sigma * k
     # inner = σ_c (k log σ_c + (k + 1) δ), computed in place on logsig.
     inner = logsig.mul_(k).add_((k + 1.0) * delta[:, :, None]).mul_(sigma)
-    hc = torch.log1p(sk).add_((h0 - inner).div_(sk.add_(1.0)))
-    return (hc.mul_(wts[None, :, :])).sum(dim=(0, 2))
+    denom = sigma.mul_(k).add_(1.0)  # 1 + σ_c k, in place on sigma (no longer needed)
+    # H'(c) = log(1 + σ_c k) + (H0 - inner) / (1 + σ_c k); log of the stored sum rather than
+    # log1p costs at most one ulp of 1, i.e. ~1e-16 absolute, like every other rounding here.
+    hc = inner.neg_().add_(h0).div_(denom).add_(denom.log_())
+    # Sum over evaluation images first, then weight: (P, C) weights touch a small tensor only.
+    return (hc.sum(dim=0) * wts).sum(dim=1)
 
 
 def info_gain_scores_reference(
