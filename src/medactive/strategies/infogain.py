@@ -1,4 +1,4 @@
-"""Information-gain acquisition (EIG, AEIG, UIG, CFIG; Mahapatra et al., Algorithm 1), exact.
+"""Information-gain acquisition (EIG, AEIG, UIG, CFIG; Mehta et al., Algorithm 1), exact.
 
 For a linear head θ = (W, b) on frozen features, ``H(θ)`` is the mean Shannon entropy (nats) of
 ``softmax(W h_e + b)`` over the evaluation (validation) images; ``H1 = H(θ)``. For a pool image
