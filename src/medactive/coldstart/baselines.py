@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from scipy import sparse
 
@@ -21,6 +23,22 @@ def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # squared Euclidean distances (m, n) without forming the (m, n, D) difference tensor
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.maximum(d, 0.0)
+
+
+# Pools up to this size keep their full (N, N) float32 distance matrix in memory (1 GB at 16k),
+# so repeated ProbCover draws (new K-means seed -> new δ) reuse one O(N² D) product.
+FULL_MATRIX_MAX = 16_384
+_DIST_CACHE: dict[str, np.ndarray] = {}
+
+
+def _full_distances(x: np.ndarray) -> np.ndarray | None:
+    if x.shape[0] > FULL_MATRIX_MAX:
+        return None
+    key = hashlib.md5(np.ascontiguousarray(x).tobytes()).hexdigest()
+    if key not in _DIST_CACHE:
+        _DIST_CACHE.clear()  # one pool at a time
+        _DIST_CACHE[key] = np.sqrt(_pairwise_sq(x, x)).astype(np.float32)
+    return _DIST_CACHE[key]
 
 
 def typicality(x: np.ndarray, k: int = 20, chunk: int = 2048) -> np.ndarray:
@@ -91,9 +109,10 @@ def purity_radius(x: np.ndarray, pseudo: np.ndarray, alpha: float = 0.95,
     n = x.shape[0]
     idx = rng.choice(n, min(sample, n), replace=False)
     d_other = np.empty(idx.size)
+    full = _full_distances(x)
     for s in range(0, idx.size, 1024):
         part = idx[s : s + 1024]
-        d = np.sqrt(_pairwise_sq(x[part], x))
+        d = full[part].copy() if full is not None else np.sqrt(_pairwise_sq(x[part], x))
         d[pseudo[part][:, None] == pseudo[None, :]] = np.inf
         d_other[s : s + part.size] = d.min(axis=1)
     finite = d_other[np.isfinite(d_other)]
@@ -105,9 +124,13 @@ def purity_radius(x: np.ndarray, pseudo: np.ndarray, alpha: float = 0.95,
 def ball_graph(x: np.ndarray, delta: float, chunk: int = 1024) -> sparse.csr_matrix:
     """``(N, N)`` boolean CSR: ``A[i, j]`` iff ``||x_i - x_j|| <= delta`` (self included)."""
     n = x.shape[0]
+    full = _full_distances(x)
     rows, cols = [], []
     for s in range(0, n, chunk):
-        r, c = np.nonzero(_pairwise_sq(x[s : s + chunk], x) <= delta * delta)
+        if full is not None:
+            r, c = np.nonzero(full[s : s + chunk] <= delta)
+        else:
+            r, c = np.nonzero(_pairwise_sq(x[s : s + chunk], x) <= delta * delta)
         rows.append(r + s)
         cols.append(c)
     r, c = np.concatenate(rows), np.concatenate(cols)
