@@ -84,32 +84,22 @@ def plot_acquired_per_class(run_dir: Path) -> Path:
 
 
 def plot_run_dataset_map(run_dir: Path) -> Path | None:
-    """Contrastive dataset map (variability × confidence, coloured by true class) with each
-    initial strategy's first-repeat selection marked; ``None`` without a map."""
+    """Contrastive dataset map coloured by true class, with the first repeat's HaCon selection
+    (or the first initial strategy's) marked; ``None`` when the run has no map."""
+    from medactive.coldstart.plots import plot_dataset_map
+
     path = run_dir / "dataset_map.npz"
     if not path.exists():
         return None
     data = np.load(path)
     info = json.loads((run_dir / "dataset.json").read_text())
     selections = [k for k in data.files if k.startswith("initial:")]
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    sc = ax.scatter(data["variability"], data["confidence"], c=data["labels"], s=2, cmap="tab10",
-                    alpha=0.35, rasterized=True)
-    markers = ["X", "*", "D", "P", "^", "s", "v", "o", "<"]
-    for m, key in zip(markers * 3, selections, strict=False):
-        idx = data[key]
-        ax.scatter(data["variability"][idx], data["confidence"][idx], marker=m, s=60,
-                   edgecolor="k", facecolor="none", label=key.split(":", 1)[1])
-    ax.set_xlabel("variability (std of positive-pair probability)")
-    ax.set_ylabel("confidence (mean positive-pair probability)")
-    ax.set_title(f"{info['name']}: contrastive dataset map")
-    ax.legend(fontsize=7, loc="upper right")
-    fig.colorbar(sc, ax=ax, label="true class")
-    fig.tight_layout()
-    out = run_dir / "dataset_map.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    key = "initial:hacon" if "initial:hacon" in selections else selections[0]
+    return plot_dataset_map(
+        data["confidence"], data["variability"], data[key], run_dir / "dataset_map.png",
+        groups=data["labels"], group_names=info["class_names"],
+        title=f"{info['name']}: contrastive dataset map ({key.split(':', 1)[1]} selection)",
+    )
 
 
 def write_plots(run_dir: Path) -> list[Path]:
