@@ -165,3 +165,18 @@ def test_presets_validate():
         cfg = load_config(p)
         assert cfg.name == p.stem
     assert np.isclose(load_config(PRESETS / "aeig-protocol.toml").initial.budget, 0.1)
+
+
+def test_head_model_folds_standardisation(synthetic_config):
+    """The network handed to VAAL/Consistency must predict exactly what the head on standardised
+    cached features predicts."""
+    from medactive.models import HeadConfig, fit_head, head_proba, predict_proba
+
+    runner = Runner(load_config(synthetic_config), synthetic_config.parent / "r", progress=False)
+    p = runner.prepared
+    assert np.allclose(p.head_train.mean(0), 0, atol=1e-4)
+    labels = p.splits.train.labels
+    weight, bias = fit_head(p.head_train, labels, p.splits.n_classes, HeadConfig(epochs=5))
+    model = runner._head_model(weight, bias)
+    expected = head_proba(p.head_train, weight, bias)
+    assert np.allclose(predict_proba(model, p.splits.train.images), expected, atol=1e-4)

@@ -62,13 +62,17 @@ class PretrainConfig(_Strict):
 
 
 class HeadTrainConfig(_Strict):
-    """Head mode: dropout + linear on frozen features (see ``medactive.models.HeadConfig``)."""
+    """Head mode: dropout + linear on frozen features (see ``medactive.models.HeadConfig``).
+
+    ``standardize``: z-score the frozen features with the pool's statistics before the head.
+    """
 
     epochs: int = Field(default=200, ge=1)
     lr: float = Field(default=1e-2, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     batch_size: int | None = Field(default=256, ge=1)
     class_balanced: bool = False
+    standardize: bool = True
 
 
 class FinetuneConfig(_Strict):

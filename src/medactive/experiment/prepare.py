@@ -26,7 +26,10 @@ class Prepared:
         splits: train (the pool) / val (evaluation set of information gain) / test.
         encoder: backbone used as frozen feature extractor (head mode) or as initialisation
             (finetune mode).
-        train_features, val_features, test_features: ``(N, D)`` float32 cached features.
+        train_features, val_features, test_features: ``(N, D)`` float32 cached encoder features
+            (cold-start strategies cluster these).
+        head_train, head_val, head_test: what the head sees — the same features standardised
+            with the training pool's per-dimension mean and std (label-free), or the raw ones.
         confidence, variability: ``(N_train,)`` contrastive dataset map (MoCo encoder only).
         encoder_info: what produced the encoder (for the report).
     """
@@ -39,6 +42,26 @@ class Prepared:
     confidence: np.ndarray | None
     variability: np.ndarray | None
     encoder_info: dict
+    head_train: np.ndarray | None = None
+    head_val: np.ndarray | None = None
+    head_test: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.head_train is None:
+            self.head_train, self.head_val, self.head_test = (
+                self.train_features, self.val_features, self.test_features)
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Z-score every array with ``train``'s per-dimension mean and std (float32).
+
+    Why: contrastive features have a few large dimensions; on standardised inputs the linear
+    head converges in ~5x fewer epochs to a better optimum (docs/results.md), and the affine
+    map is fixed for the whole experiment, i.e. part of the frozen encoder.
+    """
+    mean = train.mean(axis=0, dtype=np.float64)
+    std = train.std(axis=0, dtype=np.float64) + 1e-6
+    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
 def _concat(parts: list[ImageDataset]) -> ImageDataset:
@@ -112,5 +135,7 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
                                     progress=progress)
     test_features = extract_features(encoder, splits.test.images, device=config.run.device,
                                      progress=progress)
+    heads = (standardize(train_features, val_features, test_features)
+             if mc.head.standardize else [None, None, None])
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
-                    variability, info)
+                    variability, info, *heads)

@@ -207,23 +207,18 @@ class Runner:
         if mc.mode == "head":
             h = mc.head
             weight, bias = fit_head(
-                p.train_features[labeled], train.labels[labeled], p.splits.n_classes,
+                p.head_train[labeled], train.labels[labeled], p.splits.n_classes,
                 HeadConfig(epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
                            dropout=mc.dropout, batch_size=h.batch_size,
                            class_balanced=h.class_balanced, seed=seed),
             )
-            model = Classifier(p.encoder, p.splits.n_classes, mc.dropout)
-            with torch.no_grad():
-                model.head.weight.copy_(torch.from_numpy(weight))
-                model.head.bias.copy_(torch.from_numpy(bias))
-            model.eval()
             view = RoundView(
-                features=p.train_features, labeled_mask=mask, labels=labels, weight=weight,
-                bias=bias, dropout_p=mc.dropout, val_features=p.val_features,
-                val_labels=p.splits.val.labels, images=train.images, model=model,
-                true_labels=train.labels,
+                features=p.head_train, labeled_mask=mask, labels=labels, weight=weight,
+                bias=bias, dropout_p=mc.dropout, val_features=p.head_val,
+                val_labels=p.splits.val.labels, images=train.images,
+                model=self._head_model(weight, bias), true_labels=train.labels,
             )
-            return head_proba(p.test_features, weight, bias), view
+            return head_proba(p.head_test, weight, bias), view
         from medactive.strategies.view import build_round_view
 
         model = self._fresh_classifier(seed)
@@ -235,6 +230,22 @@ class Runner:
                                 p.splits.val.labels, device=self.config.run.device,
                                 include_images=True, true_labels=train.labels)
         return predict_proba(model, p.splits.test.images, device=self.config.run.device), view
+
+    def _head_model(self, weight: np.ndarray, bias: np.ndarray) -> Classifier | None:
+        """The frozen encoder with the trained head, for strategies that need the network
+        (VAAL, Consistency); its head must see the same features as ``weight``, so with
+        standardised features the standardisation is folded into the head."""
+        p, mc = self.prepared, self.config.model
+        w, b = weight.astype(np.float64), bias.astype(np.float64)
+        if mc.head.standardize:
+            mean = p.train_features.mean(axis=0, dtype=np.float64)
+            std = p.train_features.std(axis=0, dtype=np.float64) + 1e-6
+            w, b = w / std, b - (w / std) @ mean
+        model = Classifier(p.encoder, p.splits.n_classes, mc.dropout)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+            model.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
+        return model.eval()
 
     def _fresh_classifier(self, seed: int) -> Classifier:
         import copy

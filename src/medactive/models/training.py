@@ -229,7 +229,6 @@ class HeadConfig:
     batch_size: int | None = 256
     class_balanced: bool = False
     seed: int = 0
-    standardize: bool = False
 
 
 def fit_head(
