@@ -41,7 +41,7 @@ def test_tiny_run_writes_ordered_csv_and_plots(bloodmnist_path, isolated_cache):
     out = isolated_cache / "sel.csv"
     code = main(["coldstart", "--data", str(bloodmnist_path), "--limit", "160", "--epochs", "1",
                  "--batch-size", "80", "--budget", "6", "--out", str(out),
-                 "--plot", str(isolated_cache / "plots"), "--no-progress"])
+                 "--plot", str(isolated_cache / "plots"), "--no-progress", "--threads", "1"])
     assert code == 0
     rows = list(csv.DictReader(out.open()))
     assert [int(r["rank"]) for r in rows] == list(range(1, 7))

@@ -48,7 +48,7 @@ def test_config_validation():
         pretrain_moco(np.zeros((4, 8, 8, 3), np.float32), MocoConfig())
 
 
-TINY = dict(epochs=2, batch_size=32, queue_size=64, warmup_epochs=0.5)
+TINY = dict(epochs=2, batch_size=32, queue_size=64, warmup_epochs=0.5, num_threads=1)
 
 
 def test_end_to_end_two_epochs_on_bloodmnist(blood_small, tmp_path):
@@ -72,6 +72,8 @@ def test_end_to_end_two_epochs_on_bloodmnist(blood_small, tmp_path):
     assert np.unique(blood_small.train.labels[:600][sel]).size >= 4
     # a different config is a different cache entry
     assert contrastive.cache_key(images, MocoConfig(**{**TINY, "tau_map": 0.1})) != res.key
+    # thread count and device do not change the result's identity
+    assert contrastive.cache_key(images, MocoConfig(**{**TINY, "num_threads": 2})) == res.key
 
 
 def test_resume_after_interruption_matches_uninterrupted(blood_small, tmp_path, monkeypatch):

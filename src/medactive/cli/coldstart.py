@@ -26,6 +26,7 @@ def run_coldstart(
     limit: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> list[dict[str, object]]:
     """Pre-train (or load the cached encoder), select ``budget`` images, write ``out``.
 
@@ -63,7 +64,7 @@ def run_coldstart(
         raise StrategyError(f"budget {budget} must be between 1 and the pool size ({len(train)})")
     overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size,
                                    "tau_map": tau_map}.items() if v is not None}
-    cfg = MocoConfig(backbone=backbone, device=device, **overrides)  # type: ignore[arg-type]
+    cfg = MocoConfig(backbone=backbone, device=device, num_threads=threads, **overrides)  # type: ignore[arg-type]
     cfg.queue_size = max(cfg.queue_size, cfg.batch_size)
     res = pretrain_moco(train.images, cfg, progress=progress)
     view = ColdStartView(res.features, res.confidence, res.variability, train.images)
@@ -112,7 +113,8 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, help="use only the first N training images"),
         device: str | None = typer.Option(None, help="cpu / cuda (default: automatic)"),
         progress: bool = typer.Option(True, help="show progress bars"),
+        threads: int | None = typer.Option(None, help="CPU threads (1 is faster on a busy CPU)"),
     ) -> None:
         """Choose the first images to label with zero labels (MoCo v2 dataset map + HaCon)."""
         run_coldstart(data, budget, strategy, out, plot, epochs, batch_size, tau_map, n_clusters,
-                      seed, backbone, limit, device, progress)
+                      seed, backbone, limit, device, progress, threads)

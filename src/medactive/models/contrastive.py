@@ -39,7 +39,7 @@ from medactive.models.training import extract_features
 from medactive.progress import progress_bar
 
 # Config fields that do not change the result and so stay out of the cache key.
-_NON_KEY_FIELDS = ("device", "amp")
+_NON_KEY_FIELDS = ("device", "amp", "num_threads")
 
 
 @dataclass
@@ -71,6 +71,9 @@ class MocoConfig:
     seed: int = 0
     device: str | None = None
     amp: bool = True
+    # CPU threads for this run (None = torch's default). On a CPU shared with other jobs, 1 thread
+    # was twice as fast as 2 (docs/coldstart.md); not part of the cache key.
+    num_threads: int | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on impossible values."""
@@ -214,6 +217,17 @@ def pretrain_moco(
         return _load_cached(folder, images, cfg, key)
     folder.mkdir(parents=True, exist_ok=True)
 
+    previous_threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(images, cfg, key, folder, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
+           progress: bool) -> ContrastiveResult:
     device = select_device(cfg.device)
     fmt = memory_format(device)
     gen = seed_everything(cfg.seed)
