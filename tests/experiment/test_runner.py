@@ -36,7 +36,8 @@ def test_end_to_end_schema_and_outputs(synthetic_config, tmp_path, capsys):
                  "acquired_per_class.png"):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
-    assert "| aeig |" in summary and "95% of full-data AUC" in summary
+    assert "| aeig |" in summary and "Labelled fraction needed to reach 95%" in summary
+    assert "| initial | strategy | 95% | 99% |" in summary
     assert "minority" in summary.lower() and "class coverage" in summary
 
 

@@ -70,15 +70,22 @@ def summarize(run_dir: Path) -> str:
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines.append("")
     if target is not None:
-        lines += ["## Labelled fraction needed to reach 95% of full-data AUC", "",
-                  "Linear interpolation of the mean curve between rounds.", "",
-                  "| initial | strategy | fraction |", "|---|---|---|"]
+        # 95% is the papers' yardstick; 99% is added because on easy data (BloodMNIST) every
+        # strategy clears 95% with the initial query, which makes that column uninformative.
+        levels = (0.95, 0.99)
+        lines += ["## Labelled fraction needed to reach 95% (and 99%) of full-data AUC", "",
+                  "Linear interpolation of the mean curve between rounds; the initial fraction "
+                  "means the initial query already reaches it.", "",
+                  "| initial | strategy | 95% | 99% |", "|---|---|---|---|"]
         for (init, s), c in sorted(auc_curves.items(), key=lambda kv: kv[0]):
             ns = sorted(c)
-            reached = fraction_to_reach([n / n_train for n in ns],
-                                        [float(np.mean(c[n])) for n in ns], target)
-            text = "not reached" if reached is None else f"{100 * reached:.2f}%"
-            lines.append(f"| {init} | {s} | {text} |")
+            cells = []
+            for level in levels:
+                reached = fraction_to_reach([n / n_train for n in ns],
+                                            [float(np.mean(c[n])) for n in ns],
+                                            level * target / 0.95)
+                cells.append("not reached" if reached is None else f"{100 * reached:.2f}%")
+            lines.append(f"| {init} | {s} | {' | '.join(cells)} |")
         lines.append("")
     minority = minority_classes(np.asarray(info["train_counts"], dtype=np.float64))
     shares = minority_share(records, minority)
