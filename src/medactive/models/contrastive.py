@@ -47,7 +47,8 @@ class MocoConfig:
     """Hyper-parameters of MoCo v2 pre-training (paper Table 2, scaled to a 2-core CPU).
 
     Defaults: ``epochs=10`` with batch 256 on BloodMNIST train (11,959 images, compact backbone)
-    is ~120k augmented pairs: an estimated 3-4.5 minutes on 2 idle CPU cores (docs/coldstart.md).
+    is ~120k augmented pairs: ~4.4 minutes at the 455 pairs/s measured on this 2-core CPU
+    (docs/coldstart.md).
     ``lr`` is the absolute rate for ``batch_size`` (paper: 0.03 x batch/256; a small network and
     short schedule prefer a larger one). ``repeats`` > 1 is the paper's repeated augmentation
     (Table 4): each image appears ``repeats`` times per epoch.
