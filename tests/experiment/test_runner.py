@@ -102,6 +102,7 @@ def test_cold_start_initial_query_in_runner(tmp_path, monkeypatch):
     records = read_jsonl(out / "results.jsonl")
     assert {r["initial"] for r in records} == {"random", "hacon", "kmeans-centroid"}
     assert (out / "dataset_map.png").is_file()
+    assert (out / "initial_query_curves.png").is_file()  # one panel per acquisition strategy
     summary = (out / "summary.md").read_text()
     assert "Pearson r between AUC@6 and AUC@12" in summary
 

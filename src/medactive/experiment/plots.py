@@ -15,38 +15,59 @@ import numpy as np
 from medactive.experiment.results import curves, mean_std, read_jsonl
 
 
-def plot_learning_curves(run_dir: Path) -> Path:
-    """Mean ± std test macro AUC against labelled fraction, one panel per initial strategy, with
-    the "all" and "all-95%" reference lines."""
+def _grid(n: int, cols: int = 4, size: tuple[float, float] = (5.0, 3.8)):
+    cols = min(cols, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def _curve_panels(run_dir: Path, by: str, filename: str) -> Path:
+    """Mean ± std test macro AUC against labelled fraction with the "all" and "all-95%" lines.
+
+    ``by="initial"``: one panel per initial strategy, one line per acquisition strategy (the
+    information-gain paper's Fig. 2–3). ``by="strategy"``: one panel per acquisition strategy,
+    one line per initial query (the cold-start paper's Fig. 6).
+    """
     records = read_jsonl(run_dir / "results.jsonl")
     info = json.loads((run_dir / "dataset.json").read_text())
     reference = read_jsonl(run_dir / "reference.jsonl")
     auc = curves(records, "auc")
-    initials = sorted({k[0] for k in auc})
-    fig, axes = plt.subplots(1, len(initials), figsize=(6 * len(initials), 4.5), squeeze=False)
-    for ax, init in zip(axes[0], initials, strict=True):
-        for (i, strategy), c in auc.items():
-            if i != init:
+    panel_of = (lambda k: k[0]) if by == "initial" else (lambda k: k[1])
+    line_of = (lambda k: k[1]) if by == "initial" else (lambda k: k[0])
+    panels = list(dict.fromkeys(panel_of(k) for k in auc))
+    fig, axes = _grid(len(panels))
+    all_auc = float(np.mean([r["auc"] for r in reference])) if reference else None
+    for ax, panel in zip(axes, panels, strict=True):
+        for key, c in auc.items():
+            if panel_of(key) != panel:
                 continue
             ns = sorted(c)
             x = 100 * np.asarray(ns) / info["n_train"]
             stats = np.array([mean_std(c[n]) for n in ns])
-            ax.plot(x, stats[:, 0], marker="o", ms=3, label=strategy)
-            ax.fill_between(x, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], alpha=0.15)
-        if reference:
-            all_auc = float(np.mean([r["auc"] for r in reference]))
+            ax.plot(x, stats[:, 0], marker="o", ms=3, label=line_of(key))
+            ax.fill_between(x, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 1], alpha=0.12)
+        if all_auc is not None:
             ax.axhline(all_auc, color="k", ls="--", lw=1, label="all")
             ax.axhline(0.95 * all_auc, color="k", ls=":", lw=1, label="all-95%")
         ax.set_xlabel("labelled training images (%)")
         ax.set_ylabel("test macro AUC")
-        ax.set_title(f"{info['name']} — initial query: {init}")
+        ax.set_title(f"{'initial query' if by == 'initial' else 'acquisition'}: {panel}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    fig.suptitle(info["name"])
     fig.tight_layout()
-    out = run_dir / "learning_curves.png"
-    fig.savefig(out, dpi=110)
+    out = run_dir / filename
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def plot_learning_curves(run_dir: Path) -> Path:
+    """Learning curves, one panel per initial strategy (the information-gain paper's Fig. 2–3)."""
+    return _curve_panels(run_dir, "initial", "learning_curves.png")
 
 
 def plot_acquired_per_class(run_dir: Path) -> Path:
@@ -56,11 +77,9 @@ def plot_acquired_per_class(run_dir: Path) -> Path:
     info = json.loads((run_dir / "dataset.json").read_text())
     init = sorted({r["initial"] for r in records})[0]
     strategies = list(dict.fromkeys(r["strategy"] for r in records))
-    cols = min(3, len(strategies))
-    rows = int(np.ceil(len(strategies) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = _grid(len(strategies), cols=3, size=(5.0, 3.6))
     names = info["class_names"]
-    for ax, strategy in zip(axes.flat, strategies, strict=False):
+    for ax, strategy in zip(axes, strategies, strict=True):
         rs = [r for r in records if r["initial"] == init and r["strategy"] == strategy]
         rounds = sorted({r["round"] for r in rs})
         counts = np.array([np.mean([r["acquired_per_class"] for r in rs if r["round"] == k], 0)
@@ -72,9 +91,7 @@ def plot_acquired_per_class(run_dir: Path) -> Path:
         ax.set_xlabel("labelled (%)")
         ax.set_ylabel("labelled images per class")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(strategies):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     fig.suptitle(f"{info['name']}: images labelled per class (initial: {init})")
     fig.tight_layout()
     out = run_dir / "acquired_per_class.png"
@@ -105,6 +122,10 @@ def plot_run_dataset_map(run_dir: Path) -> Path | None:
 def write_plots(run_dir: Path) -> list[Path]:
     """All plots of a run folder."""
     run_dir = Path(run_dir)
-    out = [plot_learning_curves(run_dir), plot_acquired_per_class(run_dir)]
+    out = [plot_learning_curves(run_dir)]
+    initials = {r["initial"] for r in read_jsonl(run_dir / "results.jsonl")}
+    if len(initials) > 1:
+        out.append(_curve_panels(run_dir, "strategy", "initial_query_curves.png"))
+    out.append(plot_acquired_per_class(run_dir))
     dm = plot_run_dataset_map(run_dir)
     return out + ([dm] if dm else [])
