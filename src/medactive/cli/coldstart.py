@@ -44,7 +44,7 @@ def run_coldstart(
 
     # validate everything cheap before the minutes of pre-training
     params: dict[str, object] = {}
-    cls = _REGISTRY.get(strategy)
+    cls = _REGISTRY.entries().get(strategy)
     if cls is not None:
         accepted = inspect.signature(cls.__init__).parameters
         if "seed" in accepted:

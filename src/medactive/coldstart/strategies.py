@@ -24,6 +24,7 @@ from medactive.coldstart.hacon import (
     l2_normalise,
 )
 from medactive.errors import StrategyError
+from medactive.registry import Registry
 
 
 class ColdStartStrategy(ABC):
@@ -48,20 +49,18 @@ def _seed(seed: int | None, rng: np.random.Generator) -> int:
     return int(seed) if seed is not None else int(rng.integers(0, 2**31 - 1))
 
 
-_REGISTRY: dict[str, Callable[..., ColdStartStrategy]] = {}
+def _load_simulation() -> None:
+    # the simulation module registers the ground-truth analysis strategies on import
+    import medactive.coldstart.simulation  # noqa: F401
+
+
+_REGISTRY: Registry[ColdStartStrategy] = Registry("cold-start strategy", "cold-start strategies",
+                                              _load_simulation)
 
 
 def register_coldstart_strategy(name: str) -> Callable[[type], type]:
     """Class decorator adding a cold-start strategy under ``name``."""
-
-    def decorator(cls: type) -> type:
-        if name in _REGISTRY:
-            raise RuntimeError(f"cold-start strategy {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def get_coldstart_strategy(name: str, **params: Any) -> ColdStartStrategy:
@@ -70,28 +69,14 @@ def get_coldstart_strategy(name: str, **params: Any) -> ColdStartStrategy:
     Raises:
         StrategyError: unknown name (the message lists the known ones) or bad parameters.
     """
-    _load_simulation()
-    if name not in _REGISTRY:
-        raise StrategyError(
-            f"unknown cold-start strategy {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        )
-    try:
-        return _REGISTRY[name](**params)
-    except TypeError as exc:
-        raise StrategyError(f"bad parameters for cold-start strategy {name!r}: {exc}") from None
+    return _REGISTRY.create(name, **params)
 
 
 def list_coldstart_strategies(include_simulation: bool = False) -> list[str]:
     """Names of the registered cold-start strategies, sorted; simulation-only ones (which read
     ground truth) only with ``include_simulation``."""
-    _load_simulation()
-    return sorted(n for n, c in _REGISTRY.items()
+    return sorted(n for n, c in _REGISTRY.entries().items()
                   if include_simulation or not getattr(c, "simulation_only", False))
-
-
-def _load_simulation() -> None:
-    # the simulation module registers the ground-truth analysis strategies on import
-    import medactive.coldstart.simulation  # noqa: F401
 
 
 @register_coldstart_strategy("hacon")

@@ -313,7 +313,7 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
             pairs_done += len(idx)
             if progress and hasattr(bar, "set_postfix"):
                 rate = pairs_done / max(1e-9, train_seconds + time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{rate:.0f}")
         train_seconds += time.perf_counter() - t0
         torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
                     "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from medactive.errors import StrategyError
+from medactive.registry import Registry
 
 # Rows processed at once by chunked helpers: 16k x 512 float64 = 64 MB at most per temporary.
 _CHUNK_ROWS = 16384
@@ -206,20 +207,17 @@ class ScoreStrategy(Strategy):
         return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
 
 
-_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+def _load_builtin_strategies() -> None:
+    # Importing the package registers every built-in strategy module exactly once.
+    import medactive.strategies  # noqa: F401
+
+
+_REGISTRY: Registry[Strategy] = Registry("strategy", "strategies", _load_builtin_strategies)
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
     """Class decorator adding a strategy to the registry under ``name``."""
-
-    def decorator(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY:
-            raise RuntimeError(f"strategy {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def get_strategy(name: str, **params: Any) -> Strategy:
@@ -228,26 +226,12 @@ def get_strategy(name: str, **params: Any) -> Strategy:
     Raises:
         StrategyError: unknown name (the message lists the known ones) or bad parameters.
     """
-    _load_builtin_strategies()
-    if name not in _REGISTRY:
-        raise StrategyError(
-            f"unknown strategy {name!r}; known strategies: {', '.join(sorted(_REGISTRY))}"
-        )
-    try:
-        return _REGISTRY[name](**params)
-    except TypeError as exc:
-        raise StrategyError(f"bad parameters for strategy {name!r}: {exc}") from None
+    return _REGISTRY.create(name, **params)
 
 
 def list_strategies() -> list[str]:
     """Names of all registered acquisition strategies, sorted."""
-    _load_builtin_strategies()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin_strategies() -> None:
-    # Importing the package registers every built-in strategy module exactly once.
-    import medactive.strategies  # noqa: F401
+    return sorted(_REGISTRY.entries())
 
 
 def require_network(view: RoundView, name: str, need_model: bool = True) -> None:
