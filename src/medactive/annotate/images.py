@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medactive.data.medmnist import file_digest
 from medactive.errors import DataError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -20,13 +21,9 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (the content hash images are registered with)."""
+    return file_digest(path, "sha256")
 
 
 def find_images(folder: Path) -> list[Path]:

@@ -101,13 +101,18 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("medactive"))
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex MD5 of a file, read in chunks."""
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes (read in chunks, so any size fits in memory)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    """Hex MD5 of a file (MedMNIST's published checksums are MD5)."""
+    return file_digest(path, "md5")
 
 
 def _registry_entry(name: str) -> MedMNISTInfo:
