@@ -39,6 +39,9 @@ def test_end_to_end_schema_and_outputs(synthetic_config, tmp_path, capsys):
     assert "| aeig |" in summary and "Labelled fraction needed to reach 95%" in summary
     assert "| initial | strategy | 95% | 99% |" in summary
     assert "minority" in summary.lower() and "class coverage" in summary
+    # One table per configured metric (default: auc, accuracy, balanced_accuracy).
+    assert "## Test accuracy, initial query: random" in summary
+    assert "## Test balanced accuracy, initial query: random" in summary
 
 
 def test_interrupt_and_resume_gives_identical_results(synthetic_config, tmp_path, monkeypatch):
@@ -182,3 +185,25 @@ def test_head_model_folds_standardisation(synthetic_config):
     model = runner._head_model(weight, bias)
     expected = head_proba(p.head_train, weight, bias)
     assert np.allclose(predict_proba(model, p.splits.train.images), expected, atol=1e-4)
+
+
+def test_finetune_mode_retrains_the_network_each_round(tmp_path, monkeypatch):
+    """Finetune mode: every round re-trains the whole classifier and builds the round's view with
+    one forward pass (``build_round_view``); strategies then work on those fresh features."""
+    monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    npz = write_synthetic_npz(tmp_path / "synthetic.npz")
+    cfg = parse_config({
+        "name": "finetune", "dataset": {"source": str(npz)},
+        "model": {"mode": "finetune", "encoder": "random", "finetune": {"epochs": 2, "batch_size": 16}},
+        "initial": {"budget": 12},
+        "acquisition": {"strategies": ["entropy", "bald", "consistency"], "rounds": 1, "budget": 8},
+        "run": {"repeats": 1, "reference": False, "metrics": ["auc"]},
+    })
+    Runner(cfg, tmp_path / "run", progress=False).run()
+    records = read_jsonl(tmp_path / "run" / "results.jsonl")
+    assert len(records) == 3 * 2 and {r["n_labeled"] for r in records} == {12, 20}
+    first = [r for r in records if r["round"] == 0]
+    assert len({r["auc"] for r in first}) == 1  # same initial set, same seed: same model
+    write_report(tmp_path / "run")
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "Test accuracy" not in summary and "| consistency |" in summary

@@ -57,18 +57,13 @@ def summarize(run_dir: Path) -> str:
     initials = sorted({k[0] for k in auc_curves})
     strategies = list(dict.fromkeys(r["strategy"] for r in records))
     n_train = info["n_train"]
-    for init in initials:
-        sizes = sorted({n for (i, _), c in auc_curves.items() if i == init for n in c})
-        head = "| strategy | " + " | ".join(f"{100 * n / n_train:.2f}% ({n})" for n in sizes) + " |"
-        lines += [f"## Test macro AUC, initial query: {init}", "", head,
-                  "|---" * (len(sizes) + 1) + "|"]
-        for s in strategies:
-            c = auc_curves.get((init, s))
-            if c is None:
-                continue
-            cells = [_fmt(*mean_std(c[n])) if n in c else "—" for n in sizes]
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        lines.append("")
+    titles = {"auc": "Test macro AUC", "accuracy": "Test accuracy",
+              "balanced_accuracy": "Test balanced accuracy"}
+    for metric in config["run"].get("metrics", ["auc"]):
+        metric_curves = curves(records, metric)
+        for init in initials:
+            lines += _metric_table(metric_curves, init, strategies, n_train,
+                                   f"{titles[metric]}, initial query: {init}")
     if target is not None:
         # 95% is the papers' yardstick; 99% is added because on easy data (BloodMNIST) every
         # strategy clears 95% with the initial query, which makes that column uninformative.
@@ -121,6 +116,20 @@ def summarize(run_dir: Path) -> str:
     if corr and len(initials) >= 3:
         lines += _correlation_section(auc_curves, initials, strategies, tuple(corr))
     return "\n".join(lines) + "\n"
+
+
+def _metric_table(metric_curves, init: str, strategies: list[str], n_train: int,
+                  title: str) -> list[str]:
+    """Rows = strategies, columns = labelled fraction (count), cells = mean ± std over repeats."""
+    sizes = sorted({n for (i, _), c in metric_curves.items() if i == init for n in c})
+    head = "| strategy | " + " | ".join(f"{100 * n / n_train:.2f}% ({n})" for n in sizes) + " |"
+    lines = [f"## {title}", "", head, "|---" * (len(sizes) + 1) + "|"]
+    for s in strategies:
+        c = metric_curves.get((init, s))
+        if c is not None:
+            cells = [_fmt(*mean_std(c[n])) if n in c else "—" for n in sizes]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _correlation_section(auc_curves, initials, strategies, corr) -> list[str]:
