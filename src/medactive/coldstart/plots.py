@@ -38,6 +38,26 @@ def _mark(ax, xy: np.ndarray, selected: np.ndarray) -> None:
                edgecolors="white", linewidths=0.6, label=f"selected ({sel.size})", zorder=5)
 
 
+def _scatter_png(xy: np.ndarray, selected: np.ndarray, path: str | Path,
+                 groups: np.ndarray | None, group_names: Sequence[str] | None,
+                 xlabel: str, ylabel: str, title: str) -> Path:
+    """One ``(N, 2)`` scatter coloured by ``groups`` with ``selected`` starred, saved as PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    _scatter_groups(ax, xy, groups, group_names)
+    _mark(ax, xy, selected)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=6, markerscale=2, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_dataset_map(
     confidence: np.ndarray,
     variability: np.ndarray,
@@ -59,21 +79,9 @@ def plot_dataset_map(
         group_names: optional names for the legend.
         title: figure title.
     """
-    plt = _pyplot()
     xy = np.column_stack([variability, confidence])
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    _scatter_groups(ax, xy, groups, group_names)
-    _mark(ax, xy, selected)
-    ax.set_xlabel("variability")
-    ax.set_ylabel("confidence (hard-to-contrast = bottom)")
-    ax.set_title(title)
-    ax.legend(fontsize=6, markerscale=2, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _scatter_png(xy, selected, path, groups, group_names, "variability",
+                        "confidence (hard-to-contrast = bottom)", title)
 
 
 def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -101,18 +109,6 @@ def plot_embedding(
 ) -> Path:
     """2-D embedding (UMAP or PCA) of ``(N, D)`` features coloured by ``groups``; stars =
     ``selected``. Returns the PNG path."""
-    plt = _pyplot()
     xy, method = embed_2d(features, seed)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    _scatter_groups(ax, xy, groups, group_names)
-    _mark(ax, xy, selected)
-    ax.set_xlabel(f"{method} 1")
-    ax.set_ylabel(f"{method} 2")
-    ax.set_title(f"{title} ({method})")
-    ax.legend(fontsize=6, markerscale=2, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _scatter_png(xy, selected, path, groups, group_names, f"{method} 1", f"{method} 2",
+                        f"{title} ({method})")
