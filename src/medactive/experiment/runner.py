@@ -144,19 +144,24 @@ class Runner:
             return results
         p = self.prepared
         schedule = budget_schedule(cfg, len(p.splits.train))
-        self._write_dataset_info()
-        bar = progress_bar(cells, desc="cells", unit="cell", enabled=self.progress)
         initial_cache: dict[tuple[int, str], np.ndarray] = {}
-        for rep, init, acq in bar:
-            key = (rep, init.display)
+
+        def initial(rep: int, spec: StrategySpec) -> np.ndarray:
+            key = (rep, spec.display)
             if key not in initial_cache:
-                initial_cache[key] = self._initial_query(init, rep, schedule[0])
-            records = self._run_cell(rep, init, acq, initial_cache[key], schedule)
+                initial_cache[key] = self._initial_query(spec, rep, schedule[0])
+            return initial_cache[key]
+
+        self._write_dataset_info({s.display: initial(0, s) for s in cfg.initial.strategies})
+        bar = progress_bar(cells, desc="cells", unit="cell", enabled=self.progress)
+        for rep, init, acq in bar:
+            records = self._run_cell(rep, init, acq, initial(rep, init), schedule)
             _append_records(results, records)
         return results
 
-    def _write_dataset_info(self) -> None:
-        """What ``report`` needs without reloading data: class names, pool counts, dataset map."""
+    def _write_dataset_info(self, first_queries: dict[str, np.ndarray]) -> None:
+        """What ``report`` needs without reloading data: class names, pool counts, dataset map
+        (with each initial strategy's repeat-0 query, ``first_queries``, marked)."""
         p = self.prepared
         info = {
             "name": p.splits.name, "class_names": list(p.splits.class_names),
@@ -167,11 +172,7 @@ class Runner:
         }
         (self.out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
         if p.confidence is not None and p.variability is not None:
-            selections = {
-                f"initial:{spec.display}": self._initial_query(
-                    spec, 0, budget_schedule(self.config, len(p.splits.train))[0])
-                for spec in self.config.initial.strategies
-            }
+            selections = {f"initial:{name}": idx for name, idx in first_queries.items()}
             np.savez_compressed(self.out_dir / "dataset_map.npz", confidence=p.confidence,
                                 variability=p.variability, labels=p.splits.train.labels,
                                 **selections)
