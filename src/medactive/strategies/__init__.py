@@ -24,7 +24,8 @@ from medactive.strategies.base import (
     register_strategy,
     top_k_with_random_ties,
 )
-from medactive.strategies.infogain import info_gain_scores, info_gain_scores_reference
+from medactive.strategies.infogain import info_gain_scores
+from medactive.strategies.reference import info_gain_scores_reference
 from medactive.strategies.view import build_round_view
 
 __all__ = [
