@@ -8,6 +8,7 @@ from medactive.strategies import (  # noqa: F401  (importing registers the strat
     consistency,
     coreset,
     diversity,
+    epig,
     infogain,
     mcdropout,
     uncertainty,
