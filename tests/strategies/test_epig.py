@@ -10,12 +10,8 @@ from hypothesis import strategies as st
 from medactive.errors import StrategyError
 from medactive.strategies import get_strategy
 from medactive.strategies.epig import balanced_target_weights, epig_scores
-from medactive.strategies.posterior import (
-    dropout_heads,
-    dropout_masks,
-    evidence_prior_precision,
-    laplace_heads,
-)
+from medactive.strategies.mcdropout import dropout_masks
+from medactive.strategies.posterior import dropout_heads, evidence_prior_precision, laplace_heads
 from medactive.strategies.reference import epig_scores_reference
 
 from .helpers import random_view
@@ -135,3 +131,14 @@ def test_epig_strategy_errors() -> None:
     view.val_features = None
     with pytest.raises(StrategyError, match="validation"):
         get_strategy("epig").score(view)
+
+
+@pytest.mark.parametrize("name", ["bald", "mc-entropy"])
+def test_laplace_posterior_for_mc_strategies(name: str) -> None:
+    view = random_view(4, n=50)
+    strategy = get_strategy(name, posterior="laplace")
+    scores = strategy.score(view, np.random.default_rng(2))
+    assert scores.shape == view.pool_indices.shape and np.all(scores > -1e-12)
+    np.testing.assert_array_equal(scores, strategy.score(view, np.random.default_rng(2)))
+    with pytest.raises(StrategyError, match="prior_precision"):
+        get_strategy(name, posterior="laplace", prior_precision=-1.0).score(view)

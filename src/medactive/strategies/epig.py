@@ -21,20 +21,10 @@ import torch
 
 from medactive.errors import StrategyError
 from medactive.models.device import select_device
-from medactive.strategies.base import (
-    RoundView,
-    ScoreStrategy,
-    check_budget,
-    register_strategy,
-    top_k_with_random_ties,
-)
-from medactive.strategies.posterior import (
-    POSTERIORS,
-    HeadSamples,
-    dropout_heads,
-    dropout_masks,
-    laplace_heads,
-)
+from medactive.rng import seed_or_draw
+from medactive.strategies.base import RoundView, ScoreStrategy, register_strategy
+from medactive.strategies.mcdropout import check_n_samples, check_posterior, posterior_heads
+from medactive.strategies.posterior import HeadSamples
 
 TARGETS = ("eval", "pool")
 # Pool rows whose sampled probabilities are held at once (T=20, C=8: 84 MB float64).
@@ -125,22 +115,6 @@ def balanced_target_weights(labels: np.ndarray) -> np.ndarray:
     return 1.0 / (counts.size * counts[inverse])
 
 
-def posterior_heads(
-    view: RoundView, posterior: str, n_samples: int, rng: np.random.Generator,
-    prior_precision: float | None = None,
-) -> HeadSamples:
-    """T sampled heads of ``view``'s classifier: ``"dropout"`` masks or ``"laplace"``."""
-    if posterior == "dropout":
-        masks = dropout_masks(n_samples, view.features.shape[1], view.dropout_p, rng)
-        return dropout_heads(view.weight, view.bias, masks)
-    if posterior == "laplace":
-        if not view.labeled_mask.any():
-            raise StrategyError("the laplace posterior needs at least one labelled image")
-        return laplace_heads(view.features[view.labeled_mask], view.weight, view.bias,
-                             n_samples, rng, prior_precision=prior_precision)
-    raise StrategyError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
-
-
 @register_strategy("epig")
 class EPIG(ScoreStrategy):
     """EPIG with targets from the evaluation set (or the pool), posterior from MC dropout or a
@@ -172,7 +146,9 @@ class EPIG(ScoreStrategy):
         self.prior_precision = prior_precision
         self.seed = seed
 
-    def _check(self) -> None:
+    def check_params(self) -> None:
+        check_n_samples(self.n_samples)
+        check_posterior(self.posterior, self.prior_precision)
         if self.targets not in TARGETS:
             raise StrategyError(f"targets must be one of {TARGETS}, got {self.targets!r}")
         if self.n_targets is not None and (
@@ -207,12 +183,12 @@ class EPIG(ScoreStrategy):
         return heads.probabilities(feats[np.sort(pick)]), None
 
     def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
-        self._check()
-        if self.seed is not None or rng is None:
-            rng = np.random.default_rng(0 if self.seed is None else self.seed)
-        heads = posterior_heads(view, self.posterior, int(self.n_samples), rng,
+        self.check_params()
+        # One generator for samples and targets: the seed if given, else one draw from the round.
+        local = np.random.default_rng(seed_or_draw(self.seed, rng))
+        heads = posterior_heads(view, self.posterior, int(self.n_samples), None, local,
                                 self.prior_precision)
-        targ, weights = self._targets(view, heads, rng)
+        targ, weights = self._targets(view, heads, local)
         idx = view.pool_indices
         out = np.empty(idx.size, dtype=np.float64)
         # Pool chunks bound the (T, rows, C) sampled probabilities for huge pools.
@@ -221,11 +197,6 @@ class EPIG(ScoreStrategy):
             out[start : start + rows.size] = epig_scores(
                 heads.probabilities(view.features[rows]), targ, weights)
         return out
-
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
-        scores = self.score(view, rng)
-        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
 
 
 @register_strategy("epig-balanced")

@@ -61,16 +61,6 @@ class HeadSamples:
         return out
 
 
-def dropout_masks(n_samples: int, dim: int, p: float, rng: np.random.Generator) -> np.ndarray:
-    """``(T, D)`` float32 inverted-dropout masks: 0 with probability p, else ``1/(1-p)``."""
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise StrategyError(f"n_samples must be a positive integer, got {n_samples!r}")
-    if not 0.0 <= p < 1.0:
-        raise StrategyError(f"dropout probability must be in [0, 1), got {p}")
-    keep = rng.random((n_samples, dim)) >= p
-    return (keep / (1.0 - p)).astype(np.float32)
-
-
 def dropout_heads(weight: np.ndarray, bias: np.ndarray, masks: np.ndarray) -> HeadSamples:
     """The T masked heads ``W diag(m_t)`` for ``(T, D)`` masks (bias unchanged)."""
     w = np.asarray(weight, np.float64)
