@@ -11,6 +11,7 @@ from medactive.strategies import (  # noqa: F401  (importing registers the strat
     epig,
     infogain,
     mcdropout,
+    typical,
     uncertainty,
     vaal,
 )
@@ -26,6 +27,7 @@ from medactive.strategies.base import (
     register_strategy,
     top_k_with_random_ties,
 )
+from medactive.strategies.health import SelectionHealth, selection_health
 from medactive.strategies.infogain import info_gain_scores
 from medactive.strategies.reference import info_gain_scores_reference
 from medactive.strategies.view import build_round_view
@@ -33,6 +35,7 @@ from medactive.strategies.view import build_round_view
 __all__ = [
     "RoundView",
     "ScoreStrategy",
+    "SelectionHealth",
     "Strategy",
     "build_round_view",
     "check_budget",
@@ -43,5 +46,6 @@ __all__ = [
     "iter_pool_chunks",
     "list_strategies",
     "register_strategy",
+    "selection_health",
     "top_k_with_random_ties",
 ]
