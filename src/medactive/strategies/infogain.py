@@ -45,6 +45,7 @@ import torch
 
 from medactive.errors import StrategyError
 from medactive.models.device import select_device
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import RoundView, ScoreStrategy, register_strategy
 
 VARIANTS = ("eig", "aeig", "uig", "cfig")
@@ -142,6 +143,24 @@ def candidate_weights(
     return w
 
 
+def stratified_subsample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of ``n`` of ``labels`` (``n < len``), each class's count proportional
+    to its share (largest remainders; at least one per class while ``n`` allows)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / counts.sum()
+    take = np.floor(quota).astype(np.int64)
+    if n >= classes.size:
+        take = np.maximum(take, 1)
+    while take.sum() > n:  # the "at least one" floor overshot: trim the largest
+        take[np.argmax(take)] -= 1
+    while take.sum() < n:  # largest remainder first, never beyond a class's size
+        gap = np.where(take < counts, quota - take, -np.inf)
+        take[int(np.argmax(gap))] += 1
+    picks = [rng.choice(np.flatnonzero(labels == cl), k, replace=False)
+             for cl, k in zip(classes, take, strict=True) if k > 0]
+    return np.sort(np.concatenate(picks))
+
+
 def sgd_learning_rate(step_size: float, eval_features: np.ndarray) -> float:
     """η of the SGD update: ``step_size / (1 + mean_e ‖h_e‖²)`` over ``(K, D)`` features."""
     sq = np.einsum("ij,ij->i", eval_features, eval_features, dtype=np.float64)
@@ -165,6 +184,7 @@ def info_gain_scores(
     weight_decay: float = 0.0,
     update: str = "sgd",
     normalize: bool = False,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact information-gain scores via the closed-form one-step update (fast path).
 
@@ -180,6 +200,8 @@ def info_gain_scores(
         weight_decay: λ, applied to W only (L2 added to the gradient, as ``torch.optim``).
         update: ``"sgd"`` or ``"adam"`` (one step from fresh state); see the module docstring.
         normalize: divide the weights by their sum (AEIG: ``p π / Σ p π``).
+        prior: optional ``(C,)`` class shares π to use instead of ``eval_labels``' (lets a caller
+            score against a subsample of the evaluation set while keeping the full set's π).
 
     Returns:
         ``(N,)`` float64 scores, higher = acquire first. Uses CUDA when available.
@@ -188,6 +210,7 @@ def info_gain_scores(
     return info_gain_scores_rows(
         pool_features, None, eval_features, eval_labels, weight, bias, variant=variant,
         step_size=step_size, weight_decay=weight_decay, update=update, normalize=normalize,
+        prior=prior,
     )
 
 
@@ -204,6 +227,7 @@ def info_gain_scores_rows(
     weight_decay: float = 0.0,
     update: str = "sgd",
     normalize: bool = False,
+    prior: np.ndarray | None = None,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """:func:`info_gain_scores` for ``features[rows]`` (all rows if None) without copying them.
@@ -225,7 +249,12 @@ def info_gain_scores_rows(
     k_eval = he.shape[0]
     z_eval = he64 @ w.T + b  # (K, C)
     h1 = _mean_entropy(z_eval)
-    prior = class_prior(eval_labels, c)
+    if prior is None:
+        prior = class_prior(eval_labels, c)
+    else:
+        prior = np.asarray(prior, np.float64)
+        if prior.shape != (c,) or np.any(prior < 0) or not np.isclose(prior.sum(), 1.0):
+            raise StrategyError(f"prior must be {c} non-negative shares summing to 1")
     if update == "sgd":
         eta = sgd_learning_rate(step, eval_features)
         # Weight decay shrinks W the same way for every candidate: fold it into the base logits.
@@ -355,37 +384,65 @@ class _InfoGain(ScoreStrategy):
         update: ``"sgd"`` (default) or ``"adam"``.
         normalize: divide the weights by their sum (AEIG: ``p π / Σ p π``; default False, the
             paper's literal Eq. 2).
+        n_targets: score against this many evaluation images, drawn per round (stratified by
+            class, π still from the whole set) — a Monte-Carlo estimate of the mean entropy with
+            the same draw for every candidate, ``K / n_targets`` times cheaper. None (default):
+            the whole evaluation set, as the paper.
+        seed: seed of that draw (None: from the round's rng).
     """
 
     variant: str = "aeig"
 
     def __init__(self, step_size: float | None = None, weight_decay: float = 0.0,
-                 update: str = "sgd", normalize: bool = False) -> None:
+                 update: str = "sgd", normalize: bool = False, n_targets: int | None = None,
+                 seed: int | None = None) -> None:
         self.step_size = step_size
         self.weight_decay = weight_decay
         self.update = update
         self.normalize = normalize
+        self.n_targets = n_targets
+        self.seed = seed
 
     def check_params(self) -> None:
         for key, value, low in (("step_size", self.step_size, 0.0),
                                 ("weight_decay", self.weight_decay, None)):
+            if key == "step_size" and value is None:
+                continue  # the update rule's default
             number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
             if not number or not np.isfinite(value) or (value < 0 if low is None else value <= 0):
                 what = "a positive finite number" if low is not None else "a finite number >= 0"
                 raise StrategyError(f"{key} must be {what}, got {value!r}")
+        if self.update not in UPDATES:
+            raise StrategyError(f"unknown info-gain update {self.update!r}; known: "
+                                f"{', '.join(UPDATES)}")
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise StrategyError(f"normalize must be true or false, got {self.normalize!r}")
+        if self.n_targets is not None and (
+            not isinstance(self.n_targets, (int, np.integer)) or isinstance(self.n_targets, bool)
+            or self.n_targets < 1
+        ):
+            raise StrategyError(f"n_targets must be a positive integer or None, got "
+                                f"{self.n_targets!r}")
 
     def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
+        self.check_params()
         if view.val_features is None or view.val_labels is None:
             raise StrategyError(
                 f"{self.name} needs validation features and labels in the round view "
                 "(the evaluation set of information gain)"
             )
+        val_labels = np.asarray(view.val_labels, np.int64)
+        prior = class_prior(val_labels, view.n_classes)
+        targets = np.arange(val_labels.size)
+        if self.n_targets is not None and self.n_targets < val_labels.size:
+            local = np.random.default_rng(seed_or_draw(self.seed, rng))
+            targets = stratified_subsample(val_labels, int(self.n_targets), local)
         return info_gain_scores_rows(
-            view.features, view.pool_indices, view.val_features, view.val_labels,
+            view.features, view.pool_indices, view.val_features[targets], val_labels[targets],
             view.weight, view.bias, variant=self.variant,
             step_size=None if self.step_size is None else float(self.step_size),
             weight_decay=float(self.weight_decay), update=self.update,
-            normalize=bool(self.normalize),
+            normalize=bool(self.normalize), prior=prior,
         )
 
 
