@@ -36,7 +36,7 @@ from medactive.annotate.images import load_array
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
 from medactive.errors import StrategyError
-from medactive.strategies import checked_strategy
+from medactive.strategies import SelectionHealth, checked_strategy
 
 if TYPE_CHECKING:
     from medactive.models.contrastive import ContrastiveResult, MocoConfig
@@ -67,6 +67,7 @@ class QueryResult:
     image_ids: list[int]
     scores: list[float | None]
     seconds: float
+    health: SelectionHealth | None = None  # acquisition rounds only (needs a trained model)
 
 
 def _moco(cfg: QueryConfig) -> MocoConfig:
@@ -78,13 +79,14 @@ def _moco(cfg: QueryConfig) -> MocoConfig:
 
 def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.ndarray,
              labels: np.ndarray, n_classes: int, budget: int, cfg: QueryConfig,
-             checkpoint: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+             checkpoint: Path, class_names: list[str]
+             ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], SelectionHealth]:
     """Train the head on the labelled rows, rank the pool with ``name``; ``(picked positions in
-    rows, their scores or None, parameters to record)``."""
+    rows, their scores or None, parameters to record, the batch's selection health)``."""
     import torch
 
     from medactive.models import HeadConfig, fit_head
-    from medactive.strategies import RoundView, get_strategy
+    from medactive.strategies import RoundView, get_strategy, selection_health
 
     feats, y = np.asarray(result.features, np.float32)[rows], labels[rows]
     known = y >= 0
@@ -96,11 +98,13 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
                      val_features=feats[known], val_labels=y[known], images=images[rows])
     strat = get_strategy(name, **cfg.strategy_params)
     picked, scores = strat.rank(view, budget, np.random.default_rng(cfg.seed))
+    health = selection_health(view.pool_probabilities, np.searchsorted(view.pool_indices, picked),
+                              class_names)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
                 "encoder_key": result.key, "dropout": head_cfg.dropout,
                 "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
-    return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
+    return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}, health
 
 
 def run_query(
@@ -147,6 +151,7 @@ def run_query(
         images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
                             int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
         encoders = store.dir / "encoders"
+        health = None
         if cold:
             selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
                                       cache_root=encoders)
@@ -158,8 +163,9 @@ def run_query(
         else:
             result = pretrain(images, _moco(cfg), cache_root=encoders)
             ckpt = store.dir / "models" / f"round-{len(store.rounds()) + 1:03d}-head.pt"
-            picked, scores, params = _acquire(name, result, images, rows, labels, len(classes),
-                                              budget, cfg, ckpt)
+            picked, scores, params, health = _acquire(name, result, images, rows, labels,
+                                                      len(classes), budget, cfg, ckpt, classes)
+            params = {**params, "health": health.as_dict()}
             positions = rows[picked]
             checkpoint = str(ckpt)
         ids = [rows_all[int(p)].id for p in positions]
@@ -168,4 +174,4 @@ def run_query(
                   "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
         round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
                                                                       strict=True)))
-    return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start)
+    return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start, health)

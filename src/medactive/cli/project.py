@@ -110,6 +110,8 @@ def query(
     result = run_query(project_dir, budget, strategy, cfg)
     typer.echo(f"round {result.round_id}: {result.strategy} chose {len(result.image_ids)} images "
                f"({result.seconds:.1f}s); label them with `medactive project serve {project_dir}`")
+    if result.health is not None:
+        typer.echo(result.health.describe())
 
 
 @app.command("serve")

@@ -47,6 +47,7 @@ class SelectionHealth:
         confident_share: share of the batch with top-class probability ≥ 0.9.
         pool_confident_share: the same over the pool.
         warnings: human-readable warnings (empty when healthy).
+        class_names: names used by :meth:`describe` (not part of :meth:`as_dict`).
     """
 
     batch_mix: list[float]
@@ -54,6 +55,7 @@ class SelectionHealth:
     confident_share: float
     pool_confident_share: float
     warnings: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -63,15 +65,17 @@ class SelectionHealth:
     def as_dict(self) -> dict:
         """JSON-ready dict (shares rounded to 4 decimals)."""
         out = asdict(self)
+        del out["class_names"]
         for key in ("batch_mix", "pool_mix"):
             out[key] = [round(v, 4) for v in out[key]]
         for key in ("confident_share", "pool_confident_share"):
             out[key] = round(out[key], 4)
         return out
 
-    def describe(self, class_names: list[str] | None = None) -> str:
-        """One or two lines for a terminal: the batch's predicted mix vs the pool's, warnings."""
-        names = class_names or [str(c) for c in range(len(self.batch_mix))]
+    def describe(self) -> str:
+        """One line for a terminal (the batch's predicted mix vs the pool's), plus one line per
+        warning."""
+        names = self.class_names or [str(c) for c in range(len(self.batch_mix))]
         order = np.argsort(self.batch_mix)[::-1]
         mix = ", ".join(f"{names[c]} {100 * self.batch_mix[c]:.0f}% (pool "
                         f"{100 * self.pool_mix[c]:.0f}%)" for c in order if self.batch_mix[c] > 0)
@@ -129,4 +133,4 @@ def selection_health(
             f"probability >= {CONFIDENT_PROBABILITY}; pool {100 * conf_pool:.0f}%): the model "
             "may learn little from them")
     return SelectionHealth(batch_mix.tolist(), pool_mix.tolist(), conf_batch, conf_pool,
-                           warnings)
+                           warnings, list(class_names) if class_names else None)
