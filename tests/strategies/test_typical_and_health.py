@@ -115,3 +115,15 @@ def test_health_input_errors() -> None:
         selection_health(np.full((3, 2), 0.5), np.array([5]))
     with pytest.raises(StrategyError, match="finite"):
         selection_health(np.full((3, 2), np.nan), np.array([0]))
+
+
+def test_switch_uses_low_then_high() -> None:
+    x, _ = _blobs()
+    few, many = _view(x, np.arange(3)), _view(x, np.arange(0, 120, 2))  # 3 vs 60 labels, C = 4
+    switch = get_strategy("switch", low="typiclust", high="margin", per_class=10)
+    assert switch.active(few)[0] == "typiclust" and switch.active(many)[0] == "margin"
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(switch.rank(many, 5, rng)[0],
+                                  get_strategy("margin").rank(many, 5, rng)[0])
+    with pytest.raises(StrategyError, match="itself"):
+        get_strategy("switch", high="switch").rank(few, 2, rng)

@@ -266,3 +266,51 @@ class ClusterTop(Strategy):
             chosen = np.concatenate([chosen, rest[: budget - chosen.size]])
         chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
         return view.pool_indices[chosen], scores[chosen]
+
+
+@register_strategy("switch")
+class BudgetSwitch(Strategy):
+    """One strategy while labels are scarce, another once every class could have ``per_class``
+    labels: ``low`` while ``|L| < per_class · C``, else ``high``.
+
+    Hacohen et al. (2022) find typicality best at low budgets and uncertainty best at high ones;
+    TypiClust then Margin is the combination of Doucet et al. (2024, "TCM"). The switch is
+    counted in labels per class so it means the same for any number of classes.
+
+    Args:
+        low: strategy for the scarce regime (default ``"typiclust"``).
+        high: strategy afterwards (default ``"margin"``).
+        per_class: labels per class at which to switch (default 10).
+        low_params, high_params: their keyword arguments.
+    """
+
+    def __init__(self, low: str = "typiclust", high: str = "margin", per_class: float = 10,
+                 low_params: dict[str, Any] | None = None,
+                 high_params: dict[str, Any] | None = None) -> None:
+        self.low = low
+        self.high = high
+        self.per_class = per_class
+        self.low_params = low_params
+        self.high_params = high_params
+
+    def check_params(self) -> None:
+        if "switch" in (self.low, self.high):
+            raise StrategyError("switch cannot wrap itself")
+        if not (isinstance(self.per_class, (int, float)) and not isinstance(self.per_class, bool)
+                and self.per_class >= 0):
+            raise StrategyError(f"per_class must be a number >= 0, got {self.per_class!r}")
+        checked_strategy(self.low, **(self.low_params or {}))
+        checked_strategy(self.high, **(self.high_params or {}))
+
+    def active(self, view: RoundView) -> tuple[str, dict[str, Any]]:
+        """The strategy name and parameters this round uses."""
+        if int(view.labeled_mask.sum()) < float(self.per_class) * view.n_classes:
+            return self.low, dict(self.low_params or {})
+        return self.high, dict(self.high_params or {})
+
+    def rank(self, view: RoundView, budget: int, rng: np.random.Generator
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        check_budget(view, budget)
+        self.check_params()
+        name, params = self.active(view)
+        return get_strategy(name, **params).rank(view, budget, rng)
