@@ -142,3 +142,12 @@ def test_laplace_posterior_for_mc_strategies(name: str) -> None:
     np.testing.assert_array_equal(scores, strategy.score(view, np.random.default_rng(2)))
     with pytest.raises(StrategyError, match="prior_precision"):
         get_strategy(name, posterior="laplace", prior_precision=-1.0).score(view)
+
+
+def test_laplace_low_rank_path_draws_the_same_samples() -> None:
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(4, 6)), rng.normal(size=(3, 6)), rng.normal(size=3)
+    low = laplace_heads(x, w, b, 5, np.random.default_rng(1), low_rank=True)
+    full = laplace_heads(x, w, b, 5, np.random.default_rng(1), low_rank=False)
+    np.testing.assert_allclose(low.weights, full.weights, atol=1e-8)
+    np.testing.assert_allclose(low.biases, full.biases, atol=1e-8)

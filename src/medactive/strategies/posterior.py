@@ -87,6 +87,33 @@ def evidence_prior_precision(eigenvalues: np.ndarray, sq_norm: float, n_iter: in
     return tau
 
 
+def _low_rank_noise(xt: np.ndarray, p: np.ndarray, eps: np.ndarray, sq_norm: float,
+                    prior_precision: float | None) -> np.ndarray:
+    """``Λ^{-1/2} ε`` for the exact GGN through its rank-(M·C) factor, when M·C < C(D+1).
+
+    ``A_m = B_m B_mᵀ`` with ``B_m = diag(√p_m) - p_m √p_mᵀ``, so ``GGN = J Jᵀ`` with columns
+    ``J_(m, a) = B_m[:, a] ⊗ x̃_m``. The nonzero eigenpairs come from the (M·C)² Gram
+    ``JᵀJ[(m, a), (n, b)] = (B_mᵀ B_n)[a, b] ⟨x̃_m, x̃_n⟩``: ``V = J U S^{-1/2}``, and
+    ``Λ^{-1/2} = V ((S + τ)^{-1/2} - τ^{-1/2}) Vᵀ + τ^{-1/2} I`` (eigenvalue 0 elsewhere).
+    """
+    m, c = p.shape
+    dp = xt.shape[1]
+    sq = np.sqrt(p)
+    b = sq[:, :, None] * np.eye(c)[None] - p[:, :, None] * sq[:, None, :]  # (M, C, C): B_m
+    gram_b = np.einsum("mka,nkb->manb", b, b)  # (M, C, M, C)
+    gram = gram_b * (xt @ xt.T)[:, None, :, None]
+    s_val, u = np.linalg.eigh(gram.reshape(m * c, m * c))
+    keep = s_val > s_val.max() * 1e-12
+    s_val, u = s_val[keep], u[:, keep]
+    tau = prior_precision or evidence_prior_precision(s_val, sq_norm)
+    # J U: column (m, a) of J is the outer product B_m[:, a] ⊗ x̃_m, i.e. (C, D') per column.
+    ju = np.einsum("mka,mu,mar->kur", b, xt, u.reshape(m, c, -1)).reshape(c * dp, -1)
+    v = ju / np.sqrt(s_val)  # orthonormal eigenvectors of the GGN, (C·D', r)
+    flat = eps.reshape(eps.shape[0], -1)
+    coef = (flat @ v) * (1.0 / np.sqrt(s_val + tau) - 1.0 / np.sqrt(tau))
+    return (flat / np.sqrt(tau) + coef @ v.T).reshape(eps.shape[0], c, dp)
+
+
 def laplace_heads(
     labeled_features: np.ndarray,
     weight: np.ndarray,
@@ -96,6 +123,7 @@ def laplace_heads(
     *,
     prior_precision: float | None = None,
     structure: str = "auto",
+    low_rank: bool | None = None,
 ) -> HeadSamples:
     """T heads drawn from the last-layer Laplace posterior around the trained head.
 
@@ -105,6 +133,8 @@ def laplace_heads(
         n_samples: T. rng: draws the Gaussian noise.
         prior_precision: τ; None = MacKay's evidence fixed point (module docstring).
         structure: ``"full"`` GGN, ``"kron"`` (KFAC) or ``"auto"`` (full up to C(D+1) = 4096).
+        low_rank: compute the full GGN's eigenpairs from its (M·C)² Gram (None: when M·C <
+            C(D+1), i.e. while labels are few); the same draws either way.
 
     Returns:
         :class:`HeadSamples` with T heads ``θ* + Λ^{-1/2} ε``.
@@ -127,9 +157,13 @@ def laplace_heads(
     sq_norm = float(np.sum(theta * theta))
     full = structure == "full" or (structure == "auto" and c * (d + 1) <= FULL_GGN_MAX_PARAMS)
     eps = rng.standard_normal((n_samples, c, d + 1))
-    if full:
+    dp = d + 1
+    if low_rank is None:
+        low_rank = x.shape[0] * c < c * dp
+    if full and low_rank:
+        noise = _low_rank_noise(xt, p, eps, sq_norm, prior_precision)
+    elif full:
         # GGN[(k, u), (j, v)] = Σ_m A_m[k, j] x̃_m[u] x̃_m[v], A_m = diag(p_m) - p_m p_mᵀ.
-        dp = d + 1
         ggn = np.empty((c, dp, c, dp))
         for k in range(c):
             for j in range(k, c):
@@ -141,7 +175,8 @@ def laplace_heads(
         lam, vec = np.linalg.eigh(ggn)
         lam = np.maximum(lam, 0.0)
         tau = prior_precision or evidence_prior_precision(lam, sq_norm)
-        noise = (eps.reshape(n_samples, -1) / np.sqrt(lam + tau)) @ vec.T  # (T, C·D')
+        # the symmetric root Λ^{-1/2} = V (λ + τ)^{-1/2} Vᵀ: the same draw as the low-rank path
+        noise = ((eps.reshape(n_samples, -1) @ vec) / np.sqrt(lam + tau)) @ vec.T  # (T, C·D')
         noise = noise.reshape(n_samples, c, dp)
     else:
         m = x.shape[0]

@@ -1,0 +1,87 @@
+"""Tables of the acquisition evidence (docs/results.md, "Acquisition defaults") from run folders.
+
+Every run folder comes from ``medactive run <config> --out <folder>`` with a config under
+``docs/results/acquisition/configs/``. For each strategy: test macro AUC per round (mean ± std
+over repeats), the paired difference to random and to entropy (same repeat = same initial set
+and round-0 model), how many rounds it is at least random's mean, and the selection-health flags.
+
+    python benchmarks/acquisition_evidence.py runs/acq-demo-blood [runs/acq-hybrids-blood ...]
+
+Several folders of the same dataset and schedule are merged (strategies present in more than one
+must agree: same seeds give the same records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def load(folders: list[Path], metric: str) -> dict[str, dict[tuple[int, int], dict]]:
+    """strategy -> (repeat, round) -> record, merged over folders."""
+    out: dict[str, dict[tuple[int, int], dict]] = defaultdict(dict)
+    for folder in folders:
+        for line in (folder / "results.jsonl").read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out[r["strategy"]].setdefault((r["repeat"], r["round"]), r)
+    return out
+
+
+def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list[str]) -> str:
+    rounds = sorted({k[1] for recs in data.values() for k in recs})
+    sizes = {k[1]: r["n_labeled"] for recs in data.values() for k, r in recs.items()}
+    head = " | ".join(f"{sizes[k]}" for k in rounds)
+    lines = [f"| strategy | n | {head} | Δ random (paired), rounds 1–{rounds[-1]} | "
+             f"rounds ≥ random | Δ entropy, last | flagged rounds |",
+             "|---" * (len(rounds) + 6) + "|"]
+    base = data.get("random", {})
+    ent = data.get("entropy", {})
+    for s in order:
+        recs = data[s]
+        reps = sorted({k[0] for k in recs if all((k[0], j) in recs for j in rounds)})
+        if not reps:
+            continue
+        vals = np.array([[recs[(r, k)][metric] for k in rounds] for r in reps])
+        cells = [f"{m:.4f} ± {sd:.4f}" for m, sd in zip(vals.mean(0), vals.std(0, ddof=1)
+                                                        if len(reps) > 1 else np.zeros(len(rounds)),
+                                                        strict=True)]
+        paired = [r for r in reps if all((r, k) in base for k in rounds)]
+        if paired and s != "random":
+            diff = np.array([[recs[(r, k)][metric] - base[(r, k)][metric] for k in rounds[1:]]
+                             for r in paired]).mean(0)
+            d_txt = " ".join(f"{d:+.4f}" for d in diff)
+            ge = f"{int((diff >= 0).sum())}/{diff.size}"
+        else:
+            d_txt, ge = "—", "—"
+        e_pair = [r for r in reps if all((r, k) in ent for k in rounds)]
+        if e_pair and s != "entropy":
+            last = rounds[-1]
+            e_txt = f"{np.mean([recs[(r, last)][metric] - ent[(r, last)][metric] for r in e_pair]):+.4f}"
+        else:
+            e_txt = "—"
+        health = [recs[(r, k)]["health"] for r in reps for k in rounds if "health" in recs[(r, k)]]
+        flagged = f"{sum(bool(h['warnings']) for h in health)}/{len(health)}" if health else "—"
+        lines.append(f"| {s} | {len(reps)} | " + " | ".join(cells) +
+                     f" | {d_txt} | {ge} | {e_txt} | {flagged} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--metric", default="auc")
+    args = parser.parse_args()
+    data = load(args.folders, args.metric)
+    order = list(data)
+    print(f"Test {args.metric} by labelled-set size (mean ± std over repeats); "
+          f"{', '.join(str(f) for f in args.folders)}\n")
+    print(table(data, args.metric, order))
+
+
+if __name__ == "__main__":
+    main()
