@@ -314,3 +314,10 @@ class BudgetSwitch(Strategy):
         self.check_params()
         name, params = self.active(view)
         return get_strategy(name, **params).rank(view, budget, rng)
+
+
+@register_strategy("typiclust-margin")
+class TypiClustThenMargin(BudgetSwitch):
+    """:class:`BudgetSwitch` with its defaults — TypiClust while there are fewer than 10 labels
+    per class, Margin afterwards — under a name that says so (the recommended acquisition
+    default, docs/results.md "Acquisition defaults")."""
