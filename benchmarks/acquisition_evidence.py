@@ -36,7 +36,7 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
     rounds = sorted({k[1] for recs in data.values() for k in recs})
     sizes = {k[1]: r["n_labeled"] for recs in data.values() for k, r in recs.items()}
     head = " | ".join(f"{sizes[k]}" for k in rounds)
-    lines = [f"| strategy | n | {head} | Δ random (paired), rounds 1–{rounds[-1]} | "
+    lines = [f"| strategy | n | {head} | Δ random (paired mean ± s.e.), rounds 1–{rounds[-1]} | "
              f"rounds ≥ random | Δ entropy, last | flagged rounds |",
              "|---" * (len(rounds) + 6) + "|"]
     base = data.get("random", {})
@@ -52,9 +52,12 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
                                                         strict=True)]
         paired = [r for r in reps if all((r, k) in base for k in rounds)]
         if paired and s != "random":
-            diff = np.array([[recs[(r, k)][metric] - base[(r, k)][metric] for k in rounds[1:]]
-                             for r in paired]).mean(0)
-            d_txt = " ".join(f"{d:+.4f}" for d in diff)
+            per_rep = np.array([[recs[(r, k)][metric] - base[(r, k)][metric]
+                                 for k in rounds[1:]] for r in paired])
+            diff = per_rep.mean(0)
+            # standard error of the paired mean difference, for judging what is noise
+            se = per_rep.std(0, ddof=1) / np.sqrt(len(paired)) if len(paired) > 1 else 0 * diff
+            d_txt = " ".join(f"{d:+.4f}±{e:.4f}" for d, e in zip(diff, se, strict=True))
             ge = f"{int((diff >= 0).sum())}/{diff.size}"
         else:
             d_txt, ge = "—", "—"
