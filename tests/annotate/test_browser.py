@@ -22,7 +22,7 @@ from medactive.annotate.store import ProjectStore
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-TOKEN = "e2e-token"
+TOKEN = "e2e-token-0123456789abcdef"
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img" / "labelling.png"
 
 
@@ -46,8 +46,8 @@ def server(tmp_path: Path, bloodmnist_path: Path) -> Iterator[tuple[str, Path]]:
         store.add_round("aeig", {"budget": 10}, None,
                         [(ids[k], 0.9 - k * 0.05) for k in range(10)])
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(proj, token=TOKEN), host="127.0.0.1",
-                                        port=port, log_level="warning"))
+    web = create_app(proj, token=TOKEN, host="127.0.0.1", port=port)
+    srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from medactive.annotate.images import find_images, load_pil, sha256_file
-from medactive.annotate.store import ProjectStore, check_label_rows, db_path
-from medactive.errors import DataError, StoreError
+from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
+from medactive.errors import ConfigError, DataError, StoreError
 
 CSV_ID = "image_id"
 CSV_LABEL = "label"
 DEFAULT_FOLDER_SIZE = 64
+MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in an
+# annotator name); tab and carriage return too (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _guess_channels(paths: list[Path], sample: int = 32) -> int:
@@ -33,6 +38,7 @@ def init_from_folder(
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
     files the way a person sees them.
     """
+    check_image_size(image_size)
     folder = folder.resolve()
     files = find_images(folder)
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
@@ -76,30 +82,52 @@ def init_from_npz(
         if limit < 1:
             raise DataError(f"--limit must be positive, got {limit}")
         ds = ds.subset(range(min(limit, len(ds))))
-    names = classes or list(ds.class_names)
+    names = check_class_names(classes or list(ds.class_names))
     if len(names) != ds.n_classes:
         raise DataError(f"{npz} has {ds.n_classes} classes but {len(names)} names were given")
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
     check_label_rows(rows_csv, {str(u) for u in ds.ids}, names)
     _refuse_existing(project_dir)
+    # everything is checked; from here on a failure removes what this call wrote
     out = Path(project_dir) / "images"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for img, uid in zip(ds.images, ds.ids, strict=True):
-        path = out / f"{uid}.png"
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
-        rows.append((str(uid), str(path.resolve()), sha256_file(path)))
-    h, _, c = ds.image_shape
-    meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
-            "channels": int(c)}
-    store = ProjectStore.create(project_dir, names, meta)
-    store.add_images(rows)
-    if rows_csv:
-        store.import_labels(rows_csv, "import")
+    created = [d for d in (Path(project_dir), out) if not d.exists()]
+    store = None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for img, uid in zip(ds.images, ds.ids, strict=True):
+            path = out / f"{uid}.png"
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
+            rows.append((str(uid), str(path.resolve()), sha256_file(path)))
+        h, _, c = ds.image_shape
+        meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
+                "channels": int(c)}
+        store = ProjectStore.create(project_dir, names, meta)
+        store.add_images(rows)
+        if rows_csv:
+            store.import_labels(rows_csv, "import")
+    except BaseException:
+        if store is not None:
+            store.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db_path(project_dir)}{suffix}").unlink(missing_ok=True)
+        for folder in reversed(created):  # only folders this call created, never the user's
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return store
 
 
+def check_image_size(image_size: int) -> None:
+    """Raise :class:`ConfigError` unless ``image_size`` is a usable model input side."""
+    if not isinstance(image_size, int) or not 8 <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, "
+                          f"got {image_size}")
+
+
 def _refuse_existing(project_dir: Path) -> None:
+    if Path(project_dir).exists() and not Path(project_dir).is_dir():
+        raise StoreError(f"{project_dir} is a file, not a folder: choose another project "
+                         "directory")
     if db_path(project_dir).exists():
         raise StoreError(f"{db_path(project_dir)} already exists; a project is initialised once")
 
@@ -116,7 +144,8 @@ def read_labels_csv(path: Path) -> list[tuple[str, str]]:
                             f"(found: {fields})")
         rows = []
         for n, row in enumerate(reader, start=2):
-            uid, label = (row.get(CSV_ID) or "").strip(), (row.get(CSV_LABEL) or "").strip()
+            uid = unescape_cell((row.get(CSV_ID) or "").strip())
+            label = unescape_cell((row.get(CSV_LABEL) or "").strip())
             if not uid or not label:
                 raise DataError(f"{path}, line {n}: empty {CSV_ID} or {CSV_LABEL}")
             rows.append((uid, label))
@@ -128,11 +157,26 @@ def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> in
     return store.import_labels(read_labels_csv(path), annotator)
 
 
+def escape_cell(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with ``'`` (shown as text)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def unescape_cell(value: str) -> str:
+    """Undo :func:`escape_cell`, so an exported file imports back unchanged."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+
+
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
     """Write the current labels as CSV (``image_id,label,annotator,labelled_at,path``).
 
     ``unsure`` answers are exported too (label ``unsure``) so nothing said is dropped silently;
-    filter them out for training. Returns the rows; writes nothing when ``path`` is None.
+    filter them out for training. Cells starting with ``= + - @`` (tab, CR) are written with a
+    leading ``'`` so a spreadsheet shows them instead of running them; :func:`read_labels_csv`
+    strips it again. Returns the rows (unescaped); writes nothing when ``path`` is None.
+
+    Raises:
+        StoreError: the output folder is missing or not writable (nothing is written).
     """
     names = store.classes()
     paths = {img.id: img.path for img in store.images()}
@@ -143,13 +187,22 @@ def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
                      "annotator": ans.annotator, "labelled_at": ans.created_at,
                      "path": paths[ans.image_id]})
     if path is not None:
-        tmp = Path(path).with_suffix(Path(path).suffix + ".part")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator", "labelled_at",
-                                                   "path"])
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise StoreError(f"cannot write {path}: it is a folder; give a file name")
+        tmp = path.with_suffix(path.suffix + ".part")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator",
+                                                       "labelled_at", "path"])
+                writer.writeheader()
+                writer.writerows({k: escape_cell(v) for k, v in row.items()} for row in rows)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
     return rows
 
 
