@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from medactive.cli import main
+
 from .conftest import config_text, write_synthetic_npz
 
 SMALL = dict(strategies='["random"]')
