@@ -262,6 +262,10 @@ def create_app(
         response.set_cookie(cookie, session, httponly=True, samesite="strict", path="/")
         return response
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon; answering spares the console a 404
+
     @app.get("/static/{name}")
     def static(name: str) -> Response:
         if name not in STATIC:
