@@ -23,7 +23,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
             (in use, not this machine's, no permission).
     """
     if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+        raise ConfigError(f"--port must be between 1 and 65535 (or 0: any free port), got {port}")
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
