@@ -27,16 +27,18 @@ class ColdStartView:
 
     Attributes:
         features: ``(N, D)`` float32 contrastive backbone features of the un-augmented images.
-        confidence: ``(N,)`` dataset-map confidence (mean positive-pair probability).
-        variability: ``(N,)`` dataset-map variability (its standard deviation).
+        confidence: ``(N,)`` dataset-map confidence (mean positive-pair probability), or None
+            when the features come from an encoder without a map (ImageNet weights, your own
+            embeddings): strategies that need the map then refuse, the others still work.
+        variability: ``(N,)`` dataset-map variability (its standard deviation), or None.
         images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
         true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
             :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
     """
 
     features: np.ndarray
-    confidence: np.ndarray
-    variability: np.ndarray
+    confidence: np.ndarray | None = None
+    variability: np.ndarray | None = None
     images: np.ndarray | None = None
     true_labels: np.ndarray | None = None
 
@@ -45,13 +47,14 @@ class ColdStartView:
         if self.features.ndim != 2:
             raise StrategyError(f"cold-start view: features must be (N, D), got {self.features.shape}")
         n = self.features.shape[0]
-        self.confidence = np.asarray(self.confidence, dtype=np.float64)
-        self.variability = np.asarray(self.variability, dtype=np.float64)
-        for name in ("confidence", "variability"):
-            if getattr(self, name).shape != (n,):
-                raise StrategyError(
-                    f"cold-start view: {name} shape {getattr(self, name).shape} != ({n},)"
-                )
+        if (self.confidence is None) != (self.variability is None):
+            raise StrategyError("cold-start view: give both confidence and variability, or neither")
+        if self.confidence is not None and self.variability is not None:
+            self.confidence = np.asarray(self.confidence, dtype=np.float64)
+            self.variability = np.asarray(self.variability, dtype=np.float64)
+            for name, arr in (("confidence", self.confidence), ("variability", self.variability)):
+                if arr.shape != (n,):
+                    raise StrategyError(f"cold-start view: {name} shape {arr.shape} != ({n},)")
         if self.images is not None and self.images.shape[0] != n:
             raise StrategyError(f"cold-start view: {self.images.shape[0]} images for {n} features")
         if self.true_labels is not None and np.shape(self.true_labels) != (n,):
@@ -63,6 +66,27 @@ class ColdStartView:
     def n(self) -> int:
         """Pool size ``N``."""
         return int(self.features.shape[0])
+
+    def subset(self, idx: np.ndarray) -> ColdStartView:
+        """The view restricted to positions ``idx`` (features, map, images, labels alike)."""
+        idx = np.asarray(idx, dtype=np.int64)
+
+        def take(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else np.asarray(arr)[idx]
+
+        return ColdStartView(self.features[idx], take(self.confidence), take(self.variability),
+                             take(self.images), take(self.true_labels))
+
+    def dataset_map(self, who: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(confidence, variability)``, each ``(N,)``.
+
+        Raises:
+            StrategyError: the view has no dataset map (naming ``who`` needed it).
+        """
+        if self.confidence is None or self.variability is None:
+            raise StrategyError(f"{who} needs a contrastive dataset map (MoCo v2 pre-training); "
+                                "these features come without one")
+        return self.confidence, self.variability
 
 
 def check_coldstart_budget(n: int, budget: int) -> None:

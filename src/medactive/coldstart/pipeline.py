@@ -9,6 +9,7 @@ through here, so the MoCo settings and the "encode, then select" sequence exist 
   *before* minutes of pre-training;
 * :func:`select_initial` — a strategy's ranked picks on a :class:`ColdStartView`, with per-image
   evidence (cluster, confidence, variability, score);
+* :func:`pretrain` — MoCo v2 with those settings (cached; warm rounds reuse its features);
 * :func:`run_coldstart` — all of the above for a set of images.
 """
 
@@ -103,7 +104,7 @@ class ColdStartSelection:
         scores: float64 score of each pick from :meth:`ColdStartStrategy.rank`, or None.
         clusters: int64 K-means cluster of each pick (K = ``n_clusters`` or the budget, the
             clustering HaCon uses), or None when not computed.
-        confidence, variability: the dataset map at the picks.
+        confidence, variability: the dataset map at the picks (None without a map).
         strategy: the strategy object that chose them.
         pretraining: the MoCo v2 result (encoder, features, map) when this pipeline ran it.
     """
@@ -111,8 +112,8 @@ class ColdStartSelection:
     indices: np.ndarray
     scores: np.ndarray | None
     clusters: np.ndarray | None
-    confidence: np.ndarray
-    variability: np.ndarray
+    confidence: np.ndarray | None
+    variability: np.ndarray | None
     strategy: ColdStartStrategy
     pretraining: ContrastiveResult | None = None
 
@@ -123,18 +124,11 @@ class ColdStartSelection:
             rows.append({
                 "rank": r + 1, "id": str(ids[i]) if ids is not None else str(i), "index": i,
                 "cluster": None if self.clusters is None else int(self.clusters[r]),
-                "confidence": float(self.confidence[r]),
-                "variability": float(self.variability[r]),
+                "confidence": None if self.confidence is None else float(self.confidence[r]),
+                "variability": None if self.variability is None else float(self.variability[r]),
                 "score": None if self.scores is None else float(self.scores[r]),
             })
         return rows
-
-
-def view_of(result: ContrastiveResult, images: np.ndarray | None = None,
-            true_labels: np.ndarray | None = None) -> ColdStartView:
-    """The :class:`ColdStartView` of a pre-training result (features and dataset map)."""
-    return ColdStartView(result.features, result.confidence, result.variability, images,
-                         true_labels)
 
 
 def select_initial(
@@ -166,9 +160,24 @@ def select_initial(
         k = getattr(strategy, "n_clusters", None) or budget
         labels, _ = kmeans(l2_normalise(view.features), int(k), int(cluster_seed))
         clusters = labels[indices]
-    return ColdStartSelection(indices, None if scores is None else np.asarray(scores, np.float64),
-                              clusters, view.confidence[indices], view.variability[indices],
-                              strategy)
+    has_map = view.confidence is not None and view.variability is not None
+    return ColdStartSelection(
+        indices, None if scores is None else np.asarray(scores, np.float64), clusters,
+        view.confidence[indices] if has_map else None,  # type: ignore[index]
+        view.variability[indices] if has_map else None,  # type: ignore[index]
+        strategy)
+
+
+def pretrain(
+    images: np.ndarray,
+    moco: MocoConfig | None = None,
+    *,
+    cache_root: Path | None = None,
+    progress: bool = True,
+) -> ContrastiveResult:
+    """MoCo v2 pre-training of ``images`` with :func:`moco_config`'s settings (cached)."""
+    cfg = moco_config(int(images.shape[0]), moco)
+    return pretrain_moco(images, cfg, cache_root=cache_root, progress=progress)
 
 
 def run_coldstart(
@@ -176,28 +185,37 @@ def run_coldstart(
     request: ColdStartRequest,
     moco: MocoConfig | None = None,
     *,
+    candidates: np.ndarray | None = None,
     cache_root: Path | None = None,
     progress: bool = True,
 ) -> ColdStartSelection:
     """Check ``request``, pre-train (or load the cached) MoCo v2 encoder on ``images``, select.
 
     Args:
-        images: uint8 ``(N, H, W, C)`` unlabelled pool.
+        images: uint8 ``(N, H, W, C)`` unlabelled images (the encoder learns from all of them).
         request: strategy, parameters, budget and seed.
         moco: pre-training settings (default :func:`moco_config` for N images).
+        candidates: ``(M,)`` positions the selection may pick from (default: all); a labelling
+            project leaves out images already answered, while pre-training on every image keeps
+            one cached encoder per project.
         cache_root: encoder cache folder (default: the user cache's ``encoders``).
         progress: show the pre-training progress bar.
 
     Returns:
-        The selection, with its evidence (clusters included) and the pre-training result.
+        The selection (indices into ``images``), with its evidence (clusters included) and the
+        pre-training result.
 
     Raises:
         StrategyError / ConfigError: bad request or settings, before any pre-training.
     """
-    strategy = check_request(request, int(images.shape[0]))
-    cfg = moco_config(int(images.shape[0]), moco)
-    result = pretrain_moco(images, cfg, cache_root=cache_root, progress=progress)
-    selection = select_initial(strategy, view_of(result, images), request.budget,
+    n = int(images.shape[0])
+    rows = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    strategy = check_request(request, int(rows.size))
+    result = pretrain(images, moco, cache_root=cache_root, progress=progress)
+    view = ColdStartView(result.features, result.confidence, result.variability,
+                         images).subset(rows)
+    selection = select_initial(strategy, view, request.budget,
                                np.random.default_rng(request.seed), cluster_seed=request.seed)
+    selection.indices = rows[selection.indices]
     selection.pretraining = result
     return selection

@@ -112,18 +112,6 @@ class EasyToLearn(_SupervisedMapStrategy):
     _hardest = False
 
 
-class _SubView:
-    """Restrict a view to ``idx`` (features, map, images) without copying labels in."""
-
-    @staticmethod
-    def make(view: ColdStartView, idx: np.ndarray) -> ColdStartView:
-        return ColdStartView(
-            view.features[idx], view.confidence[idx], view.variability[idx],
-            None if view.images is None else view.images[idx],
-            None if view.true_labels is None else np.asarray(view.true_labels)[idx],
-        )
-
-
 @register_coldstart_strategy("label-diversity")
 class TrueClassDiversity(ColdStartStrategy):
     """SIMULATION ONLY: run ``base`` inside every ground-truth class, budget spread evenly.
@@ -159,7 +147,7 @@ class TrueClassDiversity(ColdStartStrategy):
         counts = np.bincount(owner, minlength=classes.size)
         base = get_coldstart_strategy(self.base, **(self.base_params or {}))
         picks = {
-            g: members[g][base.select(_SubView.make(view, members[g]), int(counts[g]), rng)]
+            g: members[g][base.select(view.subset(members[g]), int(counts[g]), rng)]
             for g in range(classes.size) if counts[g] > 0
         }
         used = dict.fromkeys(picks, 0)

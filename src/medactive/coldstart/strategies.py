@@ -47,9 +47,10 @@ class HaCon(ColdStartStrategy):
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = hacon_select(view.features, view.confidence, budget, n_clusters=self.n_clusters,
+        confidence, _ = view.dataset_map(self.name)
+        idx = hacon_select(view.features, confidence, budget, n_clusters=self.n_clusters,
                            seed=seed_or_draw(self.seed, rng))
-        return idx, 1.0 - view.confidence[idx]
+        return idx, 1.0 - confidence[idx]
 
 
 @register_coldstart_strategy("easy-to-contrast")
@@ -58,9 +59,10 @@ class EasyToContrast(HaCon):
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = hacon_select(view.features, -view.confidence, budget, n_clusters=self.n_clusters,
+        confidence, _ = view.dataset_map(self.name)
+        idx = hacon_select(view.features, -confidence, budget, n_clusters=self.n_clusters,
                            seed=seed_or_draw(self.seed, rng))
-        return idx, view.confidence[idx]
+        return idx, confidence[idx]
 
 
 @register_coldstart_strategy("kmeans-centroid")
@@ -82,9 +84,10 @@ class HardToContrastGlobal(ColdStartStrategy):
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
+        confidence, _ = view.dataset_map(self.name)
         tiebreak = rng.random(view.n)
-        idx = np.lexsort((tiebreak, view.confidence))[:budget].astype(np.int64)
-        return idx, 1.0 - view.confidence[idx]
+        idx = np.lexsort((tiebreak, confidence))[:budget].astype(np.int64)
+        return idx, 1.0 - confidence[idx]
 
 
 @register_coldstart_strategy("kmeans-pixels")
