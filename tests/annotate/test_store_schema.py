@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medactive.annotate.schema import MIGRATIONS, SCHEMA_VERSION
+from medactive.annotate.schema import MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, sql_statements
 from medactive.annotate.store import ProjectStore
 
 
@@ -35,26 +35,39 @@ def test_migrations_are_numbered_steps() -> None:
     assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
 
 
-def test_version_1_file_is_migrated(project: ProjectStore) -> None:
-    img = project.images()[0].id
-    project.record(img, "malignant", "dr-a")
-    path, folder = project.path, project.dir
-    project.close()
-    with closing(_raw(ProjectStore.open(folder))) as con:  # make it a v1 file again
-        con.execute("DROP TRIGGER labels_no_update")
-        con.execute("DROP TRIGGER labels_no_delete")
-        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    with ProjectStore.open(folder) as store:
+def _version_1_file(folder: Path) -> Path:
+    """A project.db exactly as medactive wrote it at schema version 1, with one label."""
+    folder.mkdir()
+    path = folder / "project.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as con:
+        con.execute("PRAGMA journal_mode = WAL")
+        for statement in sql_statements(SCHEMA_SQL):
+            con.execute(statement)
+        con.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("app", "medactive"), ("schema_version", "1"), ("created_at", "2026-01-01"),
+            ("image_size", "28"), ("channels", "3")])
+        con.executemany("INSERT INTO classes VALUES (?, ?)", [(0, "a"), (1, "b")])
+        con.execute("INSERT INTO images (uid, path, sha256, added_at) VALUES "
+                    "('x.png', '/nowhere/x.png', 'ab', '2026-01-01')")
+        con.execute("INSERT INTO labels (image_id, kind, class_idx, annotator, created_at) "
+                    "VALUES (1, 'label', 1, 'dr-a', '2026-01-01')")
+    return path
+
+
+def test_version_1_file_is_migrated(tmp_path: Path) -> None:
+    path = _version_1_file(tmp_path / "old")
+    with ProjectStore.open(path.parent) as store:
         assert store.meta()["schema_version"] == SCHEMA_VERSION
-        assert store.current_answers()[img].class_idx == 1  # the data came through
+        assert store.current_answers()[1].class_idx == 1  # the data came through
     with closing(sqlite3.connect(path)) as con:
         triggers = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = "
                                               "'trigger'")}
         assert {"labels_no_update", "labels_no_delete"} <= triggers
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             con.execute("DELETE FROM labels")
-    with ProjectStore.open(folder) as store:  # opening again changes nothing
+    with ProjectStore.open(path.parent) as store:  # opening again changes nothing
         assert store.meta()["schema_version"] == SCHEMA_VERSION
+        assert len(store.history()) == 1
 
 
 def test_checkpoint_is_stored_relative_to_the_project(tmp_path: Path, image_folder: Path,
