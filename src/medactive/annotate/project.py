@@ -146,6 +146,8 @@ def read_labels_csv(path: Path) -> list[tuple[str, str]]:
         for n, row in enumerate(reader, start=2):
             uid = unescape_cell((row.get(CSV_ID) or "").strip())
             label = unescape_cell((row.get(CSV_LABEL) or "").strip())
+            if not label and row.get("decided_by") == "unresolved":
+                continue  # a medactive export's open disagreement: nothing to import yet
             if not uid or not label:
                 raise DataError(f"{path}, line {n}: empty {CSV_ID} or {CSV_LABEL}")
             rows.append((uid, label))
@@ -168,41 +170,21 @@ def unescape_cell(value: str) -> str:
 
 
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
-    """Write the current labels as CSV (``image_id,label,annotator,labelled_at,path``).
-
-    ``unsure`` answers are exported too (label ``unsure``) so nothing said is dropped silently;
-    filter them out for training. Cells starting with ``= + - @`` (tab, CR) are written with a
-    leading ``'`` so a spreadsheet shows them instead of running them; :func:`read_labels_csv`
-    strips it again. Returns the rows (unescaped); writes nothing when ``path`` is None.
+    """Write one CSV row per image with an answer (:mod:`medactive.annotate.exports`): final
+    label, how it was decided, training or validation, every reader's answer, who and when, the
+    file's path. Cells starting with ``= + - @`` (tab, CR) are written with a leading ``'`` so
+    a spreadsheet shows them instead of running them; :func:`read_labels_csv` strips it again.
+    Returns the rows (unescaped); writes nothing when ``path`` is None.
 
     Raises:
         StoreError: the output folder is missing or not writable (nothing is written).
     """
-    names = store.classes()
-    paths = {img.id: img.path for img in store.images()}
-    rows = []
-    for ans in sorted(store.current_answers().values(), key=lambda a: a.image_id):
-        rows.append({CSV_ID: ans.uid,
-                     CSV_LABEL: names[ans.class_idx] if ans.kind == "label" else "unsure",
-                     "annotator": ans.annotator, "labelled_at": ans.created_at,
-                     "path": paths[ans.image_id]})
+    from medactive.annotate.exports import csv_rows, csv_text, write_atomically
+
+    rows = csv_rows(store)
     if path is not None:
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot write {path}: folder {path.parent} does not exist")
-        if path.is_dir():
-            raise StoreError(f"cannot write {path}: it is a folder; give a file name")
-        tmp = path.with_suffix(path.suffix + ".part")
-        try:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator",
-                                                       "labelled_at", "path"])
-                writer.writeheader()
-                writer.writerows({k: escape_cell(v) for k, v in row.items()} for row in rows)
-            tmp.replace(path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+        text = csv_text(rows)
+        write_atomically(Path(path), lambda f: f.write(text))
     return rows
 
 
@@ -219,14 +201,16 @@ class ProjectStatus:
 
 
 def project_status(store: ProjectStore) -> ProjectStatus:
-    """Labelled per class, unsure answers, rounds and pending queries."""
+    """Decided labels per class, unsure decisions, rounds and pending queries."""
+    from medactive.annotate.consensus import decisions
+
     names = store.classes()
     per_class = dict.fromkeys(names, 0)
     unsure = 0
-    for ans in store.current_answers().values():
-        if ans.kind == "label":
-            per_class[names[ans.class_idx]] += 1
-        else:
+    for d in decisions(store).values():
+        if d.label is not None:
+            per_class[names[d.label]] += 1
+        elif d.answer == "unsure":
             unsure += 1
     latest = store.latest_round()
     pending = 0 if latest is None else sum(not q.done for q in store.queue(latest.id))
