@@ -66,6 +66,22 @@ class ReviewRecords:
         return [Answer(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
                 for r in self._query(READER_ANSWERS_SQL)]
 
+    def last_own_record(self, round_id: int | None, annotator: str) -> tuple[int, str] | None:
+        """``(image_id, kind)`` of ``annotator``'s latest live answer or skip in ``round_id``
+        (what their undo would withdraw), or None."""
+        rows = self._query(
+            "SELECT image_id, kind FROM labels WHERE kind IN ('label', 'unsure', 'skip')"
+            " AND round_id IS ? AND annotator = ? AND id NOT IN"
+            " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)"
+            " ORDER BY id DESC LIMIT 1", (round_id, annotator))
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def skipped(self, round_id: int) -> set[int]:
+        """Images of ``round_id`` with a live skip by anyone."""
+        return {int(r[0]) for r in self._query(
+            "SELECT image_id FROM labels WHERE kind = 'skip' AND round_id = ? AND id NOT IN"
+            " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))}
+
     def adjudicate(self, image_id: int, answer: str, annotator: str) -> int:
         """Record an adjudication (a class name or ``"unsure"``); the latest one per image is
         the image's training label. Returns the record id.
