@@ -127,9 +127,11 @@ def _serve(proj: Path) -> Iterator[str]:
     deadline = time.monotonic() + 20
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.mark.slow
@@ -144,11 +146,13 @@ def test_walkthrough_screenshots(simulated: Path, tmp_path: Path) -> None:
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
     assert main(["project", "query", str(simulated), "--budget", "20"]) == 0
     shots = {}
-    for url in _serve(simulated):
+    server = _serve(simulated)
+    url = next(server)
+    try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1100, "height": 720})
+                page = browser.new_page(viewport={"width": 1100, "height": 1000})
                 problems: list[str] = []
                 page.on("pageerror", lambda e: problems.append(str(e)))
                 page.goto(f"{url}/")
@@ -182,6 +186,8 @@ def test_walkthrough_screenshots(simulated: Path, tmp_path: Path) -> None:
                 assert problems == []
             finally:
                 browser.close()
+    finally:
+        server.close()
     for name, shot in shots.items():
         assert 10_000 < shot.stat().st_size < 400_000, name
         if os.environ.get("MEDACTIVE_UPDATE_SCREENSHOT") == "1":
