@@ -98,7 +98,10 @@ def test_future_schema_is_rejected(project: ProjectStore) -> None:
     con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match=r"schema v99, newer than .* \(v1\); upgrade medactive"):
+    from medactive.annotate.schema import SCHEMA_VERSION
+
+    with pytest.raises(StoreError, match=rf"schema v99, newer than .* \(v{SCHEMA_VERSION}\); "
+                                         "upgrade medactive"):
         ProjectStore.open(project.dir)
 
 

@@ -29,8 +29,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medactive.annotate.images import to_png_bytes
 from medactive.annotate.store import ProjectStore
+from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import MedactiveError, StoreError
 
 MAX_BODY = 4096
@@ -80,6 +80,8 @@ def create_app(
     """Build the app over the project in ``project_dir`` (opened once, kept open)."""
     store = ProjectStore.open(project_dir)
     classes = store.classes()
+    # decoded as `init` checked them and `query` trains on them
+    settings = DecodeSettings.from_meta(store.meta().get("decode"))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -141,7 +143,7 @@ def create_app(
         try:
             # one read both verifies the registered hash and decodes: what is shown is what
             # was registered, never a file swapped in afterwards
-            data = to_png_bytes(row.path, row.sha256)
+            data = render_png(row.path, row.sha256, settings)
         except MedactiveError as exc:
             raise HTTPException(409, f"image {row.uid}: {exc}") from None
         return Response(data, media_type="image/png")

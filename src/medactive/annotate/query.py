@@ -2,7 +2,8 @@
 
 One query round:
 
-1. load every registered image into one uint8 array (resized to the project's image size);
+1. load every image of the project (registered, not removed) into one uint8 array, decoded with
+   the project's settings (:mod:`medactive.data.decode`) and resized to its image size;
 2. get a contrastive encoder for them: MoCo v2 pre-training (:func:`pretrain_moco`), cached under
    ``DIR/encoders/<key>`` so only the first query of a project pays for it;
 3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
@@ -31,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from medactive.annotate.images import load_array
 from medactive.annotate.store import ProjectStore
+from medactive.data.decode import DecodeSettings
+from medactive.data.imagefiles import load_images
 from medactive.errors import StrategyError
 
 DEFAULT_COLDSTART = "hacon"
@@ -185,8 +187,9 @@ def run_query(
         name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
         _check_name(name, cold, cfg)  # fail before minutes of pre-training, not after
         # hashes checked: a model must never train on a file that changed after registration
-        images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                            int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
+        images = load_images([r.path for r in rows_all], int(meta.get("image_size", 28)),
+                             int(meta.get("channels", 3)), hashes=[r.sha256 for r in rows_all],
+                             settings=DecodeSettings.from_meta(meta.get("decode")))
         enc = encode_project(store, images, cfg)
         checkpoint: str | None = enc.path
         if cold:

@@ -6,14 +6,30 @@ read (and versioned) in one place.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from medactive.errors import StoreError
+
+SCHEMA_VERSION = 2
 APP_ID = "medactive"
 DB_NAME = "project.db"
 ANSWER_KINDS = ("label", "unsure")
+
+# v2: images taken out of a project (`project remove`): append-only, one row per image, labels
+# untouched. A removed image is never queried, shown or exported again.
+REMOVALS_SQL = """
+CREATE TABLE removals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    reason TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
 
 SCHEMA_SQL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,19 +70,52 @@ CREATE TABLE labels (
 );
 CREATE INDEX labels_image ON labels(image_id);
 CREATE INDEX labels_retracts ON labels(retracts);
-"""
+""" + REMOVALS_SQL
 
-# Latest live (not retracted) answer per image.
+# SQL that brings a project from schema version N to N + 1 (applied in one transaction on open).
+MIGRATIONS: dict[int, str] = {
+    1: REMOVALS_SQL,
+}
+
+# Latest live (not retracted) answer per image that is still in the project (not removed).
 CURRENT_SQL = """
 WITH live AS (
     SELECT * FROM labels
     WHERE kind IN ('label', 'unsure')
       AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+      AND image_id NOT IN (SELECT image_id FROM removals)
 ), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
 SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
        images.uid
 FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.image_id
 """
+
+
+def migrate(con: sqlite3.Connection, path: Path, version: int) -> None:
+    """Upgrade an older project in place, in one transaction (all steps or none)."""
+    missing = [v for v in range(version, SCHEMA_VERSION) if v not in MIGRATIONS]
+    if missing:
+        con.close()
+        raise StoreError(f"{path} uses project schema v{version}; no migration to "
+                         f"v{SCHEMA_VERSION} is available")
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        # another process may have upgraded the file while this one waited for the lock
+        version = int(con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    con.execute(statement)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),))
+        con.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
+        raise StoreError(f"{path} uses project schema v{version} and must be upgraded to "
+                         f"v{SCHEMA_VERSION}, but the upgrade failed ({exc})") from None
 
 
 def now() -> str:
@@ -82,6 +131,17 @@ class ImageRow:
     uid: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class Removal:
+    """An image taken out of the project: who, when and why."""
+
+    image_id: int
+    uid: str
+    reason: str
+    annotator: str
+    created_at: str
 
 
 @dataclass(frozen=True)

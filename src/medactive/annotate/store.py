@@ -10,6 +10,9 @@ Tables:
              deleted, so the full history of who said what, and when, is kept.
     rounds   one per query: strategy, parameters (JSON), model checkpoint, time.
     queries  the ranked images of a round (round, image, rank, score).
+    removals images taken out of the project (``project remove``: unreadable or unwanted files),
+             with reason, annotator and time. Append-only; their labels stay in ``labels``, but a
+             removed image is no longer listed, queried, shown or exported (schema v2).
 
 Every write is one ``BEGIN IMMEDIATE`` transaction with ``synchronous=FULL``: a label either is in
 the file completely or not at all, even when the writing process is killed with ``kill -9``.
@@ -34,7 +37,9 @@ from medactive.annotate.schema import (
     Answer,
     ImageRow,
     QueueItem,
+    Removal,
     RoundRow,
+    migrate,
     now,
 )
 from medactive.errors import StoreError
@@ -148,10 +153,8 @@ class ProjectStore:
                 f"{path} uses project schema v{version}, newer than this medactive understands "
                 f"(v{SCHEMA_VERSION}); upgrade medactive to open it"
             )
-        if version < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
-            con.close()
-            raise StoreError(f"{path} uses project schema v{version}; no migration to "
-                             f"v{SCHEMA_VERSION} is available")
+        if version < SCHEMA_VERSION:
+            migrate(con, path, version)
         con.execute("PRAGMA journal_mode = WAL")
         return cls(con, path)
 
@@ -221,18 +224,60 @@ class ProjectStore:
         return len(rows)
 
     def images(self) -> list[ImageRow]:
-        """All registered images, in registration order (their index in training arrays)."""
+        """The project's images (registered, not removed) in registration order (their index in
+        training arrays)."""
         return [ImageRow(*r) for r in self._query(
-            "SELECT id, uid, path, sha256 FROM images ORDER BY id")]
+            "SELECT id, uid, path, sha256 FROM images WHERE id NOT IN"
+            " (SELECT image_id FROM removals) ORDER BY id")]
 
     def image(self, image_id: int) -> ImageRow | None:
-        """The image with store id ``image_id``, or None."""
+        """The image with store id ``image_id`` (removed or not), or None."""
         rows = self._query("SELECT id, uid, path, sha256 FROM images WHERE id = ?", (image_id,))
         return ImageRow(*rows[0]) if rows else None
 
     def n_images(self) -> int:
-        """Number of registered images."""
-        return int(self._query("SELECT count(*) FROM images")[0][0])
+        """Number of the project's images (registered, not removed)."""
+        return int(self._query("SELECT count(*) FROM images WHERE id NOT IN"
+                               " (SELECT image_id FROM removals)")[0][0])
+
+    def remove_images(self, uids: Sequence[str], reason: str, annotator: str) -> list[int]:
+        """Take images out of the project (one transaction); their labels are kept.
+
+        Returns:
+            the store ids removed, in the order given.
+
+        Raises:
+            StoreError: an unknown or already removed id, or a repeated one (nothing is
+                written then).
+        """
+        by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
+        unknown = [u for u in uids if u not in by_uid]
+        if unknown:
+            raise StoreError(f"nothing removed: {len(unknown)} unknown image id(s) "
+                             f"(e.g. {unknown[:3]})")
+        if len(set(uids)) != len(uids):
+            raise StoreError("nothing removed: an image id is given twice")
+        ids = [by_uid[u] for u in uids]
+        gone = self.removed_ids() & set(ids)
+        if gone:
+            names = [u for u in uids if by_uid[u] in gone]
+            raise StoreError(f"nothing removed: already removed: {names[:3]}")
+        stamp = now()
+        with self._write() as con:
+            con.executemany(
+                "INSERT INTO removals (image_id, reason, annotator, created_at)"
+                " VALUES (?, ?, ?, ?)", [(i, reason, annotator, stamp) for i in ids])
+        return ids
+
+    def removed_ids(self) -> set[int]:
+        """Store ids of the removed images."""
+        return {r[0] for r in self._query("SELECT image_id FROM removals")}
+
+    def removals(self) -> list[Removal]:
+        """Every removal, oldest first (for audits and ``project status``)."""
+        return [Removal(*r) for r in self._query(
+            "SELECT r.image_id, i.uid, r.reason, r.annotator, r.created_at FROM removals r"
+            " JOIN images i ON i.id = r.image_id ORDER BY r.id")]
 
     # ------------------------------------------------------------------ answers
 
@@ -259,6 +304,8 @@ class ProjectStore:
         """
         if self.image(image_id) is None:
             raise StoreError(f"unknown image id {image_id}")
+        if image_id in self.removed_ids():
+            raise StoreError(f"image {image_id} was removed from the project")
         if answer in ("unsure", "skip"):
             kind, class_idx = answer, None
         else:
@@ -368,7 +415,8 @@ class ProjectStore:
         return rounds[-1] if rounds else None
 
     def queue(self, round_id: int) -> list[QueueItem]:
-        """The round's queried images in rank order, with their current answer / skip state."""
+        """The round's queried images in rank order, with their current answer / skip state
+        (removed images left out)."""
         answers = self.current_answers()
         names = self.classes()
         skipped = {r[0] for r in self._query(
@@ -377,7 +425,8 @@ class ProjectStore:
         items = []
         for rank, iid, uid, score in self._query(
             "SELECT q.rank, q.image_id, i.uid, q.score FROM queries q JOIN images i"
-            " ON i.id = q.image_id WHERE q.round_id = ? ORDER BY q.rank", (round_id,)
+            " ON i.id = q.image_id WHERE q.round_id = ? AND q.image_id NOT IN"
+            " (SELECT image_id FROM removals) ORDER BY q.rank", (round_id,)
         ):
             ans = answers.get(iid)
             name = None if ans is None else (

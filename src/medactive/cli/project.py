@@ -1,4 +1,4 @@
-"""``medactive project init|query|serve|status|export|import``: labelling projects.
+"""``medactive project init|query|serve|status|export|import|remove``: labelling projects.
 
 The commands are thin: :mod:`medactive.annotate` does the work and raises
 :class:`~medactive.errors.MedactiveError` for anything a user can get wrong.
@@ -27,9 +27,17 @@ def init(
     split: str = typer.Option("train", "--split", help="split of --from-npz to use"),
     limit: int | None = typer.Option(None, "--limit", help="use only the first N npz images"),
     image_size: int = typer.Option(64, "--image-size", help="model input side for --images"),
+    window: str | None = typer.Option(
+        None, "--window", help="DICOM window overriding the header: CENTER,WIDTH (e.g. 40,400) "
+        "or a CT preset: brain, lung, mediastinum, abdomen, bone"),
+    frame: int | None = typer.Option(
+        None, "--frame", help="frame of multi-frame files (default: the middle one)"),
+    strict: bool = typer.Option(
+        False, "--strict", help="refuse the folder if any file is unreadable (default: skip)"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import init_from_folder, init_from_npz
+    from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
+    from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     if (images is None) == (from_npz is None):
@@ -37,29 +45,78 @@ def init(
     if images is not None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
-        store = init_from_folder(project_dir, images, names, labels, image_size=image_size)
+        settings = DecodeSettings.parse(window, frame)
+        store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
+                                 settings=settings, strict=strict)
     else:
+        if window is not None or frame is not None:
+            raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
         store = init_from_npz(project_dir, from_npz, split, names, limit, labels)
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
                    f"{len(store.current_answers())} labelled")
+        _report_skipped(skipped_files(store), store.meta().get("labels_not_imported", []))
+
+
+def _report_skipped(skipped: list, unlabelled: list[str], limit: int = 20) -> None:
+    """List the files `init` left out (on stderr: they need the user's attention)."""
+    if not skipped:
+        return
+    typer.echo(f"skipped {len(skipped)} file(s) that cannot be used:", err=True)
+    for item in skipped[:limit]:
+        typer.echo(f"  {item.path.as_posix()}: {item.reason}", err=True)
+    if len(skipped) > limit:
+        typer.echo(f"  ... and {len(skipped) - limit} more (`medactive project status DIR "
+                   "--skipped` lists them all)", err=True)
+    if unlabelled:
+        typer.echo(f"labels of {len(unlabelled)} skipped file(s) were not imported", err=True)
 
 
 @app.command("status")
-def status(project_dir: Path = typer.Argument(..., help="project directory")) -> None:
+def status(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    skipped: bool = typer.Option(False, "--skipped",
+                                 help="also list the files skipped at init and removed images"),
+) -> None:
     """Labelled images per class, rounds so far, and pending queries."""
-    from medactive.annotate.project import project_status
+    from medactive.annotate.project import project_status, skipped_files
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
         st = project_status(store)
+        left_out = skipped_files(store) if skipped else []
+        removals = store.removals() if skipped else []
     labelled = sum(st.per_class.values())
     typer.echo(f"{st.n_images} images, {labelled} labelled, {st.unsure} unsure")
     for name, n in st.per_class.items():
         typer.echo(f"  {n:6d}  {name}")
     last = f" (latest: {st.latest_strategy})" if st.latest_strategy else ""
     typer.echo(f"rounds: {st.rounds}{last}; pending queries: {st.pending}")
+    if st.removed or st.skipped_at_init:
+        typer.echo(f"removed: {st.removed}; skipped at init (unreadable): {st.skipped_at_init}")
+    for item in left_out:
+        typer.echo(f"  skipped  {item.path.as_posix()}: {item.reason}")
+    for r in removals:
+        typer.echo(f"  removed  {r.uid}: {r.reason} ({r.annotator}, {r.created_at})")
+
+
+@app.command("remove")
+def remove(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    image_ids: list[str] = typer.Argument(..., help="image ids to take out of the project"),
+    reason: str = typer.Option("", "--reason", help="why (recorded with the removal)"),
+    annotator: str = typer.Option("cli", "--annotator", help="who (recorded with the removal)"),
+) -> None:
+    """Take images out of the project: never queried or shown again; their labels are kept in
+    the history. Unknown or already removed ids reject the whole command."""
+    from medactive.annotate.project import remove_images
+    from medactive.annotate.store import ProjectStore
+
+    with ProjectStore.open(project_dir) as store:
+        n = remove_images(store, image_ids, reason, annotator)
+        left = store.n_images()
+    typer.echo(f"removed {n} image(s); {left} remain")
 
 
 @app.command("export")

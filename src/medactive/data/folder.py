@@ -3,7 +3,8 @@
 A CSV names each image (a bare id such as ``ISIC_0024306`` or a relative path) and its label,
 either in ONE label column (class names or integer indices; ``dx`` in HAM10000, ``level`` in
 Kaggle DR) or as ONE-HOT columns (ISIC 2018 ground truth: ``image,MEL,NV,BCC,...`` with 0/1 or
-0.0/1.0). Images are PNG / JPEG (Pillow) or DICOM (pydicom), see :mod:`medactive.data.decode`.
+0.0/1.0). Images are PNG / JPEG / TIFF or DICOM, decoded by :mod:`medactive.data.decode` (the
+decoder every medactive path uses).
 
 Row numbers in error messages are line numbers of the CSV file (the header is row 1), i.e. what a
 spreadsheet or editor shows. An empty label cell means "not labelled yet" (label -1).
@@ -11,19 +12,24 @@ spreadsheet or editor shows. An empty label cell means "not labelled yet" (label
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from medactive.data.csvfile import read_csv
 from medactive.data.dataset import UNKNOWN_LABEL, DatasetSplits, ImageDataset
-from medactive.data.decode import IMAGE_EXTENSIONS, ImageResolver, read_image
+from medactive.data.decode import DecodeSettings
+from medactive.data.imagefiles import (
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    ImageResolver,
+    decode_files,
+)
+from medactive.data.labels import MAX_INFERRED_CLASSES, infer_class_count
+from medactive.data.pixels import to_channels
 from medactive.errors import DataError
-from medactive.progress import progress_bar
 
 # Auto-detected column names (case-insensitive), in order of preference.
 ID_COLUMNS = ("image", "image_id", "image_name", "imageid", "id", "path", "image_path",
@@ -32,11 +38,8 @@ LABEL_COLUMNS = ("label", "dx", "diagnosis", "level", "class")
 SPLIT_COLUMN = "split"
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
-# Below this many files a pool and a progress bar cost more than they save.
-_PARALLEL_MIN = 64
-_PROGRESS_MIN = 200
 _FOLDER_OPTIONS = {"image_root", "id_column", "label_column", "one_hot_columns", "class_names",
-                   "image_size", "channels", "name"}
+                   "image_size", "channels", "name", "window", "frame"}
 
 
 @dataclass(frozen=True)
@@ -47,28 +50,11 @@ class _Row:
 
 
 def _read_csv(csv_path: Path) -> tuple[list[str], list[_Row]]:
-    """Return the header and the data rows with their line numbers."""
-    if not csv_path.is_file():
-        raise DataError(f"CSV file not found: {csv_path}")
-    try:
-        # utf-8-sig: spreadsheet exports often start with a byte-order mark.
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            rows = []
-            for cells in reader:
-                if not any((v or "").strip() for v in cells.values() if isinstance(v, str)):
-                    continue  # blank line
-                clean = {k: (v or "").strip() for k, v in cells.items() if isinstance(k, str)}
-                rows.append(_Row(reader.line_num, "", clean))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{csv_path}: not a readable CSV file ({exc})") from None
-    if not header:
-        raise DataError(f"{csv_path}: empty CSV (no header row)")
+    """Return the header and the data rows with their line numbers (UTF-8, BOM or not)."""
+    header, rows = read_csv(csv_path)
     if not rows:
         raise DataError(f"{csv_path}: the CSV has a header but no rows")
-    return header, rows
+    return header, [_Row(r.line, "", r.cells) for r in rows]
 
 
 def _find_column(header: Sequence[str], candidates: Sequence[str]) -> str | None:
@@ -118,18 +104,56 @@ def _label_columns(
     )
 
 
+def _as_index(value: str) -> int | None:
+    """A numeric cell as a class index; None when it is not a number at all."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not np.isfinite(number) or not number.is_integer() or number < 0:
+        raise ValueError(value)
+    return int(number)
+
+
 def _single_labels(
     csv_path: Path, rows: list[_Row], column: str, class_names: Sequence[str] | None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map one label column (names or integer indices) to int64 labels."""
+    """Map one label column (names or integer indices) to int64 labels.
+
+    A column of numbers only is read as class indices (``0..max`` when no names are given, with
+    the guards of :mod:`medactive.data.labels`); NaN, negative and fractional numbers are errors.
+    """
     values = [r.cells.get(column, "") for r in rows]
-    present = [v for v in values if v]
+    numeric: dict[int, int] = {}  # row position -> index, when every present cell is a number
+    for i, (row, value) in enumerate(zip(rows, values, strict=True)):
+        if not value:
+            continue
+        try:
+            index = _as_index(value)
+        except ValueError:
+            raise DataError(
+                f"{csv_path}: row {row.line} ({row.image_id}): label {value!r} in column "
+                f"{column!r} is not a class index (expected a whole number >= 0)"
+            ) from None
+        if index is None:
+            numeric = {}
+            break
+        numeric[i] = index
     if class_names is None:
-        if present and all(v.lstrip("-").isdigit() for v in present):
-            top = max(int(v) for v in present)  # integer grades such as Kaggle DR's 0..4
-            class_names = [str(i) for i in range(max(top + 1, 2))]
+        if numeric:
+            top = max(numeric.values())
+            if top >= MAX_INFERRED_CLASSES:
+                line = rows[max(numeric, key=numeric.__getitem__)].line
+                raise DataError(
+                    f"{csv_path}: row {line}: label {top} is too large (class lists are "
+                    f"inferred only up to {MAX_INFERRED_CLASSES} classes); pass class_names= "
+                    "if it is intended"
+                )
+            n = infer_class_count([np.fromiter(numeric.values(), np.int64)],
+                                  f"{csv_path}: column {column!r}")
+            class_names = [str(i) for i in range(max(n, 2))]  # grades such as Kaggle DR's 0..4
         else:
-            class_names = sorted(set(present))
+            class_names = sorted({v for v in values if v})
     names = tuple(class_names)
     index = {name: i for i, name in enumerate(names)}
     labels = np.full(len(rows), UNKNOWN_LABEL, dtype=np.int64)
@@ -138,14 +162,19 @@ def _single_labels(
             continue
         if value in index:
             labels[i] = index[value]
-        elif value.isdigit() and int(value) < len(names):
-            labels[i] = int(value)
+        elif i in numeric and numeric[i] < len(names):
+            labels[i] = numeric[i]
         else:
             raise DataError(
                 f"{csv_path}: row {row.line} ({row.image_id}): unknown label {value!r} in column "
-                f"{column!r} (classes: {', '.join(names)})"
+                f"{column!r} (classes: {_shorten(names)})"
             )
     return labels, names
+
+
+def _shorten(names: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _one_hot_labels(
@@ -179,31 +208,14 @@ def _one_hot_labels(
     return labels, tuple(class_names) if class_names is not None else tuple(columns)
 
 
-def _decode_all(csv_path: Path, rows: list[_Row], paths: list[Path],
-                size: int | None) -> list[np.ndarray]:
-    """Decode every image (threaded: Pillow and zlib release the GIL while decoding)."""
-
-    def work(i: int) -> np.ndarray:
-        try:
-            return read_image(paths[i], size)
-        except Exception as exc:  # any decoder failure means a bad file
-            raise DataError(
-                f"{csv_path}: row {rows[i].line}: cannot read image {paths[i]} "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-            ) from None
-
-    n = len(paths)
-    bar_on = n >= _PROGRESS_MIN
-    if n < _PARALLEL_MIN:
-        return [work(i) for i in progress_bar(range(n), "decode images", "img", bar_on)]
-    workers = min(8, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        try:
-            return list(progress_bar(pool.map(work, range(n)), "decode images", "img", bar_on, n))
-        except DataError:
-            # Report the first bad file now instead of decoding thousands more first.
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+def _decode_all(csv_path: Path, rows: list[_Row], paths: list[Path], size: int | None,
+                settings: DecodeSettings) -> list[np.ndarray]:
+    """Decode every image (thread pool, progress bar); the first bad file names its CSV row."""
+    try:
+        return decode_files(paths, size, settings=settings)
+    except ImageDecodeError as exc:
+        raise DataError(f"{csv_path}: row {rows[exc.index].line}: cannot read image {exc}") \
+            from None
 
 
 def _stack(csv_path: Path, rows: list[_Row], arrays: list[np.ndarray],
@@ -220,14 +232,8 @@ def _stack(csv_path: Path, rows: list[_Row], arrays: list[np.ndarray],
     if channels is None:
         channels = 3 if any(a.ndim == 3 for a in arrays) else 1
     out = np.empty((len(arrays), *first, channels), dtype=np.uint8)
-    luma = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's convert("L")
     for i, array in enumerate(arrays):
-        if array.ndim == 2:
-            out[i] = array[..., None]  # broadcasts to 3 channels when channels == 3
-        elif channels == 3:
-            out[i] = array
-        else:
-            out[i, ..., 0] = np.clip(np.round(array @ luma), 0, 255).astype(np.uint8)
+        out[i] = to_channels(array, channels)
     return out
 
 
@@ -236,9 +242,14 @@ def _load(
     label_column: str | None = None, one_hot_columns: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None, image_size: int | None = 28,
     channels: int | None = None, name: str | None = None, split_column: str | None = None,
+    window: str | tuple[float, float] | None = None, frame: int | None = None,
 ) -> ImageDataset:
     """Load the dataset (``split_column`` is only excluded from label auto-detection)."""
     csv_path = Path(csv_path).expanduser()
+    if isinstance(window, str):
+        settings = DecodeSettings.parse(window, frame)
+    else:
+        settings = DecodeSettings(window, frame)
     header, rows = _read_csv(csv_path)
     if id_column is None:
         id_column = _find_column(header, ID_COLUMNS)
@@ -288,7 +299,8 @@ def _load(
                 f"(tried extensions: {tried.lstrip(', ') or 'none'} and sub-folders)"
             )
         paths.append(path)
-    images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size), channels)
+    images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size, settings),
+                    channels)
     return ImageDataset.from_arrays(
         images, labels, names, ids=[r.image_id for r in rows], name=name or csv_path.stem
     )
@@ -305,13 +317,16 @@ def load_image_folder(
     image_size: int | None = 28,
     channels: int | None = None,
     name: str | None = None,
+    window: str | tuple[float, float] | None = None,
+    frame: int | None = None,
 ) -> ImageDataset:
     """Load the images a CSV names, with their labels, into one :class:`ImageDataset`.
 
     Args:
         csv_path: the CSV; one row per image.
         image_root: folder the ids / relative paths are relative to (default: the CSV's folder).
-            Bare ids get ``.png .jpg .jpeg .dcm`` tried in turn; a file not at the root is found
+            Bare ids get ``.png .jpg .jpeg .tif .tiff .dcm`` tried in turn; a file not at the root
+            is found
             by name in sub-folders when that name is unique.
         id_column: column naming each image (default: the first of ``ID_COLUMNS`` present).
         label_column: a single label column holding class names or integer indices (default:
@@ -319,11 +334,15 @@ def load_image_folder(
         one_hot_columns: one-hot label columns, one per class (default when no single label
             column is found: every other column whose cells are all 0/1).
         class_names: class names in index order. Default: sorted label names, ``"0".."K-1"`` for
-            integer labels, or the one-hot column names.
+            integer labels (K = largest label + 1, at most 10,000, at least half of them used),
+            or the one-hot column names.
         image_size: side length to resize to (bicubic), or None to keep the native size (then
             all images must share it).
         channels: 1 or 3; default 3 if any image is colour, else 1.
         name: dataset name (default: the CSV's file name without suffix).
+        window: DICOM window overriding the header: ``(center, width)``, ``"center,width"`` or
+            a CT preset name (see :data:`medactive.data.decode.CT_WINDOWS`).
+        frame: frame of multi-frame files (default: the middle one).
 
     Returns:
         ``ImageDataset`` with images ``(N, image_size, image_size, channels)`` uint8, ids taken
@@ -335,7 +354,7 @@ def load_image_folder(
     """
     return _load(csv_path, image_root, id_column=id_column, label_column=label_column,
                  one_hot_columns=one_hot_columns, class_names=class_names,
-                 image_size=image_size, channels=channels, name=name)
+                 image_size=image_size, channels=channels, name=name, window=window, frame=frame)
 
 
 def load_folder_splits(
