@@ -76,7 +76,7 @@ def write_dicom(
         first, depth, entries = voi_lut
         item = Dataset()
         item.LUTDescriptor = [len(entries), first, depth]
-        item.LUTData = [int(v) for v in entries]
+        item.add_new("LUTData", "OW", np.asarray(entries, "<u2").tobytes())
         ds.VOILUTSequence = [item]
     ds.PixelData = stored.astype("<i2" if signed else "<u2").tobytes()
     if compress is not None:

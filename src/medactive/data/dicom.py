@@ -75,6 +75,8 @@ def read_pixel_dataset(data: bytes):
     except Exception as exc:  # pydicom raises many types for broken files
         raise DataError(f"not a readable DICOM file ({_reason(exc)})") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if data[128:132] != b"DICM" and "Rows" not in ds:
+            raise DataError("not a DICOM file (no DICM marker and no image elements)")
         raise DataError("DICOM file has no pixel data (not an image)")
     meta = ds.file_meta
     if not meta.get("TransferSyntaxUID"):  # a bare dataset without File Meta: use its encoding
