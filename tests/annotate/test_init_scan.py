@@ -136,11 +136,12 @@ def _query_rows(project: Path, monkeypatch) -> int:
 
     seen = []
 
-    def capture(store, images, cfg):
+    def capture(images, *args, **kwargs):
         seen.append(images.shape[0])
         raise KeyboardInterrupt  # stop before any training
 
-    monkeypatch.setattr(query, "encode_project", capture)
+    monkeypatch.setattr(query, "run_coldstart", capture)  # no labels yet
+    monkeypatch.setattr(query, "pretrain", capture)  # labels: the acquisition path
     with pytest.raises(KeyboardInterrupt):
         query.run_query(project, 1)
     return seen[0]

@@ -44,10 +44,10 @@ def _query_input(project: Path, monkeypatch) -> np.ndarray:
     """What `project query` feeds the model (the encoder is stubbed right after loading)."""
     import medactive.annotate.query as query
 
-    def capture(store, images, cfg):
+    def capture(images, *args, **kwargs):
         raise _Captured(images)
 
-    monkeypatch.setattr(query, "encode_project", capture)
+    monkeypatch.setattr(query, "run_coldstart", capture)  # the projects have no labels yet
     with pytest.raises(_Captured) as caught:
         query.run_query(project, 1)
     return caught.value.images

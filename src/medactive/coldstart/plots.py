@@ -112,3 +112,31 @@ def plot_embedding(
     xy, method = embed_2d(features, seed)
     return _scatter_png(xy, selected, path, groups, group_names, f"{method} 1", f"{method} 2",
                         f"{title} ({method})")
+
+
+def plot_selection(
+    features: np.ndarray,
+    confidence: np.ndarray,
+    variability: np.ndarray,
+    selected: np.ndarray,
+    folder: Path,
+    *,
+    strategy: str,
+    n_clusters: int,
+    seed: int = 0,
+) -> list[Path]:
+    """``dataset_map.png`` and ``embedding.png`` of a selection in ``folder``, coloured by the
+    K-means clusters HaCon uses (K = ``n_clusters`` on L2-normalised ``(N, D)`` features).
+
+    Returns:
+        The two PNG paths.
+    """
+    from medactive.coldstart.hacon import kmeans, l2_normalise
+
+    clusters, _ = kmeans(l2_normalise(features), n_clusters, seed)
+    maps = Path(folder) / "dataset_map.png"
+    embedding = Path(folder) / "embedding.png"
+    plot_dataset_map(confidence, variability, selected, maps, groups=clusters,
+                     title=f"{strategy}: dataset map (colour = cluster)")
+    plot_embedding(features, selected, embedding, groups=clusters, title=f"{strategy}: selection")
+    return [maps, embedding]
