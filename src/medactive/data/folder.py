@@ -13,13 +13,20 @@ spreadsheet or editor shows. An empty label cell means "not labelled yet" (label
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from medactive.data.csvfile import read_csv
-from medactive.data.dataset import UNKNOWN_LABEL, DatasetSplits, ImageDataset
+from medactive.data.csvlabels import (
+    CsvImageRow,
+    find_column,
+    label_columns,
+    one_hot_labels,
+    read_image_csv,
+    require_columns,
+    single_column_labels,
+)
+from medactive.data.dataset import DatasetSplits, ImageDataset
 from medactive.data.decode import DecodeSettings
 from medactive.data.imagefiles import (
     IMAGE_EXTENSIONS,
@@ -27,14 +34,12 @@ from medactive.data.imagefiles import (
     ImageResolver,
     decode_files,
 )
-from medactive.data.labels import MAX_INFERRED_CLASSES, infer_class_count
 from medactive.data.pixels import to_channels
 from medactive.errors import DataError
 
 # Auto-detected column names (case-insensitive), in order of preference.
 ID_COLUMNS = ("image", "image_id", "image_name", "imageid", "id", "path", "image_path",
               "filepath", "file", "filename", "file_name")
-LABEL_COLUMNS = ("label", "dx", "diagnosis", "level", "class")
 SPLIT_COLUMN = "split"
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
@@ -42,173 +47,7 @@ _FOLDER_OPTIONS = {"image_root", "id_column", "label_column", "one_hot_columns",
                    "image_size", "channels", "name", "window", "frame"}
 
 
-@dataclass(frozen=True)
-class _Row:
-    line: int  # CSV line number (header = 1)
-    image_id: str
-    cells: dict[str, str]
-
-
-def _read_csv(csv_path: Path) -> tuple[list[str], list[_Row]]:
-    """Return the header and the data rows with their line numbers (UTF-8, BOM or not)."""
-    header, rows = read_csv(csv_path)
-    if not rows:
-        raise DataError(f"{csv_path}: the CSV has a header but no rows")
-    return header, [_Row(r.line, "", r.cells) for r in rows]
-
-
-def _find_column(header: Sequence[str], candidates: Sequence[str]) -> str | None:
-    lower = {h.lower(): h for h in header}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
-def _require_columns(csv_path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataError(
-            f"{csv_path}: column(s) {', '.join(missing)} not in the CSV "
-            f"(columns: {', '.join(header)})"
-        )
-
-
-def _is_binary(value: str) -> bool:
-    try:
-        return float(value) in (0.0, 1.0)
-    except ValueError:
-        return False
-
-
-def _label_columns(
-    csv_path: Path, header: list[str], rows: list[_Row], excluded: set[str],
-    label_column: str | None, one_hot_columns: Sequence[str] | None,
-) -> tuple[str | None, list[str] | None]:
-    """Choose between one label column and one-hot columns (see :func:`load_image_folder`)."""
-    if label_column is not None and one_hot_columns is not None:
-        raise DataError("pass either label_column or one_hot_columns, not both")
-    if label_column is not None:
-        _require_columns(csv_path, header, [label_column])
-        return label_column, None
-    if one_hot_columns is not None:
-        _require_columns(csv_path, header, list(one_hot_columns))
-        return None, list(one_hot_columns)
-    found = _find_column([h for h in header if h not in excluded], LABEL_COLUMNS)
-    if found is not None:
-        return found, None
-    binary = [h for h in header if h not in excluded
-              and all(_is_binary(r.cells.get(h, "")) for r in rows)]
-    if len(binary) >= 2:
-        return None, binary
-    raise DataError(
-        f"{csv_path}: cannot tell which column holds the labels (columns: {', '.join(header)}); "
-        f"name it one of {', '.join(LABEL_COLUMNS)}, or pass label_column= or one_hot_columns="
-    )
-
-
-def _as_index(value: str) -> int | None:
-    """A numeric cell as a class index; None when it is not a number at all."""
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    if not np.isfinite(number) or not number.is_integer() or number < 0:
-        raise ValueError(value)
-    return int(number)
-
-
-def _single_labels(
-    csv_path: Path, rows: list[_Row], column: str, class_names: Sequence[str] | None
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map one label column (names or integer indices) to int64 labels.
-
-    A column of numbers only is read as class indices (``0..max`` when no names are given, with
-    the guards of :mod:`medactive.data.labels`); NaN, negative and fractional numbers are errors.
-    """
-    values = [r.cells.get(column, "") for r in rows]
-    numeric: dict[int, int] = {}  # row position -> index, when every present cell is a number
-    for i, (row, value) in enumerate(zip(rows, values, strict=True)):
-        if not value:
-            continue
-        try:
-            index = _as_index(value)
-        except ValueError:
-            raise DataError(
-                f"{csv_path}: row {row.line} ({row.image_id}): label {value!r} in column "
-                f"{column!r} is not a class index (expected a whole number >= 0)"
-            ) from None
-        if index is None:
-            numeric = {}
-            break
-        numeric[i] = index
-    if class_names is None:
-        if numeric:
-            top = max(numeric.values())
-            if top >= MAX_INFERRED_CLASSES:
-                line = rows[max(numeric, key=numeric.__getitem__)].line
-                raise DataError(
-                    f"{csv_path}: row {line}: label {top} is too large (class lists are "
-                    f"inferred only up to {MAX_INFERRED_CLASSES} classes); pass class_names= "
-                    "if it is intended"
-                )
-            n = infer_class_count([np.fromiter(numeric.values(), np.int64)],
-                                  f"{csv_path}: column {column!r}")
-            class_names = [str(i) for i in range(max(n, 2))]  # grades such as Kaggle DR's 0..4
-        else:
-            class_names = sorted({v for v in values if v})
-    names = tuple(class_names)
-    index = {name: i for i, name in enumerate(names)}
-    labels = np.full(len(rows), UNKNOWN_LABEL, dtype=np.int64)
-    for i, (row, value) in enumerate(zip(rows, values, strict=True)):
-        if not value:
-            continue
-        if value in index:
-            labels[i] = index[value]
-        elif i in numeric and numeric[i] < len(names):
-            labels[i] = numeric[i]
-        else:
-            raise DataError(
-                f"{csv_path}: row {row.line} ({row.image_id}): unknown label {value!r} in column "
-                f"{column!r} (classes: {_shorten(names)})"
-            )
-    return labels, names
-
-
-def _shorten(names: Sequence[str], limit: int = 20) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _one_hot_labels(
-    csv_path: Path, rows: list[_Row], columns: list[str], class_names: Sequence[str] | None
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map one-hot columns (exactly one 1 per row; all cells empty = unlabelled) to labels."""
-    if class_names is not None and len(class_names) != len(columns):
-        raise DataError(
-            f"{len(class_names)} class names given for {len(columns)} one-hot columns "
-            f"({', '.join(columns)})"
-        )
-    labels = np.full(len(rows), UNKNOWN_LABEL, dtype=np.int64)
-    for i, row in enumerate(rows):
-        cells = [row.cells.get(c, "") for c in columns]
-        if not any(cells):
-            continue
-        bad = [(c, v) for c, v in zip(columns, cells, strict=True) if not _is_binary(v)]
-        if bad:
-            raise DataError(
-                f"{csv_path}: row {row.line} ({row.image_id}): one-hot column {bad[0][0]!r} "
-                f"holds {bad[0][1]!r}; expected 0 or 1"
-            )
-        hot = [c for c, v in zip(columns, cells, strict=True) if float(v) == 1.0]
-        if len(hot) != 1:
-            which = ", ".join(hot) if hot else "none"
-            raise DataError(
-                f"{csv_path}: row {row.line} ({row.image_id}): {len(hot)} one-hot columns set "
-                f"({which}); exactly one of {', '.join(columns)} must be 1"
-            )
-        labels[i] = columns.index(hot[0])
-    return labels, tuple(class_names) if class_names is not None else tuple(columns)
-
-
-def _decode_all(csv_path: Path, rows: list[_Row], paths: list[Path], size: int | None,
+def _decode_all(csv_path: Path, rows: list[CsvImageRow], paths: list[Path], size: int | None,
                 settings: DecodeSettings) -> list[np.ndarray]:
     """Decode every image (thread pool, progress bar); the first bad file names its CSV row."""
     try:
@@ -218,7 +57,7 @@ def _decode_all(csv_path: Path, rows: list[_Row], paths: list[Path], size: int |
             from None
 
 
-def _stack(csv_path: Path, rows: list[_Row], arrays: list[np.ndarray],
+def _stack(csv_path: Path, rows: list[CsvImageRow], arrays: list[np.ndarray],
            channels: int | None) -> np.ndarray:
     """Stack decoded images to ``(N, H, W, C)``, converting gray <-> RGB to ``channels``."""
     first = arrays[0].shape[:2]
@@ -250,15 +89,15 @@ def _load(
         settings = DecodeSettings.parse(window, frame)
     else:
         settings = DecodeSettings(window, frame)
-    header, rows = _read_csv(csv_path)
+    header, rows = read_image_csv(csv_path)
     if id_column is None:
-        id_column = _find_column(header, ID_COLUMNS)
+        id_column = find_column(header, ID_COLUMNS)
         if id_column is None:
             raise DataError(
                 f"{csv_path}: no image id column found (columns: {', '.join(header)}); name it "
                 f"one of {', '.join(ID_COLUMNS)} or pass id_column="
             )
-    _require_columns(csv_path, header, [id_column])
+    require_columns(csv_path, header, [id_column])
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     if image_size is not None and image_size < 1:
@@ -274,14 +113,14 @@ def _load(
                 f"{seen[image_id]})"
             )
         seen[image_id] = row.line
-        rows[i] = _Row(row.line, image_id, row.cells)
-    excluded = {id_column, split_column or _find_column(header, (SPLIT_COLUMN,)) or ""}
-    single, one_hot = _label_columns(csv_path, header, rows, excluded, label_column,
+        rows[i] = CsvImageRow(row.line, image_id, row.cells)
+    excluded = {id_column, split_column or find_column(header, (SPLIT_COLUMN,)) or ""}
+    single, one_hot = label_columns(csv_path, header, rows, excluded, label_column,
                                      one_hot_columns)
     if single is not None:
-        labels, names = _single_labels(csv_path, rows, single, class_names)
+        labels, names = single_column_labels(csv_path, rows, single, class_names)
     else:
-        labels, names = _one_hot_labels(csv_path, rows, one_hot or [], class_names)
+        labels, names = one_hot_labels(csv_path, rows, one_hot or [], class_names)
     if len(names) < 2:
         raise DataError(f"{csv_path}: need at least 2 classes, found {', '.join(names) or 'none'}")
 
@@ -386,12 +225,12 @@ def load_folder_splits(
     if unknown:
         raise DataError(f"unknown option(s) for an image-folder CSV: {', '.join(sorted(unknown))}")
     # Check the split column before decoding anything: a typo should fail in milliseconds.
-    header, rows = _read_csv(csv_path)
+    header, rows = read_image_csv(csv_path)
     if split_column is None:
-        split_column = _find_column(header, (SPLIT_COLUMN,))
+        split_column = find_column(header, (SPLIT_COLUMN,))
     which: list[str] = []
     if split_column is not None:
-        _require_columns(csv_path, header, [split_column])
+        require_columns(csv_path, header, [split_column])
         if sizes is not None:
             raise DataError(f"{csv_path}: sizes= cannot be used with split column {split_column!r}")
         for row in rows:
