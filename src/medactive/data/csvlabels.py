@@ -65,7 +65,8 @@ def label_columns(
     csv_path: Path, header: list[str], rows: list[CsvImageRow], excluded: set[str],
     label_column: str | None, one_hot_columns: Sequence[str] | None,
 ) -> tuple[str | None, list[str] | None]:
-    """Choose between one label column and one-hot columns (see :func:`medactive.data.folder.load_image_folder`)."""
+    """Choose between one label column and one-hot columns (see
+    :func:`medactive.data.folder.load_image_folder`)."""
     if label_column is not None and one_hot_columns is not None:
         raise DataError("pass either label_column or one_hot_columns, not both")
     if label_column is not None:
