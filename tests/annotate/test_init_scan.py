@@ -108,6 +108,24 @@ def test_a_folder_of_only_bad_files(tmp_path, capsys) -> None:
     assert not (tmp_path / "p").exists()
 
 
+def test_dicom_without_suffix_is_found_by_its_marker(tmp_path, capsys) -> None:
+    import pydicom
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _phi_dicom_with_broken_pixels(folder / "IM0001")
+    ds = pydicom.dcmread(folder / "IM0001")
+    ds.PixelData = np.arange(64 * 64, dtype="<u2").tobytes()
+    ds.save_as(folder / "IM0001")
+    (folder / "README").write_text("not an image, and not reported")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "b.png")
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(folder),
+                 "--classes", "x,y"]) == 0
+    assert "skipped" not in capsys.readouterr().err
+    with ProjectStore.open(tmp_path / "p") as store:
+        assert [r.uid for r in store.images()] == ["IM0001", "b.png"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--window", "wide"], "--window 'wide': give CENTER,WIDTH"),
     (["--window", "40,0"], "window width must be a number >= 1"),
