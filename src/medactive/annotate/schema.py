@@ -9,28 +9,15 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from medactive.errors import StoreError
-
-SCHEMA_VERSION = 2
 APP_ID = "medactive"
 DB_NAME = "project.db"
 ANSWER_KINDS = ("label", "unsure")
 
-# v2: images taken out of a project (`project remove`): append-only, one row per image, labels
-# untouched. A removed image is never queried, shown or exported again.
-REMOVALS_SQL = """
-CREATE TABLE removals (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
-    reason TEXT NOT NULL,
-    annotator TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-"""
-
+# The version-1 tables. A new project is created at version 1 and then brought to
+# SCHEMA_VERSION by the same numbered migrations an existing file goes through, so a fresh file
+# and an upgraded one can never differ.
 SCHEMA_SQL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE images (
@@ -70,12 +57,25 @@ CREATE TABLE labels (
 );
 CREATE INDEX labels_image ON labels(image_id);
 CREATE INDEX labels_retracts ON labels(retracts);
-""" + REMOVALS_SQL
+"""
 
-# SQL that brings a project from schema version N to N + 1 (applied in one transaction on open).
+# MIGRATIONS[n] turns a version n-1 database into version n. Steps are applied in order, all in
+# one transaction with the version bump, so a file is always at exactly one version. Append a
+# step (never edit one that has shipped) to change the schema.
 MIGRATIONS: dict[int, str] = {
-    1: REMOVALS_SQL,
+    # v2: images taken out of a project (`project remove`): append-only, one row per image; their
+    # labels stay in `labels`, but a removed image is never listed, queried, shown or exported.
+    2: """
+CREATE TABLE removals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    reason TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+""",
 }
+SCHEMA_VERSION = max(MIGRATIONS)
 
 # Latest live (not retracted) answer per image that is still in the project (not removed).
 CURRENT_SQL = """
@@ -91,31 +91,17 @@ FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.ima
 """
 
 
-def migrate(con: sqlite3.Connection, path: Path, version: int) -> None:
-    """Upgrade an older project in place, in one transaction (all steps or none)."""
-    missing = [v for v in range(version, SCHEMA_VERSION) if v not in MIGRATIONS]
-    if missing:
-        con.close()
-        raise StoreError(f"{path} uses project schema v{version}; no migration to "
-                         f"v{SCHEMA_VERSION} is available")
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        # another process may have upgraded the file while this one waited for the lock
-        version = int(con.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-        for step in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    con.execute(statement)
-        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                    (str(SCHEMA_VERSION),))
-        con.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        con.close()
-        raise StoreError(f"{path} uses project schema v{version} and must be upgraded to "
-                         f"v{SCHEMA_VERSION}, but the upgrade failed ({exc})") from None
+def sql_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (a trigger body's ``;`` stays inside)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 def now() -> str:

@@ -32,6 +32,7 @@ from medactive.annotate.schema import (
     APP_ID,
     CURRENT_SQL,
     DB_NAME,
+    MIGRATIONS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     Answer,
@@ -39,8 +40,8 @@ from medactive.annotate.schema import (
     QueueItem,
     Removal,
     RoundRow,
-    migrate,
     now,
+    sql_statements,
 )
 from medactive.errors import StoreError
 
@@ -75,6 +76,35 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _apply_migrations(con: sqlite3.Connection, path: Path) -> None:
+    """Bring the database to :data:`SCHEMA_VERSION` by applying each numbered step in order.
+
+    One transaction: the steps and the version bump commit together, or not at all; a second
+    process migrating at the same time finds the work done once it gets the lock.
+    """
+    try:
+        con.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path} needs an upgrade of its schema but cannot be written "
+                         f"({exc})") from None
+    try:
+        version = int(con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in sql_statements(MIGRATIONS[step]):
+                con.execute(statement)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),))
+    except sqlite3.OperationalError as exc:
+        con.execute("ROLLBACK")
+        raise StoreError(f"{path}: upgrading the schema to v{SCHEMA_VERSION} failed ({exc})") \
+            from None
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class ProjectStore:
     """Open project database. Thread-safe (one lock around the connection); use as a context
     manager or call :meth:`close`."""
@@ -105,15 +135,15 @@ class ProjectStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect(path)
         con.execute("PRAGMA journal_mode = WAL")
-        entries = {"app": APP_ID, "schema_version": str(SCHEMA_VERSION), "created_at": now()}
+        entries = {"app": APP_ID, "schema_version": "1", "created_at": now()}
         entries.update({k: json.dumps(v) for k, v in (meta or {}).items()})
         con.execute("BEGIN IMMEDIATE")
-        for statement in SCHEMA_SQL.split(";"):
-            if statement.strip():
-                con.execute(statement)
+        for statement in sql_statements(SCHEMA_SQL):
+            con.execute(statement)
         con.executemany("INSERT INTO meta VALUES (?, ?)", entries.items())
         con.executemany("INSERT INTO classes VALUES (?, ?)", enumerate(classes))
         con.execute("COMMIT")
+        _apply_migrations(con, path)
         return cls(con, path)
 
     @classmethod
@@ -153,8 +183,15 @@ class ProjectStore:
                 f"{path} uses project schema v{version}, newer than this medactive understands "
                 f"(v{SCHEMA_VERSION}); upgrade medactive to open it"
             )
+        if version < 1:
+            con.close()
+            raise StoreError(f"{path}: unreadable schema version {version}")
         if version < SCHEMA_VERSION:
-            migrate(con, path, version)
+            try:
+                _apply_migrations(con, path)
+            except BaseException:
+                con.close()
+                raise
         con.execute("PRAGMA journal_mode = WAL")
         return cls(con, path)
 
