@@ -63,7 +63,9 @@ def _served(project: Path) -> dict[str, np.ndarray]:
     with ProjectStore.open(project) as store:
         rows = store.images()
     shown = {}
-    with TestClient(create_app(project)) as client:
+    # as a browser: at the served address, loading the page first (it may set a session cookie)
+    with TestClient(create_app(project), base_url="http://127.0.0.1:8765") as client:
+        assert client.get("/").status_code == 200
         for row in rows:
             response = client.get(f"/api/image/{row.id}")
             assert response.status_code == 200, response.text
