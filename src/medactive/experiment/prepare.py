@@ -147,7 +147,8 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
     if not mc.head.standardize:
         return Prepared(splits, encoder, train_features, val_features, test_features,
                         confidence, variability, info)
-    heads = standardize(train_features, val_features, test_features)
+    head_train, head_val, head_test = standardize(train_features, val_features, test_features)
     mean, std = feature_statistics(train_features)
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
-                    variability, info, *heads, feature_mean=mean, feature_std=std)
+                    variability, info, head_train=head_train, head_val=head_val,
+                    head_test=head_test, feature_mean=mean, feature_std=std)
