@@ -113,16 +113,16 @@ def single_column_labels(
         if not value:
             continue
         try:
-            index = _as_index(value)
+            number = _as_index(value)
         except ValueError:
             raise DataError(
                 f"{csv_path}: row {row.line} ({row.image_id}): label {value!r} in column "
                 f"{column!r} is not a class index (expected a whole number >= 0)"
             ) from None
-        if index is None:
+        if number is None:
             numeric = {}
             break
-        numeric[i] = index
+        numeric[i] = number
     if class_names is None:
         if numeric:
             top = max(numeric.values())

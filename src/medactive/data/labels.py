@@ -95,8 +95,8 @@ def infer_class_count(label_arrays: Sequence[np.ndarray], where: str) -> int:
     return n
 
 
-def _as_int(value: object) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)  # type: ignore[arg-type]
+def _as_int(value: float | np.number) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _example(labels: np.ndarray) -> str:

@@ -358,7 +358,7 @@ def load_medmnist(name_or_path: str | Path, download: bool = True) -> DatasetSpl
                 f"{images.shape[0]} images"
             )
         if declared is not None:
-            where = f"{path}: {s}_labels ({len(info.class_names)} classes of {stem})"
+            where = f"{path}: {s}_labels ({declared} classes of {stem})"
         else:
             where = f"{path}: {s}_labels"
         checked[s] = (images, check_label_array(labels, where, declared))
