@@ -126,12 +126,14 @@ def test_label_2_to_the_40_under_a_memory_limit(tmp_path) -> None:
     ("2.5", r"label '2\.5' .* is not a class index"),
     ("99", r"label 99 implies 100 classes"),
 ])
-def test_odd_csv_labels(tmp_path, cell, message) -> None:
+def test_odd_csv_labels(tmp_path, capsys, cell, message) -> None:
     for i in range(3):
         Image.fromarray(np.full((4, 4), 50 * i, np.uint8)).save(tmp_path / f"{i}.png")
     (tmp_path / "l.csv").write_text(f"image,label\n0,0\n1,{cell}\n2,1\n")
     with pytest.raises(DataError, match=message):
         load_image_folder(tmp_path / "l.csv")
+    assert main(["data", "info", str(tmp_path / "l.csv")]) == 2
+    assert "l.csv" in _one_error_line(capsys)
 
 
 # ------------------------------------------------------------------ CSV encodings
