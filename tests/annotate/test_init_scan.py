@@ -202,27 +202,34 @@ def test_remove_images_is_recorded_and_keeps_labels(tmp_path, image_folder, caps
     assert "removed  " + rows[0].uid + ": motion blur (dr" in capsys.readouterr().out
 
 
-def test_version_1_project_is_migrated_on_open(tmp_path, image_folder) -> None:
-    from medactive.annotate.schema import SCHEMA_VERSION
+def test_version_2_project_gains_removals_on_open(tmp_path) -> None:
+    """A project.db as medactive wrote it before `project remove` (schema v2) is upgraded."""
+    from contextlib import closing
 
-    project = tmp_path / "p"
-    assert main(["project", "init", str(project), "--images", str(image_folder),
-                 "--classes", "x,y", "--labels", str(_labels(tmp_path))]) == 0
-    con = sqlite3.connect(project / "project.db")  # turn it into what medactive 0.1 wrote
-    con.execute("DROP TABLE removals")
-    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    con.execute("DELETE FROM meta WHERE key = 'decode'")
-    con.commit()
-    con.close()
-    with ProjectStore.open(project) as store:
-        assert store.meta()["schema_version"] == SCHEMA_VERSION
+    from medactive.annotate.schema import MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION, sql_statements
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    with closing(sqlite3.connect(folder / "project.db", isolation_level=None)) as con:
+        con.execute("PRAGMA journal_mode = WAL")
+        for statement in sql_statements(SCHEMA_SQL) + sql_statements(MIGRATIONS[2]):
+            con.execute(statement)
+        con.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("app", "medactive"), ("schema_version", "2"), ("created_at", "2026-01-01"),
+            ("image_size", "28"), ("channels", "3")])
+        con.executemany("INSERT INTO classes VALUES (?, ?)", [(0, "a"), (1, "b")])
+        con.executemany("INSERT INTO images (uid, path, sha256, added_at) VALUES "
+                        "(?, ?, 'ab', '2026-01-01')", [("x.png", "/x.png"), ("y.png", "/y.png")])
+        con.execute("INSERT INTO labels (image_id, kind, class_idx, annotator, created_at) "
+                    "VALUES (1, 'label', 1, 'dr-a', '2026-01-01')")
+    with ProjectStore.open(folder) as store:
+        assert store.meta()["schema_version"] == SCHEMA_VERSION >= 3
         assert len(store.current_answers()) == 1 and store.removals() == []
-        assert store.remove_images([store.images()[0].uid], "bad", "me")
-    with ProjectStore.open(project) as store:  # a second open finds v2 and changes nothing
-        assert len(store.removals()) == 1
-
-
-def _labels(tmp_path: Path) -> Path:
-    path = tmp_path / "labels.csv"
-    path.write_text("image_id,label\na/img001.png,x\n")
-    return path
+        assert store.remove_images(["x.png"], "bad", "me") == [1]
+        assert store.current_answers() == {} and len(store.history()) == 1  # label kept
+    with ProjectStore.open(folder) as store:  # a second open changes nothing
+        assert [r.uid for r in store.removals()] == ["x.png"]
+        assert [r.uid for r in store.images()] == ["y.png"]
+    with closing(sqlite3.connect(folder / "project.db")) as con, \
+            pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        con.execute("DELETE FROM removals")

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from medactive.annotate.store import ProjectStore, check_label_rows, db_path
+from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
 from medactive.data.csvfile import read_csv
 from medactive.data.decode import DecodeSettings, encode_png
 from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
-from medactive.errors import DataError, StoreError
+from medactive.errors import ConfigError, DataError, StoreError
 
 CSV_ID = "image_id"
 CSV_LABEL = "label"
 DEFAULT_FOLDER_SIZE = 64
+MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in an
+# annotator name); tab and carriage return too (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def init_from_folder(
@@ -44,6 +49,8 @@ def init_from_folder(
             unreadable file. Nothing is created then.
         StoreError: a project already exists in ``project_dir``.
     """
+    check_image_size(image_size)
+    classes = check_class_names(classes)  # before the scan: a typo fails in milliseconds
     settings = settings or DecodeSettings()
     root = Path(folder).expanduser().resolve()
     files, refused = find_image_files(root)
@@ -125,45 +132,69 @@ def init_from_npz(
         if limit < 1:
             raise DataError(f"--limit must be positive, got {limit}")
         ds = ds.subset(range(min(limit, len(ds))))
-    names = classes or list(ds.class_names)
+    names = check_class_names(classes or list(ds.class_names))
     if len(names) != ds.n_classes:
         raise DataError(f"{npz} has {ds.n_classes} classes but {len(names)} names were given")
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
     check_label_rows(rows_csv, {str(u) for u in ds.ids}, names)
     _refuse_existing(project_dir)
+    # everything is checked; from here on a failure removes what this call wrote
     out = Path(project_dir) / "images"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for img, uid in zip(ds.images, ds.ids, strict=True):
-        path = out / f"{uid}.png"
-        data = encode_png(img)
-        path.write_bytes(data)
-        rows.append((str(uid), str(path.resolve()), hashlib.sha256(data).hexdigest()))
-    h, _, c = ds.image_shape
-    meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
-            "channels": int(c), "decode": DecodeSettings().to_meta()}
-    store = ProjectStore.create(project_dir, names, meta)
-    store.add_images(rows)
-    if rows_csv:
-        store.import_labels(rows_csv, "import")
+    created = [d for d in (Path(project_dir), out) if not d.exists()]
+    store = None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for img, uid in zip(ds.images, ds.ids, strict=True):
+            path = out / f"{uid}.png"
+            data = encode_png(img)
+            path.write_bytes(data)
+            rows.append((str(uid), str(path.resolve()), hashlib.sha256(data).hexdigest()))
+        h, _, c = ds.image_shape
+        meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
+                "channels": int(c), "decode": DecodeSettings().to_meta()}
+        store = ProjectStore.create(project_dir, names, meta)
+        store.add_images(rows)
+        if rows_csv:
+            store.import_labels(rows_csv, "import")
+    except BaseException:
+        if store is not None:
+            store.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db_path(project_dir)}{suffix}").unlink(missing_ok=True)
+        for folder in reversed(created):  # only folders this call created, never the user's
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return store
 
 
+def check_image_size(image_size: int) -> None:
+    """Raise :class:`ConfigError` unless ``image_size`` is a usable model input side."""
+    if not isinstance(image_size, int) or not 8 <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, "
+                          f"got {image_size}")
+
+
 def _refuse_existing(project_dir: Path) -> None:
+    if Path(project_dir).exists() and not Path(project_dir).is_dir():
+        raise StoreError(f"{project_dir} is a file, not a folder: choose another project "
+                         "directory")
     if db_path(project_dir).exists():
         raise StoreError(f"{db_path(project_dir)} already exists; a project is initialised once")
 
 
 def read_labels_csv(path: Path) -> list[tuple[str, str]]:
     """Read ``image_id,label`` rows (header required; extra columns ignored; UTF-8 with or
-    without a byte-order mark, see :func:`medactive.data.csvfile.read_csv`)."""
+    without a byte-order mark, see :func:`medactive.data.csvfile.read_csv`). Cells escaped
+    against spreadsheet formulas by :func:`export_csv` are read back unescaped."""
     header, rows = read_csv(path, "labels file")
     if CSV_ID not in header or CSV_LABEL not in header:
         raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
                         f"(found: {header})")
     out = []
     for row in rows:
-        uid, label = row.cells.get(CSV_ID, ""), row.cells.get(CSV_LABEL, "")
+        uid = unescape_cell(row.cells.get(CSV_ID, ""))
+        label = unescape_cell(row.cells.get(CSV_LABEL, ""))
         if not uid or not label:
             raise DataError(f"{path}, line {row.line}: empty {CSV_ID} or {CSV_LABEL}")
         out.append((uid, label))
@@ -175,11 +206,26 @@ def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> in
     return store.import_labels(read_labels_csv(path), annotator)
 
 
+def escape_cell(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with ``'`` (shown as text)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def unescape_cell(value: str) -> str:
+    """Undo :func:`escape_cell`, so an exported file imports back unchanged."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+
+
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
     """Write the current labels as CSV (``image_id,label,annotator,labelled_at,path``).
 
     ``unsure`` answers are exported too (label ``unsure``) so nothing said is dropped silently;
-    filter them out for training. Returns the rows; writes nothing when ``path`` is None.
+    filter them out for training. Cells starting with ``= + - @`` (tab, CR) are written with a
+    leading ``'`` so a spreadsheet shows them instead of running them; :func:`read_labels_csv`
+    strips it again. Returns the rows (unescaped); writes nothing when ``path`` is None.
+
+    Raises:
+        StoreError: the output folder is missing or not writable (nothing is written).
     """
     names = store.classes()
     paths = {img.id: img.path for img in store.images()}
@@ -190,13 +236,22 @@ def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
                      "annotator": ans.annotator, "labelled_at": ans.created_at,
                      "path": paths[ans.image_id]})
     if path is not None:
-        tmp = Path(path).with_suffix(Path(path).suffix + ".part")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator", "labelled_at",
-                                                   "path"])
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise StoreError(f"cannot write {path}: it is a folder; give a file name")
+        tmp = path.with_suffix(path.suffix + ".part")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator",
+                                                       "labelled_at", "path"])
+                writer.writeheader()
+                writer.writerows({k: escape_cell(v) for k, v in row.items()} for row in rows)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
     return rows
 
 

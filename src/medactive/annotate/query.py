@@ -99,9 +99,11 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     strat = get_strategy(name, **cfg.strategy_params)
     picked, scores = strat.rank(view, budget, np.random.default_rng(cfg.seed))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_suffix(".part")  # a killed query leaves no truncated checkpoint
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
                 "encoder_key": result.key, "dropout": head_cfg.dropout,
-                "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
+                "head_config": dataclasses.asdict(head_cfg)}, partial)
+    partial.replace(checkpoint)
     return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
 
 
@@ -123,6 +125,7 @@ def run_query(
     if not isinstance(budget, int) or budget < 1:
         raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
     with ProjectStore.open(project_dir) as store:
+        store.check_writable()  # a read-only project fails now, not after minutes of training
         meta, classes, rows_all = store.meta(), store.classes(), store.images()
         answers = store.current_answers()
         position = {r.id: k for k, r in enumerate(rows_all)}
@@ -169,6 +172,11 @@ def run_query(
         score_list = [None] * len(ids) if scores is None else [float(s) for s in scores]
         params = {**params, "budget": budget, "seed": cfg.seed, "encoder": result.key,
                   "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
-        round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
-                                                                      strict=True)))
+        try:
+            round_id = store.add_round(name, params, checkpoint,
+                                       list(zip(ids, score_list, strict=True)))
+        except BaseException:
+            if not cold:  # a head no round points at would only mislead
+                Path(checkpoint).unlink(missing_ok=True)
+            raise
     return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start)

@@ -63,9 +63,17 @@ CREATE INDEX labels_retracts ON labels(retracts);
 # one transaction with the version bump, so a file is always at exactly one version. Append a
 # step (never edit one that has shipped) to change the schema.
 MIGRATIONS: dict[int, str] = {
-    # v2: images taken out of a project (`project remove`): append-only, one row per image; their
-    # labels stay in `labels`, but a removed image is never listed, queried, shown or exported.
+    # v2: the labels history is append-only in the file itself, not only by convention: an
+    # answer is withdrawn by appending a retraction, so UPDATE and DELETE are refused.
     2: """
+CREATE TRIGGER labels_no_update BEFORE UPDATE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a retraction'); END;
+CREATE TRIGGER labels_no_delete BEFORE DELETE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a retraction'); END;
+""",
+    # v3: images taken out of a project (`project remove`): append-only, one row per image; their
+    # labels stay in `labels`, but a removed image is never listed, queried, shown or exported.
+    3: """
 CREATE TABLE removals (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
@@ -73,6 +81,10 @@ CREATE TABLE removals (
     annotator TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TRIGGER removals_no_update BEFORE UPDATE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
+CREATE TRIGGER removals_no_delete BEFORE DELETE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
 """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -12,15 +12,20 @@ Tables:
     queries  the ranked images of a round (round, image, rank, score).
     removals images taken out of the project (``project remove``: unreadable or unwanted files),
              with reason, annotator and time. Append-only; their labels stay in ``labels``, but a
-             removed image is no longer listed, queried, shown or exported (schema v2).
+             removed image is no longer listed, queried, shown or exported (schema v3).
 
 Every write is one ``BEGIN IMMEDIATE`` transaction with ``synchronous=FULL``: a label either is in
 the file completely or not at all, even when the writing process is killed with ``kill -9``.
+Before every write the store checks that ``DIR/project.db`` is still the file it opened (same
+device and inode): a project folder deleted or replaced under a running server fails loudly
+instead of saving answers into an unlinked file. The schema evolves by numbered migrations
+(:data:`~medactive.annotate.schema.MIGRATIONS`), applied in order when an older file is opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -43,10 +48,28 @@ from medactive.annotate.schema import (
     now,
     sql_statements,
 )
-from medactive.errors import StoreError
+from medactive.errors import StoreError, StoreReplacedError
+
+RESERVED_ANSWERS = ("unsure", "skip")
 
 __all__ = ["SCHEMA_VERSION", "Answer", "ImageRow", "ProjectStore", "QueueItem", "RoundRow",
-           "db_path"]
+           "check_class_names", "db_path"]
+
+
+def check_class_names(classes: Sequence[str]) -> list[str]:
+    """Strip and validate class names: at least two, non-empty, unique, not a reserved answer.
+
+    Returns:
+        the stripped names. Raises :class:`StoreError` naming the problem.
+    """
+    names = [str(c).strip() for c in classes]
+    if len(names) < 2 or any(not c for c in names):
+        raise StoreError(f"need at least 2 non-empty class names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise StoreError(f"class names must be unique, got {names!r}")
+    if any(c in RESERVED_ANSWERS for c in names):
+        raise StoreError("'unsure' and 'skip' are reserved answers, not class names")
+    return names
 
 def check_label_rows(rows: Sequence[tuple[str, str]], uids: set[str], classes: list[str]) -> None:
     """Raise :class:`StoreError` naming every unknown image id and class in ``rows``."""
@@ -66,14 +89,17 @@ def db_path(project_dir: str | Path) -> Path:
     return Path(project_dir) / DB_NAME
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so every write takes the lock up
-    # front (no deadlock-prone read->write upgrades between concurrent writers).
-    con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA busy_timeout = 30000")
-    con.execute("PRAGMA foreign_keys = ON")
-    con.execute("PRAGMA synchronous = FULL")
-    return con
+def _error_name(exc: sqlite3.Error) -> str:
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def _is_read_only(exc: sqlite3.Error) -> bool:
+    return _error_name(exc).startswith("SQLITE_READONLY") or "readonly" in str(exc)
+
+
+def _read_only_message(path: Path) -> str:
+    return (f"{path} is read-only (or its folder is): nothing can be saved; make the file and "
+            "its folder writable by you, or work on a copy")
 
 
 def _apply_migrations(con: sqlite3.Connection, path: Path) -> None:
@@ -85,8 +111,10 @@ def _apply_migrations(con: sqlite3.Connection, path: Path) -> None:
     try:
         con.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        raise StoreError(f"{path} needs an upgrade of its schema but cannot be written "
-                         f"({exc})") from None
+        if _is_read_only(exc):
+            raise StoreError(f"{path} needs an upgrade of its schema; "
+                             + _read_only_message(path)) from None
+        raise StoreError(f"{path} is locked by another writer ({exc})") from None
     try:
         version = int(con.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
@@ -97,12 +125,32 @@ def _apply_migrations(con: sqlite3.Connection, path: Path) -> None:
                     (str(SCHEMA_VERSION),))
     except sqlite3.OperationalError as exc:
         con.execute("ROLLBACK")
-        raise StoreError(f"{path}: upgrading the schema to v{SCHEMA_VERSION} failed ({exc})") \
-            from None
+        if _is_read_only(exc):
+            raise StoreError(f"{path} needs an upgrade of its schema; "
+                             + _read_only_message(path)) from None
+        raise
     except BaseException:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so every write takes the lock up
+    # front (no deadlock-prone read->write upgrades between concurrent writers).
+    con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA busy_timeout = 30000")
+    con.execute("PRAGMA foreign_keys = ON")
+    con.execute("PRAGMA synchronous = FULL")
+    return con
 
 
 class ProjectStore:
@@ -114,6 +162,8 @@ class ProjectStore:
         self.path = path
         self.dir = path.parent
         self._lock = threading.RLock()
+        # which file was opened: every write checks that DIR/project.db is still this one
+        self._identity = _file_identity(path)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,19 +172,19 @@ class ProjectStore:
         cls, project_dir: str | Path, classes: Sequence[str], meta: dict[str, Any] | None = None
     ) -> ProjectStore:
         """Create ``DIR/project.db`` with ``classes``; refuses to overwrite an existing project."""
-        classes = [c.strip() for c in classes]
-        if len(classes) < 2 or any(not c for c in classes):
-            raise StoreError(f"need at least 2 non-empty class names, got {classes!r}")
-        if len(set(classes)) != len(classes):
-            raise StoreError(f"class names must be unique, got {classes!r}")
-        if "unsure" in classes or "skip" in classes:
-            raise StoreError("'unsure' and 'skip' are reserved answers, not class names")
+        classes = check_class_names(classes)
         path = db_path(project_dir)
         if path.exists():
             raise StoreError(f"{path} already exists; a project is initialised only once")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect(path)
-        con.execute("PRAGMA journal_mode = WAL")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise StoreError(f"{path.parent} is a file, not a folder: choose another project "
+                             "directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = _connect(path)
+            con.execute("PRAGMA journal_mode = WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot create {path}: {exc}") from None
         entries = {"app": APP_ID, "schema_version": "1", "created_at": now()}
         entries.update({k: json.dumps(v) for k, v in (meta or {}).items()})
         con.execute("BEGIN IMMEDIATE")
@@ -163,6 +213,16 @@ class ProjectStore:
             tables = {r[0] for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
+            name = _error_name(exc)
+            if name == "SQLITE_READONLY_DIRECTORY" or (
+                    _is_read_only(exc) and not os.access(path.parent, os.W_OK)):
+                # WAL mode needs project.db-wal/-shm beside the file, even to read
+                raise StoreError(f"cannot open {path}: its folder {path.parent} is read-only and "
+                                 "SQLite must create project.db-wal/-shm there even to read; "
+                                 "make the folder writable or copy the project") from None
+            if _is_read_only(exc) or name.startswith("SQLITE_CANTOPEN"):
+                raise StoreError(f"cannot open {path} ({exc}); check the file and folder "
+                                 "permissions") from None
             raise StoreError(f"{path} is not an SQLite database ({exc})") from None
         if "meta" not in tables:
             con.close()
@@ -206,16 +266,59 @@ class ProjectStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_same_file(self) -> None:
+        """Raise :class:`StoreReplacedError` when ``DIR/project.db`` is gone or is now another
+        file than the one opened (the folder was deleted, moved or replaced)."""
+        current = _file_identity(self.path)
+        if current is None:
+            raise StoreReplacedError(f"{self.path} was deleted or moved since it was opened; "
+                                     "nothing was saved (restore the project folder and restart)")
+        if current != self._identity:
+            raise StoreReplacedError(f"{self.path} was replaced by another file since it was "
+                                     "opened; nothing was saved (restart to open the new one)")
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreError` unless an answer could be saved now.
+
+        Probes with a real write that is rolled back (SQLite opens a read-only file without a
+        complaint and only fails at the first write): call it before long work whose result
+        must be recorded, and before serving a page that records answers.
+        """
+        with self._lock:
+            self.check_same_file()
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_read_only(exc):
+                    raise StoreError(_read_only_message(self.path)) from None
+                raise StoreError(f"{self.path} is locked by another writer ({exc})") from None
+            try:
+                self._con.execute("UPDATE meta SET value = value WHERE key = 'app'")
+            except sqlite3.OperationalError as exc:
+                if _is_read_only(exc):
+                    raise StoreError(_read_only_message(self.path)) from None
+                raise StoreError(f"cannot write to {self.path} ({exc})") from None
+            finally:
+                self._con.execute("ROLLBACK")
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it commits, or (on any exception) none of it."""
         with self._lock:
+            self.check_same_file()
             try:
                 self._con.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                if _is_read_only(exc):
+                    raise StoreError(_read_only_message(self.path)) from None
                 raise StoreError(f"{self.path} is locked by another writer ({exc})") from None
             try:
                 yield self._con
+            except sqlite3.OperationalError as exc:
+                self._con.execute("ROLLBACK")
+                if _is_read_only(exc):
+                    raise StoreError(_read_only_message(self.path)) from None
+                raise
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
@@ -268,7 +371,10 @@ class ProjectStore:
             " (SELECT image_id FROM removals) ORDER BY id")]
 
     def image(self, image_id: int) -> ImageRow | None:
-        """The image with store id ``image_id`` (removed or not), or None."""
+        """The image with store id ``image_id`` (removed or not), or None (also for ids outside
+        SQLite's 64-bit integer range, which no row can have)."""
+        if not -(2**63) <= image_id < 2**63:
+            return None
         rows = self._query("SELECT id, uid, path, sha256 FROM images WHERE id = ?", (image_id,))
         return ImageRow(*rows[0]) if rows else None
 
@@ -431,7 +537,8 @@ class ProjectStore:
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO rounds (strategy, params, checkpoint, created_at) VALUES (?, ?, ?, ?)",
-                (strategy, json.dumps(params, default=str), checkpoint, now()),
+                (strategy, json.dumps(params, default=str), self._project_relative(checkpoint),
+                 now()),
             )
             rid = int(cur.lastrowid)
             con.executemany(
@@ -441,9 +548,23 @@ class ProjectStore:
             )
         return rid
 
+    def _project_relative(self, path: str | Path | None) -> str | None:
+        """A path inside the project folder as a POSIX path relative to it (so the project can
+        be moved, and the path does not depend on the directory a command ran from); a path
+        outside it (a shared encoder cache) stays absolute."""
+        if path is None:
+            return None
+        absolute = Path(path).resolve()
+        try:
+            return absolute.relative_to(self.dir.resolve()).as_posix()
+        except ValueError:
+            return str(absolute)
+
     def rounds(self) -> list[RoundRow]:
-        """All rounds, oldest first."""
-        return [RoundRow(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in self._query(
+        """All rounds, oldest first; ``checkpoint`` resolved against the project folder."""
+        return [RoundRow(r[0], r[1], json.loads(r[2]),
+                         None if r[3] is None else str(self.dir / r[3]), r[4])
+                for r in self._query(
             "SELECT id, strategy, params, checkpoint, created_at FROM rounds ORDER BY id")]
 
     def latest_round(self) -> RoundRow | None:

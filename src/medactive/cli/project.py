@@ -14,13 +14,11 @@ from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
-LOCALHOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 @app.command("init")
 def init(
     project_dir: Path = typer.Argument(..., help="project directory (holds project.db)"),
-    images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/DICOM files"),
+    images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/TIFF/DICOM files"),
     classes: str | None = typer.Option(None, "--classes", help='class names, "a,b,c"'),
     labels: Path | None = typer.Option(None, "--labels", help="CSV image_id,label to import"),
     from_npz: Path | None = typer.Option(None, "--from-npz", help="MedMNIST .npz file"),
@@ -172,21 +170,20 @@ def query(
 @app.command("serve")
 def serve(
     project_dir: Path = typer.Argument(..., help="project directory"),
-    port: int = typer.Option(8765, "--port"),
+    port: int = typer.Option(8765, "--port", help="TCP port (0: any free port)"),
     host: str = typer.Option("127.0.0.1", "--host"),
-    token: str | None = typer.Option(None, "--token", help="required unless host is localhost"),
+    token: str | None = typer.Option(
+        None, "--token", envvar="MEDACTIVE_TOKEN",
+        help="shared secret, >= 16 characters; required unless host is localhost. Prefer the "
+             "MEDACTIVE_TOKEN environment variable: a --token shows in `ps`"),
     annotator: str | None = typer.Option(None, "--annotator", help="default annotator name"),
 ) -> None:
     """Serve the labelling page for the latest round."""
-    import uvicorn
+    from medactive.annotate.serve import serve_project
 
-    from medactive.annotate.app import create_app
+    def announce(url: str) -> None:
+        typer.echo(f"labelling {project_dir} at {url}  (Ctrl-C stops; every label is already "
+                   "saved)")
 
-    if host not in LOCALHOSTS and not token:
-        raise ConfigError(f"--host {host} exposes the project beyond this machine; "
-                          "pass --token SECRET (every request must then carry it)")
-    web = create_app(project_dir, token=token, annotator=annotator)
-    suffix = f"/?token={token}" if token else "/"
-    typer.echo(f"labelling {project_dir} at http://{host}:{port}{suffix}  (Ctrl-C stops; "
-               "every label is already saved)")
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    serve_project(project_dir, host=host, port=port, token=token, annotator=annotator,
+                  announce=announce)
