@@ -1,8 +1,9 @@
-"""Progress bars that stay quiet in tests and non-interactive logs when asked."""
+"""Progress bars that stay quiet in tests and non-interactive logs when asked, and status lines."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,6 +14,11 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
+def progress_enabled() -> bool:
+    """False when ``$MEDACTIVE_PROGRESS=0`` (CI logs, test runs)."""
+    return os.environ.get("MEDACTIVE_PROGRESS", "1") != "0"
+
+
 def progress_bar(iterable: Iterable[T], desc: str = "", unit: str = "it", enabled: bool = True,
                  total: int | None = None) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar (ETA and throughput) unless disabled.
@@ -21,7 +27,7 @@ def progress_bar(iterable: Iterable[T], desc: str = "", unit: str = "it", enable
     with :func:`listen` hears every step either way.
     """
     iterable = _heard(iterable, desc, total)
-    if not enabled or os.environ.get("MEDACTIVE_PROGRESS", "1") == "0":
+    if not enabled or not progress_enabled():
         return iterable
     return tqdm(iterable, desc=desc, unit=unit, total=total, leave=False, dynamic_ncols=True)
 
@@ -56,3 +62,8 @@ def _heard(iterable: Iterable[T], desc: str, total: int | None) -> Iterable[T]:
             callback(desc, done, size)
 
     return steps()
+
+
+def note(message: str) -> None:
+    """Print one status line on stderr (through tqdm, so an open bar is not torn apart)."""
+    tqdm.write(message, file=sys.stderr)

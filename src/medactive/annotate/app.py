@@ -43,10 +43,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medactive.annotate.images import to_png_bytes
 from medactive.annotate.jobs import spawn_query_job
 from medactive.annotate.review_api import add_review_routes, page_state
 from medactive.annotate.store import ProjectStore
+from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import ConfigError, MedactiveError, StoreError, StoreReplacedError
 
 MAX_BODY = 4096
@@ -174,6 +174,8 @@ def create_app(
         store.close()
         raise
     classes = store.classes()
+    # decoded as `init` checked them and `query` trains on them
+    settings = DecodeSettings.from_meta(store.meta().get("decode"))
     project_name = Path(project_dir).resolve().name
     hosts = allowed_hosts(host, port)
     session = secrets.token_urlsafe(32)  # per launch: a restart invalidates old cookies
@@ -318,7 +320,7 @@ def create_app(
         try:
             # one read both verifies the registered hash and decodes: what is shown is what
             # was registered, never a file swapped in afterwards
-            data = to_png_bytes(row.path, row.sha256)
+            data = render_png(row.path, row.sha256, settings)
         except MedactiveError as exc:
             log.warning("image %s: %s", row.uid, exc)
             message = redact_paths(str(exc).replace(row.path, f"image {row.uid}"))
@@ -354,6 +356,6 @@ def create_app(
         return state(body.annotator)
 
     add_review_routes(app, store, classes, _read_json, _json_body, reader_for, sign_in, state,
-                      start_job, redact_paths)
+                      start_job, redact_paths, settings)
 
     return app

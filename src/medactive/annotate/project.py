@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from medactive.annotate.images import find_images, load_pil, sha256_file
 from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
+from medactive.data.csvfile import read_csv
+from medactive.data.decode import DecodeSettings, encode_png
+from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
 from medactive.errors import ConfigError, DataError, StoreError
 
 CSV_ID = "image_id"
@@ -20,11 +21,6 @@ MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _guess_channels(paths: list[Path], sample: int = 32) -> int:
-    # Colour if any sampled image is colour; a grey scan never needs three identical channels.
-    return 3 if any(load_pil(p).mode == "RGB" for p in paths[:sample]) else 1
-
-
 def init_from_folder(
     project_dir: Path,
     folder: Path,
@@ -32,21 +28,58 @@ def init_from_folder(
     labels_csv: Path | None = None,
     image_size: int = DEFAULT_FOLDER_SIZE,
     annotator: str = "import",
+    settings: DecodeSettings | None = None,
+    strict: bool = False,
 ) -> ProjectStore:
-    """Register every PNG/JPEG/DICOM under ``folder`` (path + hash, nothing copied).
+    """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied).
+
+    Every file is read, hashed and decoded (in parallel, with a progress bar) with ``settings``,
+    which are stored in the project so ``query`` and ``serve`` decode the same way. Files that
+    cannot be used (empty, undecodable, links leaving the folder) are skipped and listed in the
+    project's meta (``skipped``; see :func:`skipped_files`); with ``strict`` any of them rejects
+    the whole folder instead. Labels in ``labels_csv`` for skipped files are not imported (they
+    are listed too).
 
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
     files the way a person sees them.
+
+    Raises:
+        DataError: no folder, no readable image at all, a bad labels CSV, or (``strict``) any
+            unreadable file. Nothing is created then.
+        StoreError: a project already exists in ``project_dir``.
     """
     check_image_size(image_size)
-    folder = folder.resolve()
-    files = find_images(folder)
+    classes = check_class_names(classes)  # before the scan: a typo fails in milliseconds
+    settings = settings or DecodeSettings()
+    root = Path(folder).expanduser().resolve()
+    files, refused = find_image_files(root)
+    uid = {p: p.relative_to(root).as_posix() for p in [*files, *(f.path for f in refused)]}
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
+    # checked before the slow scan and before the project exists: a bad CSV fails in
+    # milliseconds and leaves nothing behind to clean up
+    check_label_rows(rows_csv, set(uid.values()), classes)
     _refuse_existing(project_dir)
-    rows = [(p.relative_to(folder).as_posix(), str(p), sha256_file(p)) for p in files]
-    # checked before the project exists, so a bad CSV leaves nothing behind to clean up
-    check_label_rows(rows_csv, {r[0] for r in rows}, classes)
-    meta = {"source": str(folder), "image_size": image_size, "channels": _guess_channels(files)}
+    good, bad = scan_images(files, image_size, settings=settings)
+    skipped = sorted(refused + bad, key=lambda f: str(f.path))
+    if strict and skipped:
+        first = skipped[0]
+        raise DataError(f"{len(skipped)} of {len(files) + len(refused)} files under {root} "
+                        f"cannot be used (first: {uid[first.path]}: {first.reason}); nothing "
+                        "registered")
+    if not good:
+        detail = f" ({len(skipped)} unreadable, e.g. {uid[skipped[0].path]}: " \
+                 f"{skipped[0].reason})" if skipped else ""
+        raise DataError(f"no readable PNG, JPEG, TIFF or DICOM images under {root}{detail}")
+    rows = [(uid[g.path], str(g.path.resolve()), g.sha256) for g in good]
+    skipped_uids = {uid[f.path] for f in skipped}
+    dropped = [r for r in rows_csv if r[0] in skipped_uids]
+    rows_csv = [r for r in rows_csv if r[0] not in skipped_uids]
+    meta = {"source": str(root), "image_size": image_size,
+            # colour if any image is colour: a grey scan never needs three identical channels
+            "channels": 3 if any(g.colour for g in good) else 1,
+            "decode": settings.to_meta(),
+            "skipped": [{"image_id": uid[f.path], "reason": f.reason} for f in skipped],
+            "labels_not_imported": [u for u, _ in dropped]}
     store = ProjectStore.create(project_dir, classes, meta)
     try:
         store.add_images(rows)
@@ -56,6 +89,17 @@ def init_from_folder(
         store.close()
         raise
     return store
+
+
+def skipped_files(store: ProjectStore) -> list[SkippedFile]:
+    """Files left out at ``init`` (id relative to the image folder, and why)."""
+    return [SkippedFile(Path(s["image_id"]), s["reason"]) for s in store.meta().get("skipped", [])]
+
+
+def decode_settings(store: ProjectStore) -> DecodeSettings:
+    """The project's decode settings (window, frame); projects made before they existed get
+    the defaults."""
+    return DecodeSettings.from_meta(store.meta().get("decode"))
 
 
 def init_from_npz(
@@ -69,8 +113,11 @@ def init_from_npz(
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
     Ids are the dataset ids (``train-17``), so true labels can be imported in simulations.
+
+    Raises:
+        DataError: unknown or empty split, bad file, bad labels CSV.
     """
-    from PIL import Image
+    import hashlib
 
     from medactive.data import load_medmnist
 
@@ -78,6 +125,8 @@ def init_from_npz(
         raise DataError(f"unknown split {split!r}; use train, val or test")
     splits = load_medmnist(npz, download=False)
     ds = dict(splits.items())[split]
+    if len(ds) == 0:
+        raise DataError(f"{npz}: the {split} split is empty (0 images)")
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit must be positive, got {limit}")
@@ -97,11 +146,12 @@ def init_from_npz(
         rows = []
         for img, uid in zip(ds.images, ds.ids, strict=True):
             path = out / f"{uid}.png"
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
-            rows.append((str(uid), str(path.resolve()), sha256_file(path)))
+            data = encode_png(img)
+            path.write_bytes(data)
+            rows.append((str(uid), str(path.resolve()), hashlib.sha256(data).hexdigest()))
         h, _, c = ds.image_shape
         meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
-                "channels": int(c)}
+                "channels": int(c), "decode": DecodeSettings().to_meta()}
         store = ProjectStore.create(project_dir, names, meta)
         store.add_images(rows)
         if rows_csv:
@@ -133,25 +183,23 @@ def _refuse_existing(project_dir: Path) -> None:
 
 
 def read_labels_csv(path: Path) -> list[tuple[str, str]]:
-    """Read ``image_id,label`` rows (header required; extra columns ignored)."""
-    if not Path(path).is_file():
-        raise DataError(f"labels file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        if CSV_ID not in fields or CSV_LABEL not in fields:
-            raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
-                            f"(found: {fields})")
-        rows = []
-        for n, row in enumerate(reader, start=2):
-            uid = unescape_cell((row.get(CSV_ID) or "").strip())
-            label = unescape_cell((row.get(CSV_LABEL) or "").strip())
-            if not label and row.get("decided_by") == "unresolved":
-                continue  # a medactive export's open disagreement: nothing to import yet
-            if not uid or not label:
-                raise DataError(f"{path}, line {n}: empty {CSV_ID} or {CSV_LABEL}")
-            rows.append((uid, label))
-    return rows
+    """Read ``image_id,label`` rows (header required; extra columns ignored; UTF-8 with or
+    without a byte-order mark, see :func:`medactive.data.csvfile.read_csv`). Cells escaped
+    against spreadsheet formulas by :func:`export_csv` are read back unescaped."""
+    header, rows = read_csv(path, "labels file")
+    if CSV_ID not in header or CSV_LABEL not in header:
+        raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
+                        f"(found: {header})")
+    out = []
+    for row in rows:
+        uid = unescape_cell(row.cells.get(CSV_ID, ""))
+        label = unescape_cell(row.cells.get(CSV_LABEL, ""))
+        if not label and row.cells.get("decided_by") == "unresolved":
+            continue  # a medactive export's open disagreement: nothing to import yet
+        if not uid or not label:
+            raise DataError(f"{path}, line {row.line}: empty {CSV_ID} or {CSV_LABEL}")
+        out.append((uid, label))
+    return out
 
 
 def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> int:
@@ -188,6 +236,16 @@ def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
     return rows
 
 
+def remove_images(store: ProjectStore, uids: list[str], reason: str = "",
+                  annotator: str = "cli") -> int:
+    """Take images out of the project (``project remove``): recorded with reason, annotator and
+    time; labels are kept in the history but the images are never queried, shown or exported
+    again. Unknown or already removed ids reject the whole call."""
+    if not uids:
+        raise DataError("give at least one image id to remove")
+    return len(store.remove_images(uids, reason or "removed by user", annotator))
+
+
 @dataclass
 class ProjectStatus:
     """Summary for ``medactive project status``."""
@@ -198,6 +256,8 @@ class ProjectStatus:
     rounds: int
     pending: int  # queried images of the latest round without an answer or skip
     latest_strategy: str | None
+    removed: int = 0
+    skipped_at_init: int = 0
 
 
 def project_status(store: ProjectStore) -> ProjectStatus:
@@ -215,4 +275,5 @@ def project_status(store: ProjectStore) -> ProjectStatus:
     latest = store.latest_round()
     pending = 0 if latest is None else sum(not q.done for q in store.queue(latest.id))
     return ProjectStatus(store.n_images(), per_class, unsure, len(store.rounds()), pending,
-                         latest.strategy if latest else None)
+                         latest.strategy if latest else None, len(store.removed_ids()),
+                         len(store.meta().get("skipped", [])))

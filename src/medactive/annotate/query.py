@@ -2,7 +2,8 @@
 
 One query round:
 
-1. load every registered image into one uint8 array (resized to the project's image size);
+1. load every image of the project (registered, not removed) into one uint8 array, decoded with
+   the project's settings (:mod:`medactive.data.decode`) and resized to its image size;
 2. get a contrastive encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
    the same pipeline as ``medactive coldstart`` and the runner), cached under
    ``DIR/encoders/<key>`` so only the first query of a project pays for it;
@@ -44,7 +45,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medactive.annotate.consensus import Decision, decisions
-from medactive.annotate.images import load_array
 from medactive.annotate.planning import (
     draw_uniform,
     interleave,
@@ -55,6 +55,8 @@ from medactive.annotate.planning import (
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
+from medactive.data.decode import DecodeSettings
+from medactive.data.imagefiles import load_images
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
 from medactive.strategies import checked_strategy
@@ -312,8 +314,9 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
         checked_strategy(name, **cfg.strategy_params)
     report("loading images", 0.0)
     # hashes checked: a model must never train on a file that changed after registration
-    images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                        int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
+    images = load_images([r.path for r in rows_all], int(meta.get("image_size", 28)),
+                         int(meta.get("channels", 3)), hashes=[r.sha256 for r in rows_all],
+                         settings=DecodeSettings.from_meta(meta.get("decode")))
     report("loading images", 1.0)
     encoders = store.dir / "encoders"
     predictions = None

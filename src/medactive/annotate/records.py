@@ -21,12 +21,13 @@ import numpy as np
 from medactive.annotate.schema import Answer, Job, now
 from medactive.errors import StoreError
 
-# Latest live (not retracted) answer per image *and reader*.
+# Latest live (not retracted) answer per image *and reader*, removed images left out.
 READER_ANSWERS_SQL = """
 WITH live AS (
     SELECT * FROM labels
     WHERE kind IN ('label', 'unsure')
       AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+      AND image_id NOT IN (SELECT image_id FROM removals)
 ), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id, annotator)
 SELECT live.id, live.image_id, images.uid, live.kind, live.class_idx, live.annotator,
        live.created_at
@@ -100,10 +101,12 @@ class ReviewRecords:
             return int(cur.lastrowid)
 
     def adjudications(self) -> dict[int, Answer]:
-        """``image_id -> Answer`` of the latest adjudication per image."""
+        """``image_id -> Answer`` of the latest adjudication per image (removed images left
+        out)."""
         rows = self._query(
             "SELECT a.id, a.image_id, i.uid, a.kind, a.class_idx, a.annotator, a.created_at"
-            " FROM adjudications a JOIN images i ON i.id = a.image_id ORDER BY a.id")
+            " FROM adjudications a JOIN images i ON i.id = a.image_id"
+            " WHERE a.image_id NOT IN (SELECT image_id FROM removals) ORDER BY a.id")
         return {r[1]: Answer(*r) for r in rows}
 
     def adjudication_history(self) -> list[tuple]:
@@ -123,7 +126,8 @@ class ReviewRecords:
     def validation_ids(self) -> set[int]:
         """Images drawn into the validation sample (never trained on)."""
         return {int(r[0]) for r in self._query(
-            "SELECT image_id FROM queries WHERE purpose = 'validation'")}
+            "SELECT image_id FROM queries WHERE purpose = 'validation'"
+            " AND image_id NOT IN (SELECT image_id FROM removals)")}
 
     def predictions(self, round_id: int, image_ids: list[int] | None = None
                     ) -> dict[int, np.ndarray]:

@@ -33,6 +33,7 @@ from medactive.annotate.schema import Job, QueueItem, RoundRow
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.annotate.thumbs import thumbnail_png
+from medactive.data.decode import DecodeSettings
 
 MAX_ID = 2**63 - 1
 NAME_PATTERN = r"^[^\x00-\x1f]{1,80}$"
@@ -165,6 +166,7 @@ def add_review_routes(
     state: Callable[[str | None], dict[str, Any]],
     start_job: Callable[[ProjectStore, int], int],
     redact: Callable[[str], str],
+    decode: DecodeSettings | None = None,
 ) -> None:
     """Register the routes of the module docstring on ``app``.
 
@@ -219,7 +221,7 @@ def add_review_routes(
         if row is None:
             raise HTTPException(404, f"unknown image id {image_id}")
         try:
-            data = thumbnail_png(row.path, row.sha256)
+            data = thumbnail_png(row.path, row.sha256, decode)
         except Exception:  # the full image endpoint explains; a thumbnail only goes blank
             raise HTTPException(409, f"image {row.uid} cannot be shown") from None
         return Response(data, media_type="image/png")

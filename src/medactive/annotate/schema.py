@@ -71,13 +71,28 @@ BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a ret
 CREATE TRIGGER labels_no_delete BEFORE DELETE ON labels
 BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a retraction'); END;
 """,
-    # v3: the clinic workflow (issue 14). Why each image was queried (``queries.purpose``: the
+    # v3: images taken out of a project (`project remove`): append-only, one row per image; their
+    # labels stay in `labels`, but a removed image is never listed, queried, shown or exported.
+    3: """
+CREATE TABLE removals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    reason TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TRIGGER removals_no_update BEFORE UPDATE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
+CREATE TRIGGER removals_no_delete BEFORE DELETE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
+""",
+    # v4: the clinic workflow (issue 14). Why each image was queried (``queries.purpose``: the
     # strategy's pick, a uniformly random validation draw, or a second read of a labelled
     # image); the model's probabilities per round (``predictions``: "why this image", the
     # validation AUC of every round's model, the stopping signal); adjudications of readers'
     # disagreements (append-only, like labels); background jobs (at most one running, enforced
     # by a partial unique index); per-reader tokens (only their SHA-256 is kept).
-    3: """
+    4: """
 ALTER TABLE queries ADD COLUMN purpose TEXT NOT NULL DEFAULT 'acquire'
     CHECK (purpose IN ('acquire', 'validation', 'second-read'));
 CREATE TABLE predictions (
@@ -127,12 +142,13 @@ CREATE TABLE readers (
 PURPOSES = ("acquire", "validation", "second-read")
 SCHEMA_VERSION = max(MIGRATIONS)
 
-# Latest live (not retracted) answer per image.
+# Latest live (not retracted) answer per image that is still in the project (not removed).
 CURRENT_SQL = """
 WITH live AS (
     SELECT * FROM labels
     WHERE kind IN ('label', 'unsure')
       AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+      AND image_id NOT IN (SELECT image_id FROM removals)
 ), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
 SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
        images.uid
@@ -166,6 +182,17 @@ class ImageRow:
     uid: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class Removal:
+    """An image taken out of the project: who, when and why."""
+
+    image_id: int
+    uid: str
+    reason: str
+    annotator: str
+    created_at: str
 
 
 @dataclass(frozen=True)

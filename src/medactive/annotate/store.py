@@ -10,6 +10,9 @@ Tables:
              deleted, so the full history of who said what, and when, is kept.
     rounds   one per query: strategy, parameters (JSON), model checkpoint, time.
     queries  the ranked images of a round (round, image, rank, score).
+    removals images taken out of the project (``project remove``: unreadable or unwanted files),
+             with reason, annotator and time. Append-only; their labels stay in ``labels``, but a
+             removed image is no longer listed, queried, shown or exported (schema v3).
 
 Every write is one ``BEGIN IMMEDIATE`` transaction with ``synchronous=FULL``: a label either is in
 the file completely or not at all, even when the writing process is killed with ``kill -9``.
@@ -44,6 +47,7 @@ from medactive.annotate.schema import (
     Answer,
     ImageRow,
     QueueItem,
+    Removal,
     RoundRow,
     now,
     sql_statements,
@@ -364,21 +368,63 @@ class ProjectStore(ReviewRecords):
         return len(rows)
 
     def images(self) -> list[ImageRow]:
-        """All registered images, in registration order (their index in training arrays)."""
+        """The project's images (registered, not removed) in registration order (their index in
+        training arrays)."""
         return [ImageRow(*r) for r in self._query(
-            "SELECT id, uid, path, sha256 FROM images ORDER BY id")]
+            "SELECT id, uid, path, sha256 FROM images WHERE id NOT IN"
+            " (SELECT image_id FROM removals) ORDER BY id")]
 
     def image(self, image_id: int) -> ImageRow | None:
-        """The image with store id ``image_id``, or None (also for ids outside SQLite's
-        64-bit integer range, which no row can have)."""
+        """The image with store id ``image_id`` (removed or not), or None (also for ids outside
+        SQLite's 64-bit integer range, which no row can have)."""
         if not -(2**63) <= image_id < 2**63:
             return None
         rows = self._query("SELECT id, uid, path, sha256 FROM images WHERE id = ?", (image_id,))
         return ImageRow(*rows[0]) if rows else None
 
     def n_images(self) -> int:
-        """Number of registered images."""
-        return int(self._query("SELECT count(*) FROM images")[0][0])
+        """Number of the project's images (registered, not removed)."""
+        return int(self._query("SELECT count(*) FROM images WHERE id NOT IN"
+                               " (SELECT image_id FROM removals)")[0][0])
+
+    def remove_images(self, uids: Sequence[str], reason: str, annotator: str) -> list[int]:
+        """Take images out of the project (one transaction); their labels are kept.
+
+        Returns:
+            the store ids removed, in the order given.
+
+        Raises:
+            StoreError: an unknown or already removed id, or a repeated one (nothing is
+                written then).
+        """
+        by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
+        unknown = [u for u in uids if u not in by_uid]
+        if unknown:
+            raise StoreError(f"nothing removed: {len(unknown)} unknown image id(s) "
+                             f"(e.g. {unknown[:3]})")
+        if len(set(uids)) != len(uids):
+            raise StoreError("nothing removed: an image id is given twice")
+        ids = [by_uid[u] for u in uids]
+        gone = self.removed_ids() & set(ids)
+        if gone:
+            names = [u for u in uids if by_uid[u] in gone]
+            raise StoreError(f"nothing removed: already removed: {names[:3]}")
+        stamp = now()
+        with self._write() as con:
+            con.executemany(
+                "INSERT INTO removals (image_id, reason, annotator, created_at)"
+                " VALUES (?, ?, ?, ?)", [(i, reason, annotator, stamp) for i in ids])
+        return ids
+
+    def removed_ids(self) -> set[int]:
+        """Store ids of the removed images."""
+        return {r[0] for r in self._query("SELECT image_id FROM removals")}
+
+    def removals(self) -> list[Removal]:
+        """Every removal, oldest first (for audits and ``project status``)."""
+        return [Removal(*r) for r in self._query(
+            "SELECT r.image_id, i.uid, r.reason, r.annotator, r.created_at FROM removals r"
+            " JOIN images i ON i.id = r.image_id ORDER BY r.id")]
 
     # ------------------------------------------------------------------ answers
 
@@ -405,6 +451,8 @@ class ProjectStore(ReviewRecords):
         """
         if self.image(image_id) is None:
             raise StoreError(f"unknown image id {image_id}")
+        if image_id in self.removed_ids():
+            raise StoreError(f"image {image_id} was removed from the project")
         if answer in ("unsure", "skip"):
             kind, class_idx = answer, None
         else:
@@ -556,7 +604,7 @@ class ProjectStore(ReviewRecords):
         An image is *done* for ``reader`` once they answered or skipped it, or once it has
         ``reads_needed`` readers' answers (2 at least for a second read, which also never goes
         back to a reader who has answered it). Without a reader, an image is done once anyone
-        answered or skipped it (the single-reader view).
+        answered or skipped it (the single-reader view). Removed images are left out.
         """
         answers = self.current_answers()
         names = self.classes()
@@ -571,7 +619,8 @@ class ProjectStore(ReviewRecords):
         items = []
         for rank, iid, uid, score, purpose in self._query(
             "SELECT q.rank, q.image_id, i.uid, q.score, q.purpose FROM queries q JOIN images i"
-            " ON i.id = q.image_id WHERE q.round_id = ? ORDER BY q.rank", (round_id,)
+            " ON i.id = q.image_id WHERE q.round_id = ? AND q.image_id NOT IN"
+            " (SELECT image_id FROM removals) ORDER BY q.rank", (round_id,)
         ):
             ans = answers.get(iid)
             name = None if ans is None else (
