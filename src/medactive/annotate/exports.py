@@ -29,7 +29,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from medactive.annotate.consensus import decisions
-from medactive.annotate.project import CSV_ID, CSV_LABEL, escape_cell
+from medactive.annotate.csvcells import CSV_ID, CSV_LABEL, escape_cell
 from medactive.annotate.settings import load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.errors import StoreError

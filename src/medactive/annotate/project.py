@@ -6,19 +6,21 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for callers
+    CSV_ID,
+    CSV_LABEL,
+    FORMULA_PREFIXES,
+    escape_cell,
+    unescape_cell,
+)
 from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
 from medactive.data.csvfile import read_csv
 from medactive.data.decode import DecodeSettings, encode_png
 from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
 from medactive.errors import ConfigError, DataError, StoreError
 
-CSV_ID = "image_id"
-CSV_LABEL = "label"
 DEFAULT_FOLDER_SIZE = 64
 MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
-# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in an
-# annotator name); tab and carriage return too (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def init_from_folder(
@@ -205,16 +207,6 @@ def read_labels_csv(path: Path) -> list[tuple[str, str]]:
 def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> int:
     """Import a labels CSV; unknown ids or classes reject the whole file before any write."""
     return store.import_labels(read_labels_csv(path), annotator)
-
-
-def escape_cell(value: str) -> str:
-    """Prefix a cell that a spreadsheet would run as a formula with ``'`` (shown as text)."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def unescape_cell(value: str) -> str:
-    """Undo :func:`escape_cell`, so an exported file imports back unchanged."""
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
 
 
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
