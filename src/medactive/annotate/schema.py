@@ -6,15 +6,18 @@ read (and versioned) in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-SCHEMA_VERSION = 1
 APP_ID = "medactive"
 DB_NAME = "project.db"
 ANSWER_KINDS = ("label", "unsure")
 
+# The version-1 tables. A new project is created at version 1 and then brought to
+# SCHEMA_VERSION by the same numbered migrations an existing file goes through, so a fresh file
+# and an upgraded one can never differ.
 SCHEMA_SQL = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE images (
@@ -56,17 +59,114 @@ CREATE INDEX labels_image ON labels(image_id);
 CREATE INDEX labels_retracts ON labels(retracts);
 """
 
-# Latest live (not retracted) answer per image.
+# MIGRATIONS[n] turns a version n-1 database into version n. Steps are applied in order, all in
+# one transaction with the version bump, so a file is always at exactly one version. Append a
+# step (never edit one that has shipped) to change the schema.
+MIGRATIONS: dict[int, str] = {
+    # v2: the labels history is append-only in the file itself, not only by convention: an
+    # answer is withdrawn by appending a retraction, so UPDATE and DELETE are refused.
+    2: """
+CREATE TRIGGER labels_no_update BEFORE UPDATE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a retraction'); END;
+CREATE TRIGGER labels_no_delete BEFORE DELETE ON labels
+BEGIN SELECT RAISE(ABORT, 'labels are append-only: withdraw an answer with a retraction'); END;
+""",
+    # v3: images taken out of a project (`project remove`): append-only, one row per image; their
+    # labels stay in `labels`, but a removed image is never listed, queried, shown or exported.
+    3: """
+CREATE TABLE removals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    reason TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TRIGGER removals_no_update BEFORE UPDATE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
+CREATE TRIGGER removals_no_delete BEFORE DELETE ON removals
+BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
+""",
+    # v4: the clinic workflow (issue 14). Why each image was queried (``queries.purpose``: the
+    # strategy's pick, a uniformly random validation draw, or a second read of a labelled
+    # image); the model's probabilities per round (``predictions``: "why this image", the
+    # validation AUC of every round's model, the stopping signal); adjudications of readers'
+    # disagreements (append-only, like labels); background jobs (at most one running, enforced
+    # by a partial unique index); per-reader tokens (only their SHA-256 is kept).
+    4: """
+ALTER TABLE queries ADD COLUMN purpose TEXT NOT NULL DEFAULT 'acquire'
+    CHECK (purpose IN ('acquire', 'validation', 'second-read'));
+CREATE TABLE predictions (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    probs BLOB NOT NULL,
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+CREATE TABLE adjudications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'unsure')),
+    class_idx INTEGER REFERENCES classes(idx),
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    CHECK ((kind = 'label') = (class_idx IS NOT NULL))
+);
+CREATE INDEX adjudications_image ON adjudications(image_id);
+CREATE TRIGGER adjudications_no_update BEFORE UPDATE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only: the latest one counts'); END;
+CREATE TRIGGER adjudications_no_delete BEFORE DELETE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only: the latest one counts'); END;
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    params TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    pid INTEGER,
+    host TEXT,
+    round_id INTEGER REFERENCES rounds(id),
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE UNIQUE INDEX jobs_one_running ON jobs(status) WHERE status = 'running';
+CREATE TABLE readers (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+""",
+}
+#: Why an image is in a round's queue.
+PURPOSES = ("acquire", "validation", "second-read")
+SCHEMA_VERSION = max(MIGRATIONS)
+
+# Latest live (not retracted) answer per image that is still in the project (not removed).
 CURRENT_SQL = """
 WITH live AS (
     SELECT * FROM labels
     WHERE kind IN ('label', 'unsure')
       AND id NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)
+      AND image_id NOT IN (SELECT image_id FROM removals)
 ), latest AS (SELECT max(id) AS id FROM live GROUP BY image_id)
 SELECT live.id, live.image_id, live.kind, live.class_idx, live.annotator, live.created_at,
        images.uid
 FROM live JOIN latest ON live.id = latest.id JOIN images ON images.id = live.image_id
 """
+
+
+def sql_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (a trigger body's ``;`` stays inside)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
 
 
 def now() -> str:
@@ -82,6 +182,17 @@ class ImageRow:
     uid: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class Removal:
+    """An image taken out of the project: who, when and why."""
+
+    image_id: int
+    uid: str
+    reason: str
+    annotator: str
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -110,7 +221,12 @@ class RoundRow:
 
 @dataclass(frozen=True)
 class QueueItem:
-    """One queried image of a round, with what has happened to it so far."""
+    """One queried image of a round, with what has happened to it so far.
+
+    ``answer`` is the latest answer by anyone (class name, ``"unsure"`` or None); ``answers``
+    every reader's current answer; ``skipped`` whether the reader the queue was built for
+    (anyone, without a reader) skipped it; ``done`` whether that reader's page moves past it.
+    """
 
     rank: int
     image_id: int
@@ -118,8 +234,25 @@ class QueueItem:
     score: float | None
     answer: str | None  # class name, "unsure", or None
     skipped: bool
+    purpose: str = "acquire"
+    answers: dict[str, str] = field(default_factory=dict)
+    done: bool = False
 
-    @property
-    def done(self) -> bool:
-        """Answered or skipped: the page moves past it."""
-        return self.answer is not None or self.skipped
+
+@dataclass(frozen=True)
+class Job:
+    """A background job (one query round): state as recorded in the store."""
+
+    id: int
+    kind: str
+    status: str  # running | done | failed
+    params: dict[str, Any]
+    stage: str
+    progress: float  # 0..1
+    error: str | None
+    pid: int | None
+    host: str | None
+    round_id: int | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
