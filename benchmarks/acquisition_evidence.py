@@ -22,13 +22,15 @@ import numpy as np
 
 
 def load(folders: list[Path], metric: str) -> dict[str, dict[tuple[int, int], dict]]:
-    """strategy -> (repeat, round) -> record, merged over folders."""
+    """strategy -> (repeat, round) -> record, merged over folders; with several initial
+    strategies the name is "initial: strategy" and random means the same initial's random."""
     out: dict[str, dict[tuple[int, int], dict]] = defaultdict(dict)
-    for folder in folders:
-        for line in (folder / "results.jsonl").read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                out[r["strategy"]].setdefault((r["repeat"], r["round"]), r)
+    records = [json.loads(line) for folder in folders
+               for line in (folder / "results.jsonl").read_text().splitlines() if line.strip()]
+    several = len({r["initial"] for r in records}) > 1
+    for r in records:
+        name = f"{r['initial']}: {r['strategy']}" if several else r["strategy"]
+        out[name].setdefault((r["repeat"], r["round"]), r)
     return out
 
 
@@ -39,9 +41,10 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
     lines = [f"| strategy | n | {head} | Δ random (paired mean ± s.e.), rounds 1–{rounds[-1]} | "
              f"rounds ≥ random | Δ entropy, last | flagged rounds |",
              "|---" * (len(rounds) + 6) + "|"]
-    base = data.get("random", {})
-    ent = data.get("entropy", {})
     for s in order:
+        prefix = s.split(": ")[0] + ": " if ": " in s else ""
+        base = data.get(prefix + "random", {})
+        ent = data.get(prefix + "entropy", {})
         recs = data[s]
         reps = sorted({k[0] for k in recs if all((k[0], j) in recs for j in rounds)})
         if not reps:
@@ -51,7 +54,7 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
                                                         if len(reps) > 1 else np.zeros(len(rounds)),
                                                         strict=True)]
         paired = [r for r in reps if all((r, k) in base for k in rounds)]
-        if paired and s != "random":
+        if paired and s != prefix + "random":
             per_rep = np.array([[recs[(r, k)][metric] - base[(r, k)][metric]
                                  for k in rounds[1:]] for r in paired])
             diff = per_rep.mean(0)
@@ -62,7 +65,7 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
         else:
             d_txt, ge = "—", "—"
         e_pair = [r for r in reps if all((r, k) in ent for k in rounds)]
-        if e_pair and s != "entropy":
+        if e_pair and s != prefix + "entropy":
             last = rounds[-1]
             e_txt = f"{np.mean([recs[(r, last)][metric] - ent[(r, last)][metric] for r in e_pair]):+.4f}"
         else:
