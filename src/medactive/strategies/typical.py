@@ -268,6 +268,14 @@ class ClusterTop(Strategy):
         return view.pool_indices[chosen], scores[chosen]
 
 
+@register_strategy("cluster-margin")
+class ClusterMargin(ClusterTop):
+    """:class:`ClusterTop` around ``margin`` (its default) under a name that says so: one pick
+    per K-means cluster (K = B) of the pool, the cluster's smallest-margin image. The
+    recommended acquisition default for small label budgets (docs/results.md, "Acquisition
+    defaults")."""
+
+
 @register_strategy("switch")
 class BudgetSwitch(Strategy):
     """One strategy while labels are scarce, another once every class could have ``per_class``
