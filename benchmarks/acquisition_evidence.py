@@ -77,11 +77,62 @@ def table(data: dict[str, dict[tuple[int, int], dict]], metric: str, order: list
     return "\n".join(lines)
 
 
+#: The tiny-budget evaluations pooled in docs/results.md: label -> (folders, initial prefix).
+POOLED = {
+    "BloodMNIST s0": (["demo-blood", "hybrids-blood"], ""),
+    "LT20 s0": (["demo-lt20", "hybrids-lt20"], ""),
+    "grey s0": (["demo-grey"], ""),
+    "BloodMNIST s1": (["confirm-blood", "confirm2-blood"], ""),
+    "LT20 s1": (["confirm-lt20", "confirm2-lt20"], ""),
+    "grey s1": (["confirm-grey", "confirm2-grey"], ""),
+    "demo, random start": (["demo-candidates"], "random: "),
+    "demo, HaCon start": (["demo-candidates"], "hacon: "),
+}
+CANDIDATES = ["entropy", "margin", "badge", "cluster-margin", "typiclust-margin",
+              "typiclust>cluster-margin@10"]
+
+
+def pooled(root: Path, metric: str) -> str:
+    """One row per candidate: mean paired Δ random over rounds 1-4 in every evaluation of
+    :data:`POOLED` (rounds ≥ random in brackets), the mean, the worst round and the count."""
+    lines = ["| strategy | " + " | ".join(POOLED) + " | mean Δ | worst round | rounds ≥ random |",
+             "|---" * (len(POOLED) + 4) + "|"]
+    for cand in CANDIDATES:
+        cells, means, worst = [], [], np.inf
+        for folders, prefix in POOLED.values():
+            data = load([root / f for f in folders], metric)
+            # the seed-0 hybrid run called typiclust-margin by its switch label
+            name = next((prefix + n for n in (cand, "typiclust>margin@10")
+                         if prefix + n in data and (n == cand or cand == "typiclust-margin")),
+                        None)
+            if name is None:
+                cells.append("—")
+                continue
+            recs, base = data[name], data[prefix + "random"]
+            rounds = sorted({k[1] for k in recs})[1:]
+            reps = [r for r in sorted({k[0] for k in recs})
+                    if all((r, k) in recs and (r, k) in base for k in rounds)]
+            diff = np.array([[recs[(r, k)][metric] - base[(r, k)][metric] for k in rounds]
+                             for r in reps]).mean(0)
+            means.extend(diff)
+            worst = min(worst, float(diff.min()))
+            cells.append(f"{diff.mean():+.4f} ({int((diff >= 0).sum())}/{diff.size})")
+        ge = sum(m >= 0 for m in means)
+        lines.append(f"| {cand} | " + " | ".join(cells) +
+                     f" | {np.mean(means):+.4f} | {worst:+.4f} | {ge}/{len(means)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("folders", nargs="*", type=Path)
     parser.add_argument("--metric", default="auc")
+    parser.add_argument("--pooled", type=Path, metavar="ROOT",
+                        help="print the pooled tiny-budget table of the run folders under ROOT")
     args = parser.parse_args()
+    if args.pooled is not None:
+        print(pooled(args.pooled, args.metric))
+        return
     data = load(args.folders, args.metric)
     order = list(data)
     print(f"Test {args.metric} by labelled-set size (mean ± std over repeats); "

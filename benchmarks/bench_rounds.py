@@ -9,7 +9,9 @@ labels, pool 11,839, evaluation set 1,712.
     MEDACTIVE_DATA_DIR=../shared/data PYTHONPATH=src python benchmarks/bench_rounds.py
 
 One torch thread (the runner's setting under ``OMP_NUM_THREADS=1``); each figure is the median of
-``--repeats`` rounds. Figures: docs/benchmarks.md ("Acquisition rounds").
+``--repeats`` rounds. On a shared machine the load drifts, so every strategy's rounds alternate
+with entropy rounds and the ratio is against those paired entropy rounds. Figures:
+docs/benchmarks.md ("Acquisition rounds").
 """
 
 from __future__ import annotations
@@ -68,29 +70,34 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}; pool {n - args.labeled:,}, "
           f"{args.labeled} labelled, budget {args.budget}, torch threads 1, "
           f"median of {args.repeats}\n")
-    print("| strategy | train + view s | score + select s | round s | × entropy round |")
-    print("|---|---:|---:|---:|---:|")
+    print("| strategy | train + view s | score + select s | round s | paired entropy round s | "
+          "× entropy round |")
+    print("|---|---:|---:|---:|---:|---:|")
     wanted = {s for s in args.only.split(",") if s}
-    base = None
+    entropy = get_strategy("entropy")
+
+    def one_round(strategy, rep: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        _, view = runner._train_and_view(labeled, rep)
+        t1 = time.perf_counter()
+        strategy.rank(view, args.budget, np.random.default_rng(rep))
+        return t1 - t0, time.perf_counter() - t1
+
     for label, name, params in STRATEGIES:
-        if wanted and name not in wanted and name != "entropy":
+        if wanted and name not in wanted:
             continue
         strategy = get_strategy(name, **params)
-        train_s, select_s = [], []
+        train_s, select_s, base_s = [], [], []
         for rep in range(args.repeats):
-            t0 = time.perf_counter()
-            _, view = runner._train_and_view(labeled, rep)
-            t1 = time.perf_counter()
-            strategy.rank(view, args.budget, np.random.default_rng(rep))
-            t2 = time.perf_counter()
-            train_s.append(t1 - t0)
-            select_s.append(t2 - t1)
+            base_s.append(sum(one_round(entropy, rep)))
+            tr, se = one_round(strategy, rep)
+            train_s.append(tr)
+            select_s.append(se)
         tr, se = float(np.median(train_s)), float(np.median(select_s))
         total = float(np.median(np.add(train_s, select_s)))
-        if name == "entropy":
-            base = total
-        ratio = f"{total / base:.2f}" if base else "—"
-        print(f"| {label} | {tr:.2f} | {se:.2f} | {total:.2f} | {ratio} |", flush=True)
+        base = float(np.median(base_s))
+        print(f"| {label} | {tr:.2f} | {se:.2f} | {total:.2f} | {base:.2f} | {total / base:.2f} |",
+              flush=True)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
