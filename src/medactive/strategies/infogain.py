@@ -259,7 +259,7 @@ def info_gain_scores_rows(
         eta = sgd_learning_rate(step, eval_features)
         # Weight decay shrinks W the same way for every candidate: fold it into the base logits.
         base = z_eval - (eta * weight_decay) * (z_eval - b)
-        step_of = _SGDStep(he, base, eta)
+        step_of: _SGDStep | _AdamStep = _SGDStep(he, base, eta)
         p_chunk = 4096
     else:
         step_of = _AdamStep(he, z_eval, w, step, weight_decay, gram_dtype)
@@ -406,10 +406,11 @@ class _InfoGain(ScoreStrategy):
     def check_params(self) -> None:
         for key, value, low in (("step_size", self.step_size, 0.0),
                                 ("weight_decay", self.weight_decay, None)):
-            if key == "step_size" and value is None:
+            if value is None and key == "step_size":
                 continue  # the update rule's default
             number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-            if not number or not np.isfinite(value) or (value < 0 if low is None else value <= 0):
+            if not number or value is None or not np.isfinite(value) or (
+                    value < 0 if low is None else value <= 0):
                 what = "a positive finite number" if low is not None else "a finite number >= 0"
                 raise StrategyError(f"{key} must be {what}, got {value!r}")
         if self.update not in UPDATES:
