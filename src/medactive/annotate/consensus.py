@@ -57,7 +57,7 @@ class Decision:
 
 
 def _name(answer: Answer, classes: list[str]) -> str:
-    return classes[answer.class_idx] if answer.kind == "label" else "unsure"
+    return answer.display(classes) if answer.kind == "label" else "unsure"
 
 
 def decide(image_id: int, answers: list[Answer], adjudication: Answer | None,
@@ -125,7 +125,7 @@ def _defined(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def cohen(a: np.ndarray, b: np.ndarray, labels: list[int]) -> float | None:
+def cohen(a: np.ndarray, b: np.ndarray, labels: list[int] | list[bool]) -> float | None:
     """Cohen's κ of two readers' ``(n,)`` class indices (scikit-learn); None when undefined."""
     from sklearn.metrics import cohen_kappa_score
 
@@ -153,9 +153,9 @@ def agreement(answers: list[Answer], classes: list[str]) -> Agreement:
     Cohen's κ instead.
     """
     rated: dict[int, dict[str, int]] = {}
-    for a in answers:
-        if a.kind == "label":
-            rated.setdefault(a.image_id, {})[a.annotator] = int(a.class_idx)
+    for answer in answers:
+        if answer.kind == "label" and answer.class_idx is not None:
+            rated.setdefault(answer.image_id, {})[answer.annotator] = int(answer.class_idx)
     readers = sorted({r for per in rated.values() for r in per})
     labels = list(range(len(classes)))
     empty = Agreement(None, None, 0, readers, dict.fromkeys(classes))
@@ -177,5 +177,6 @@ def agreement(answers: list[Answer], classes: list[str]) -> Agreement:
         return Agreement("cohen", None, len(both), list(pair), dict.fromkeys(classes))
     a = np.array([per[pair[0]] for per in both])
     b = np.array([per[pair[1]] for per in both])
-    per_class = {name: cohen(a == c, b == c, [False, True]) for c, name in enumerate(classes)}
+    per_class = {name: cohen(np.asarray(a == c), np.asarray(b == c), [False, True])
+                 for c, name in enumerate(classes)}
     return Agreement("cohen", cohen(a, b, labels), len(both), list(pair), per_class)

@@ -154,7 +154,7 @@ def export_text(store: ProjectStore, fmt: str, include_paths: bool = True,
     raise StoreError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
-def write_atomically(path: Path, write: Callable[[io.TextIOBase], None]) -> None:
+def write_atomically(path: Path, write: Callable[[io.TextIOBase], object]) -> None:
     """Write ``path`` through a temporary file renamed into place.
 
     Raises:
@@ -169,7 +169,7 @@ def write_atomically(path: Path, write: Callable[[io.TextIOBase], None]) -> None
     tmp = path.with_suffix(path.suffix + ".part")
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            write(f)  # type: ignore[arg-type]
+            write(f)
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -143,7 +143,8 @@ def project_progress(store: Any, settings: ProjectSettings | None = None) -> Pro
             sum(bool(q.answers) for q in queue), purposes,
             agreement([a for a in answers if a.image_id in ids], classes), auc, len(val_ids),
             kappa, rnd.params.get("health")))
-    kappas = [r.stability_kappa for r in rounds if r.stability_kappa is not None]
+    kappas: list[float | None] = [r.stability_kappa for r in rounds
+                                  if r.stability_kappa is not None]
     stop, why = stop_decision(kappas, settings.stop_kappa, settings.stop_rounds)
     return Progress(
         classes, train, valc,

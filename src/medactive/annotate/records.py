@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medactive.annotate.schema import Answer, Job, now
+from medactive.annotate.schema import Answer, Job, inserted_id, now
 from medactive.errors import StoreError
 
 # Latest live (not retracted) answer per image *and reader*, removed images left out.
@@ -98,7 +98,7 @@ class ReviewRecords:
             cur = con.execute(
                 "INSERT INTO adjudications (image_id, kind, class_idx, annotator, created_at)"
                 " VALUES (?, ?, ?, ?, ?)", (image_id, kind, class_idx, annotator, now()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def adjudications(self) -> dict[int, Answer]:
         """``image_id -> Answer`` of the latest adjudication per image (removed images left
@@ -193,7 +193,7 @@ class ReviewRecords:
                     " VALUES (?, 'running', ?, ?, ?, ?, ?)",
                     (kind, json.dumps(params, default=str), pid, socket.gethostname(), stamp,
                      stamp))
-                return int(cur.lastrowid)
+                return inserted_id(cur)
         except sqlite3.IntegrityError:
             running = self.running_job()
             what = f"job {running.id} ({running.stage or 'starting'})" if running else "a job"

@@ -169,6 +169,12 @@ def sql_statements(script: str) -> list[str]:
     return statements
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row an INSERT just wrote (sqlite3 sets it after every INSERT)."""
+    assert cursor.lastrowid is not None
+    return int(cursor.lastrowid)
+
+
 def now() -> str:
     """UTC timestamp, ISO 8601 with microseconds (sorts as text)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -206,6 +212,10 @@ class Answer:
     class_idx: int | None
     annotator: str
     created_at: str
+
+    def display(self, classes: list[str]) -> str:
+        """The class name of a ``label`` answer, else the answer's kind (``unsure``)."""
+        return classes[self.class_idx] if self.class_idx is not None else self.kind
 
 
 @dataclass(frozen=True)

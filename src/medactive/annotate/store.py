@@ -49,6 +49,7 @@ from medactive.annotate.schema import (
     QueueItem,
     Removal,
     RoundRow,
+    inserted_id,
     now,
     sql_statements,
 )
@@ -463,7 +464,7 @@ class ProjectStore(ReviewRecords):
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (image_id, kind, class_idx, round_id, annotator, now()),
             )
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def undo(self, round_id: int | None, annotator: str) -> int | None:
         """Withdraw ``annotator``'s own latest live answer or skip of ``round_id`` by appending
@@ -558,7 +559,7 @@ class ProjectStore(ReviewRecords):
                 (strategy, json.dumps(params, default=str), self._project_relative(checkpoint),
                  now()),
             )
-            rid = int(cur.lastrowid)
+            rid = inserted_id(cur)
             con.executemany(
                 "INSERT INTO queries (round_id, image_id, rank, score, purpose)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -610,8 +611,7 @@ class ProjectStore(ReviewRecords):
         names = self.classes()
         by_reader: dict[int, dict[str, str]] = {}
         for a in self.reader_answers():
-            by_reader.setdefault(a.image_id, {})[a.annotator] = (
-                names[a.class_idx] if a.kind == "label" else a.kind)
+            by_reader.setdefault(a.image_id, {})[a.annotator] = a.display(names)
         skips = self._query(
             "SELECT image_id, annotator FROM labels WHERE kind = 'skip' AND round_id = ? AND id"
             " NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))
@@ -623,8 +623,7 @@ class ProjectStore(ReviewRecords):
             " (SELECT image_id FROM removals) ORDER BY q.rank", (round_id,)
         ):
             ans = answers.get(iid)
-            name = None if ans is None else (
-                names[ans.class_idx] if ans.kind == "label" else ans.kind)
+            name = None if ans is None else ans.display(names)
             readers = by_reader.get(iid, {})
             need = max(reads_needed, 2) if purpose == "second-read" else reads_needed
             if reader is None:

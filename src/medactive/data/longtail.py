@@ -78,9 +78,9 @@ def make_long_tail_splits(
 ) -> DatasetSplits:
     """Apply one long-tail profile (class order from train) to train, val and test."""
     ranks = class_rank_order(splits.train.class_counts(), order)
-    parts = [
+    train, val, test = (
         make_long_tail(ds, imbalance_ratio, seed=seed + i, class_order=ranks)
         for i, (_, ds) in enumerate(splits.items())
-    ]
-    return DatasetSplits(*parts, name=f"{splits.name}-lt{imbalance_ratio:g}",
+    )
+    return DatasetSplits(train, val, test, name=f"{splits.name}-lt{imbalance_ratio:g}",
                          meta={**splits.meta, "long_tail": imbalance_ratio, "order": order})

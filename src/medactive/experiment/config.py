@@ -149,13 +149,16 @@ class AcquisitionConfig(_Strict):
     _coerce = field_validator("strategies", mode="before")(lambda cls, v: _specs(v))
 
 
+Metric = Literal["auc", "accuracy", "balanced_accuracy"]
+
+
 class RunConfig(_Strict):
     """Repeats, seeds and what to report."""
 
     repeats: int = Field(default=5, ge=1)
     seed: int = 0
-    metrics: list[Literal["auc", "accuracy", "balanced_accuracy"]] = Field(
-        default_factory=lambda: ["auc", "accuracy", "balanced_accuracy"]
+    metrics: list[Metric] = Field(
+        default_factory=lambda: list[Metric](["auc", "accuracy", "balanced_accuracy"])
     )
     reference: bool = True
     correlation: tuple[int, int] | None = None

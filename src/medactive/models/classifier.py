@@ -38,7 +38,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(int(backbone.out_dim), n_classes)
+        self.head = nn.Linear(int(backbone.out_dim), n_classes)  # type: ignore[arg-type]
 
     @property
     def feature_dim(self) -> int:

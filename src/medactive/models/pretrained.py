@@ -61,7 +61,8 @@ class EfficientNetLite0Features(nn.Module):
         self.out_dim = FEATURE_DIM
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.net.extract_features(x)), 1)
+        features = self.net.extract_features(x)  # type: ignore[operator]
+        return torch.flatten(self.pool(features), 1)
 
 
 def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> nn.Module:
@@ -85,7 +86,7 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> n
     efficientnet_cls, path = _import_packages()
     # image_size=None selects the library's dynamic "SAME" padding; its default (224) would bake in
     # static paddings that are wrong for 28-64 px inputs with odd intermediate sizes.
-    net = efficientnet_cls.from_name(MODEL_NAME, image_size=None)
+    net = efficientnet_cls.from_name(MODEL_NAME, image_size=None)  # type: ignore[attr-defined]
     if pretrained:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -167,7 +167,7 @@ def top_k_with_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator)
     scores = np.asarray(scores, dtype=np.float64)
     if not np.all(np.isfinite(scores)):
         raise StrategyError("strategy produced NaN or infinite scores")
-    tiebreak = rng.random(scores.shape[0])
+    tiebreak = np.asarray(rng.random(scores.shape[0]))
     # lexsort sorts by the last key first: primary key -score, secondary a random permutation.
     order = np.lexsort((tiebreak, -scores))
     return order[:k].astype(np.int64)
@@ -261,9 +261,9 @@ def list_strategies() -> list[str]:
     return sorted(_REGISTRY.entries())
 
 
-def require_network(view: RoundView, name: str, need_model: bool = True) -> None:
-    """Raise :class:`StrategyError` unless the view carries the training images (and the
-    trained model when ``need_model``)."""
+def require_network(view: RoundView, name: str, need_model: bool = True) -> np.ndarray:
+    """The view's ``(N, H, W, C)`` training images; raise :class:`StrategyError` unless it
+    carries them (and the trained model when ``need_model``)."""
     missing = [
         what
         for what, absent in (("trained model", need_model and view.model is None),
@@ -275,7 +275,10 @@ def require_network(view: RoundView, name: str, need_model: bool = True) -> None
             f"{name} needs the {' and the '.join(missing)} in the round view; build it with "
             "build_round_view(..., include_images=True)"
         )
-    if view.images.shape[0] != view.features.shape[0]:
+    images = view.images
+    assert images is not None
+    if images.shape[0] != view.features.shape[0]:
         raise StrategyError(
-            f"{name}: view has {view.images.shape[0]} images but {view.features.shape[0]} features"
+            f"{name}: view has {images.shape[0]} images but {view.features.shape[0]} features"
         )
+    return images

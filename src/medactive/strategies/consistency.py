@@ -52,7 +52,7 @@ class Consistency(ScoreStrategy):
             raise StrategyError(f"n_augment must be an integer >= 2, got {self.n_augment!r}")
 
     def _score(self, view: RoundView, seed: int) -> np.ndarray:
-        require_network(view, self.name)
+        images = require_network(view, self.name)
         self.check_params()
         dev = select_device(self.device)
         model = view.model.to(dev).eval()
@@ -62,7 +62,7 @@ class Consistency(ScoreStrategy):
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             for start in range(0, idx.size, int(self.batch_size)):
-                x = images_to_tensor(view.images[idx[start : start + int(self.batch_size)]], dev)
+                x = images_to_tensor(images[idx[start : start + int(self.batch_size)]], dev)
                 probs = torch.stack(
                     [torch.softmax(model(augment(x)), dim=1) for _ in range(int(self.n_augment))]
                 ).double()  # (M, B, C)

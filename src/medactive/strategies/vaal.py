@@ -93,7 +93,7 @@ class VAAL(ScoreStrategy):
             raise StrategyError(f"epochs must be a positive integer, got {self.epochs!r}")
 
     def _score(self, view: RoundView, seed: int) -> np.ndarray:
-        require_network(view, self.name, need_model=False)
+        images = require_network(view, self.name, need_model=False)
         self.check_params()
         labelled_idx = np.flatnonzero(view.labeled_mask)
         if labelled_idx.size == 0:
@@ -104,7 +104,7 @@ class VAAL(ScoreStrategy):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = np.random.default_rng(seed)
-            vae = _VAE(view.images.shape[3], int(self.latent_dim)).to(dev)
+            vae = _VAE(images.shape[3], int(self.latent_dim)).to(dev)
             disc = nn.Sequential(
                 nn.Linear(int(self.latent_dim), 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                 nn.Linear(64, 1),
@@ -115,9 +115,9 @@ class VAAL(ScoreStrategy):
             for _ in range(int(self.epochs) * steps):
                 # Each step pairs an unlabelled batch with a labelled one (sampled with
                 # replacement: the labelled set is usually far smaller).
-                xl = self._prepare(view.images[gen.choice(labelled_idx, bs)], dev)
-                xu = self._prepare(view.images[gen.choice(pool_idx, bs)], dev)
-                loss_vae = 0.0
+                xl = self._prepare(images[gen.choice(labelled_idx, bs)], dev)
+                xu = self._prepare(images[gen.choice(pool_idx, bs)], dev)
+                loss_vae = torch.zeros((), device=dev)
                 mus = []
                 for x in (xl, xu):
                     recon, mu, logvar = vae(x)
@@ -142,7 +142,7 @@ class VAAL(ScoreStrategy):
             out = np.empty(pool_idx.size, dtype=np.float64)
             with torch.no_grad():
                 for start in range(0, pool_idx.size, 512):
-                    x = self._prepare(view.images[pool_idx[start : start + 512]], dev)
+                    x = self._prepare(images[pool_idx[start : start + 512]], dev)
                     p_labelled = torch.sigmoid(disc(vae.mu(vae.enc(x))))[:, 0]
                     out[start : start + x.shape[0]] = (1.0 - p_labelled).double().cpu().numpy()
         return out
