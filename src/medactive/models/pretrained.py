@@ -20,6 +20,11 @@ from medactive.errors import ConfigError
 
 MODEL_NAME = "efficientnet-lite0"
 FEATURE_DIM = 1280
+#: The resolution the ImageNet weights were trained at. Small images (MedMNIST's 28 px) are
+#: upsampled to it: at 28 px the 32x-downsampling trunk ends in a 1x1 map, and the pretrained
+#: filters see objects at a scale they never saw (the MedMNIST benchmark resizes to 224 for
+#: ImageNet models for the same reason).
+PRETRAINED_INPUT_SIZE = 224
 INSTALL_HINT = 'pip install "medactive[pretrained]"'
 
 
@@ -47,25 +52,31 @@ class EfficientNetLite0Features(nn.Module):
 
     The classifier (``_fc``) and its dropout are dropped: medactive's own
     dropout + linear head sits on top (:class:`medactive.models.classifier.Classifier`).
-    The network downsamples by 32, so 28 px inputs end in a 1x1 map; it still works (padding is
-    computed per input, TF "SAME" style) but 64 px or more gives the pretrained filters more room.
+    The network downsamples by 32; inputs smaller than ``input_size`` are upsampled to it
+    (bilinear) first, larger ones are used as they are.
 
     Args:
         net: an ``efficientnet_lite_pytorch.EfficientNet`` built for ``in_channels`` inputs.
+        input_size: smallest side fed to the trunk (None: never upsample).
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, input_size: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim = FEATURE_DIM
+        self.input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and min(x.shape[-2:]) < self.input_size:
+            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size),
+                                          mode="bilinear", align_corners=False)
         features = self.net.extract_features(x)  # type: ignore[operator]
         return torch.flatten(self.pool(features), 1)
 
 
-def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> nn.Module:
+def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True,
+                             input_size: int | None = None) -> nn.Module:
     """Create EfficientNet-Lite0 returning pooled penultimate features ``(B, 1280)``.
 
     Args:
@@ -73,6 +84,8 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> n
             over their RGB inputs, which is exactly equivalent to repeating the gray channel three
             times, without tripling the stem's input.
         pretrained: load the bundled ImageNet weights (else random initialisation).
+        input_size: upsample smaller inputs to this side; default
+            :data:`PRETRAINED_INPUT_SIZE` with ImageNet weights, none without.
 
     Returns:
         ``nn.Module`` with ``out_dim == 1280``.
@@ -114,4 +127,6 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True) -> n
         net._conv_stem = stem
     # Drop the unused 1000-way classifier so its parameters never reach an optimiser.
     net._fc = nn.Identity()
-    return EfficientNetLite0Features(net)
+    if input_size is None and pretrained:
+        input_size = PRETRAINED_INPUT_SIZE
+    return EfficientNetLite0Features(net, input_size)
