@@ -27,11 +27,15 @@ def init_from_folder(
     labels_csv: Path | None = None,
     image_size: int = DEFAULT_FOLDER_SIZE,
     annotator: str = "import",
+    features: Path | None = None,
 ) -> ProjectStore:
-    """Register every PNG/JPEG/DICOM under ``folder`` (path + hash, nothing copied).
+    """Register every PNG/JPEG/DICOM under ``folder`` (path + hash, nothing copied) and decode
+    them once into the decoded-image store (parallel, resumable; later queries reuse it).
 
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
-    files the way a person sees them.
+    files the way a person sees them. ``features``: your own embeddings (``.npy`` rows in the
+    sorted file order, or Parquet with an ``image_id`` column of those ids); queries then skip
+    contrastive pre-training.
     """
     folder = folder.resolve()
     files = find_images(folder)
@@ -41,6 +45,7 @@ def init_from_folder(
     # checked before the project exists, so a bad CSV leaves nothing behind to clean up
     check_label_rows(rows_csv, {r[0] for r in rows}, classes)
     meta = {"source": str(folder), "image_size": image_size, "channels": _guess_channels(files)}
+    meta.update(_model_inputs(project_dir, rows, meta, features))
     store = ProjectStore.create(project_dir, classes, meta)
     try:
         store.add_images(rows)
@@ -59,6 +64,7 @@ def init_from_npz(
     classes: list[str] | None = None,
     limit: int | None = None,
     labels_csv: Path | None = None,
+    features: Path | None = None,
 ) -> ProjectStore:
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
@@ -92,11 +98,25 @@ def init_from_npz(
     h, _, c = ds.image_shape
     meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
             "channels": int(c)}
+    meta.update(_model_inputs(project_dir, rows, meta, features))
     store = ProjectStore.create(project_dir, names, meta)
     store.add_images(rows)
     if rows_csv:
         store.import_labels(rows_csv, "import")
     return store
+
+
+def _model_inputs(project_dir: Path, rows: list[tuple[str, str, str]], meta: dict,
+                  features: Path | None) -> dict:
+    """Decode every image into the store and import ``features``, before the project exists
+    (a bad file or embedding fails ``init`` with nothing half-made); returns extra metadata."""
+    from medactive.annotate.pixels import import_features, project_images
+
+    project_images([r[1] for r in rows], [r[2] for r in rows], meta)
+    if features is None:
+        return {}
+    return {"features": import_features(project_dir, features, [r[0] for r in rows]),
+            "features_source": str(Path(features).resolve())}
 
 
 def _refuse_existing(project_dir: Path) -> None:

@@ -2,8 +2,10 @@
 
 One query round:
 
-1. load every registered image into one uint8 array (resized to the project's image size);
-2. get a contrastive encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
+1. open every registered image lazily from the decoded-image store (built at ``project init``,
+   resized to the project's image size; :mod:`medactive.annotate.pixels`);
+2. unless the project brought its own embeddings (``init --features``), get a contrastive
+   encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
    the same pipeline as ``medactive coldstart`` and the runner), cached under
    ``DIR/encoders/<key>`` so only the first query of a project pays for it;
 3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
@@ -32,16 +34,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medactive.annotate.images import load_array
+from medactive.annotate.pixels import project_features, project_images
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
+from medactive.data.lazy import LazyImages, take
 from medactive.errors import StrategyError
 from medactive.strategies import checked_strategy
 
 if TYPE_CHECKING:
-    from medactive.models.contrastive import ContrastiveResult, MocoConfig
+    from medactive.models.contrastive import MocoConfig
 
 DEFAULT_COLDSTART = "hacon"
+# with your own embeddings there is no contrastive dataset map, which hacon needs
+DEFAULT_COLDSTART_FEATURES = "kmeans-centroid"
+FEATURES_KEY = "features"
 DEFAULT_STRATEGY = "aeig"
 
 
@@ -76,8 +82,9 @@ def _moco(cfg: QueryConfig) -> MocoConfig:
                       batch_size=cfg.pretrain_batch_size, seed=cfg.seed)
 
 
-def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.ndarray,
-             labels: np.ndarray, n_classes: int, budget: int, cfg: QueryConfig,
+def _acquire(name: str, features: np.ndarray, encoder_key: str, images: np.ndarray | LazyImages,
+             rows: np.ndarray, labels: np.ndarray, n_classes: int, budget: int,
+             cfg: QueryConfig,
              checkpoint: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Train the head on the labelled rows, rank the pool with ``name``; ``(picked positions in
     rows, their scores or None, parameters to record)``."""
@@ -86,19 +93,19 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     from medactive.models import HeadConfig, fit_head
     from medactive.strategies import RoundView, get_strategy
 
-    feats, y = np.asarray(result.features, np.float32)[rows], labels[rows]
+    feats, y = np.asarray(features, np.float32)[rows], labels[rows]
     known = y >= 0
     head_cfg = HeadConfig(epochs=cfg.head_epochs, seed=cfg.seed)
     # one output per project class, labelled or not yet: an unseen class keeps a low logit
     weight, bias = fit_head(feats[known], y[known], n_classes, head_cfg)
     view = RoundView(features=feats, labeled_mask=known, labels=np.where(known, y, -1),
                      weight=weight, bias=bias, dropout_p=head_cfg.dropout,
-                     val_features=feats[known], val_labels=y[known], images=images[rows])
+                     val_features=feats[known], val_labels=y[known], images=take(images, rows))
     strat = get_strategy(name, **cfg.strategy_params)
     picked, scores = strat.rank(view, budget, np.random.default_rng(cfg.seed))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
-                "encoder_key": result.key, "dropout": head_cfg.dropout,
+                "encoder_key": encoder_key, "dropout": head_cfg.dropout,
                 "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
     return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
 
@@ -136,7 +143,9 @@ def run_query(
         if budget > n_pool:
             raise StrategyError(f"budget {budget} is larger than the {n_pool} unanswered images")
         cold = not np.any(labels >= 0)
-        name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
+        own = project_features(store.dir, meta, len(rows_all))  # --features: no pre-training
+        cold_default = DEFAULT_COLDSTART if own is None else DEFAULT_COLDSTART_FEATURES
+        name = strategy or (cold_default if cold else DEFAULT_STRATEGY)
         request = ColdStartRequest(name, dict(cfg.strategy_params), budget, cfg.seed)
         # every name and parameter checked before minutes of pre-training, not after
         if cold:
@@ -144,27 +153,30 @@ def run_query(
         else:
             checked_strategy(name, **cfg.strategy_params)
         # hashes checked: a model must never train on a file that changed after registration
-        images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                            int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
+        images = project_images([r.path for r in rows_all], [r.sha256 for r in rows_all], meta)
         encoders = store.dir / "encoders"
         if cold:
             selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
-                                      cache_root=encoders)
+                                      cache_root=encoders, features=own)
             result = selection.pretraining
-            assert result is not None
+            encoder_key = FEATURES_KEY if result is None else result.key
             positions, scores = selection.indices, selection.scores
             params = selection.strategy.get_params()
-            checkpoint = str(encoders / result.key)
+            checkpoint = str(store.dir / "features.npy" if result is None else encoders / result.key)
         else:
-            result = pretrain(images, _moco(cfg), cache_root=encoders)
+            if own is None:
+                result = pretrain(images, _moco(cfg), cache_root=encoders)
+                features, encoder_key = result.features, result.key
+            else:
+                features, encoder_key = own, FEATURES_KEY
             ckpt = store.dir / "models" / f"round-{len(store.rounds()) + 1:03d}-head.pt"
-            picked, scores, params = _acquire(name, result, images, rows, labels, len(classes),
-                                              budget, cfg, ckpt)
+            picked, scores, params = _acquire(name, features, encoder_key, images, rows, labels,
+                                              len(classes), budget, cfg, ckpt)
             positions = rows[picked]
             checkpoint = str(ckpt)
         ids = [rows_all[int(p)].id for p in positions]
         score_list = [None] * len(ids) if scores is None else [float(s) for s in scores]
-        params = {**params, "budget": budget, "seed": cfg.seed, "encoder": result.key,
+        params = {**params, "budget": budget, "seed": cfg.seed, "encoder": encoder_key,
                   "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
         round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
                                                                       strict=True)))

@@ -27,6 +27,9 @@ def init(
     split: str = typer.Option("train", "--split", help="split of --from-npz to use"),
     limit: int | None = typer.Option(None, "--limit", help="use only the first N npz images"),
     image_size: int = typer.Option(64, "--image-size", help="model input side for --images"),
+    features: Path | None = typer.Option(
+        None, "--features", help="your own embeddings: .npy (N, D) in image order, or Parquet "
+        "with an image_id column; queries then skip contrastive pre-training"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
     from medactive.annotate.project import init_from_folder, init_from_npz
@@ -37,9 +40,10 @@ def init(
     if images is not None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
-        store = init_from_folder(project_dir, images, names, labels, image_size=image_size)
+        store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
+                                 features=features)
     else:
-        store = init_from_npz(project_dir, from_npz, split, names, limit, labels)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
@@ -96,7 +100,8 @@ def query(
     project_dir: Path = typer.Argument(..., help="project directory"),
     budget: int = typer.Option(..., "--budget", "-b", help="how many images to ask for"),
     strategy: str | None = typer.Option(
-        None, "--strategy", help="default: hacon with no labels yet, aeig afterwards"),
+        None, "--strategy", help="default: hacon with no labels yet (kmeans-centroid with your "
+        "own --features), aeig afterwards"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                       help="contrastive pre-training epochs (first query only)"),

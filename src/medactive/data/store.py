@@ -230,7 +230,9 @@ def build_store(
         if (folder / "store.json").is_file():
             return ImageStore.open(folder)
         _build(folder, paths, list(hashes), settings, workers, chunk_bytes, progress)
-    return ImageStore.open(folder)
+    store = ImageStore.open(folder)
+    store.built_now = True  # every file was just read and checked against its hash
+    return store
 
 
 def _build(folder: Path, paths: list[Path], hashes: list[str], settings: DecodeSettings,
@@ -330,6 +332,8 @@ class ImageStore:
         self._crc = crc
         self._row_bytes = self.size * self.size * self.channels
         self._fds: dict[int, int] = {}
+        #: True when :func:`build_store` decoded (part of) it in this call
+        self.built_now = False
 
     @classmethod
     def open(cls, folder: Path | str) -> ImageStore:
