@@ -133,14 +133,14 @@ def child_build(work: Path, n: int) -> None:
              "workers": os.cpu_count()})
 
 
-def _store(work: Path):  # noqa: ANN202
+def _store(work: Path):
     from medactive.data.store import ImageStore
 
     info = json.loads((work / "store.json").read_text())
     return ImageStore.open(info["folder"])
 
 
-def _round_inputs(n_val: int, dim_backbone: str = "compact"):  # noqa: ANN202
+def _round_inputs(n_val: int, dim_backbone: str = "compact"):
     import torch
 
     from medactive.models import build_backbone
@@ -214,7 +214,7 @@ def child_reads(work: Path, n: int, batch: int) -> None:
     seq = [slice(s, s + batch) for s in range(0, n, batch)]
     rnd = [np.sort(rng.choice(n, batch, replace=False)) for _ in range(n // batch)]
 
-    def rate(read, batches) -> float:  # noqa: ANN001
+    def rate(read, batches) -> float:
         t0 = time.perf_counter()
         for b in batches:
             read(b)
@@ -228,7 +228,7 @@ def child_reads(work: Path, n: int, batch: int) -> None:
     maps = [np.memmap(store.folder / "chunks" / f"c{c:06d}.u8", dtype=np.uint8, mode="r")
             .reshape(-1, 64, 64, 3) for c in range(-(-n // rows))]
 
-    def mm_read(b):  # noqa: ANN001, ANN202
+    def mm_read(b):
         idx = np.arange(n)[b]
         return np.concatenate([maps[c][idx[idx // rows == c] - c * rows]
                                for c in np.unique(idx // rows)])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medactive.data.dataset import DatasetSplits
 from medactive.errors import DataError
 
 ID_COLUMNS = ("image_id", "id", "image", "path")
@@ -132,3 +133,26 @@ def load_embeddings(path: str | Path, ids: Sequence[str] | np.ndarray) -> np.nda
                         ".parquet")
     _check_finite(features, str(path))
     return np.ascontiguousarray(features, dtype=np.float32)
+
+
+def split_embeddings(
+    path: str | Path, source: DatasetSplits, splits: DatasetSplits
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings of the ``train, val, test`` images of ``splits`` (any re-split, long tail or
+    subsample of ``source``), found by image id.
+
+    Args:
+        path: ``.npy`` with one row per image of ``source`` in train, val, test order, or
+            Parquet with an id column holding the dataset's ids (e.g. ``train-17``).
+        source: the dataset as loaded, before re-splitting or limits (fixes the ``.npy`` order).
+        splits: the splits the experiment uses.
+
+    Returns:
+        float32 ``(N_train, D)``, ``(N_val, D)``, ``(N_test, D)``.
+    """
+    all_ids = np.concatenate([ds.ids for _, ds in source.items()])
+    features = load_embeddings(path, [str(i) for i in all_ids])
+    position = {str(key): i for i, key in enumerate(all_ids)}
+    train, val, test = (features[np.array([position[str(i)] for i in ds.ids], dtype=np.int64)]
+                        for _, ds in splits.items())
+    return train, val, test

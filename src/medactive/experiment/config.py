@@ -90,17 +90,28 @@ class ModelConfig(_Strict):
     """Backbone and per-round training mode.
 
     ``encoder``: ``"moco"`` (contrastive pre-training on the training pool, cached), ``"random"``
-    (random init: a fast, weak baseline for tests) or ``"imagenet"`` (EfficientNet-Lite0 weights,
-    ``[pretrained]`` extra).
+    (random init: a fast, weak baseline for tests), ``"imagenet"`` (EfficientNet-Lite0 weights,
+    ``[pretrained]`` extra) or ``"features"``: your own embeddings from ``features`` (a ``.npy``
+    with one row per image of the dataset in train, val, test order, or Parquet with an id
+    column; path relative to the config file), head mode only.
     """
 
     mode: Literal["head", "finetune"] = "head"
     backbone: str = "compact"
-    encoder: Literal["moco", "random", "imagenet"] = "moco"
+    encoder: Literal["moco", "random", "imagenet", "features"] = "moco"
+    features: str | None = None
     dropout: float = Field(default=0.2, ge=0, lt=1)
     pretrain: PretrainConfig = PretrainConfig()
     head: HeadTrainConfig = HeadTrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+
+    @model_validator(mode="after")
+    def _features_file(self) -> ModelConfig:
+        if (self.encoder == "features") != (self.features is not None):
+            raise ValueError("encoder = 'features' and a features = 'FILE' go together")
+        if self.encoder == "features" and self.mode != "head":
+            raise ValueError("encoder = 'features' trains the head only: use mode = 'head'")
+        return self
 
 
 class StrategySpec(_Strict):
@@ -204,5 +215,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
         resolved = (path.parent / source).resolve()
         if resolved.exists():
             data["dataset"]["source"] = str(resolved)
+    features = data.get("model", {}).get("features")
+    if isinstance(features, str) and (path.parent / features).exists():
+        data["model"]["features"] = str((path.parent / features).resolve())
     data.setdefault("name", path.stem)
     return parse_config(data, str(path))

@@ -25,7 +25,7 @@ class Prepared:
     Attributes:
         splits: train (the pool) / val (evaluation set of information gain) / test.
         encoder: backbone used as frozen feature extractor (head mode) or as initialisation
-            (finetune mode).
+            (finetune mode); None with your own embeddings (``encoder = "features"``).
         train_features, val_features, test_features: ``(N, D)`` float32 cached encoder features
             (cold-start strategies cluster these).
         head_train, head_val, head_test: what the head sees — the same features standardised
@@ -37,7 +37,7 @@ class Prepared:
     """
 
     splits: DatasetSplits
-    encoder: nn.Module
+    encoder: nn.Module | None
     train_features: np.ndarray
     val_features: np.ndarray
     test_features: np.ndarray
@@ -131,6 +131,13 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
         variability = np.asarray(result.variability, dtype=np.float64)
         info = {"encoder": "moco", "backbone": mc.backbone, "cache_key": result.key,
                 "images_per_second": getattr(result, "images_per_second", None)}
+    elif mc.encoder == "features":  # your own embeddings: no backbone at all
+        from medactive.data.embeddings import split_embeddings
+
+        assert mc.features is not None
+        feats = split_embeddings(mc.features, load_dataset(config.dataset.source), splits)
+        return _prepared(mc.head.standardize, splits, None, *feats, None, None,
+                         {"encoder": "features", "features": mc.features})
     else:
         seed_everything(config.run.seed)
         if mc.encoder == "imagenet":
@@ -144,7 +151,16 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
                                     progress=progress)
     test_features = extract_features(encoder, splits.test.images, device=config.run.device,
                                      progress=progress)
-    if not mc.head.standardize:
+    return _prepared(mc.head.standardize, splits, encoder, train_features, val_features,
+                     test_features, confidence, variability, info)
+
+
+def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | None,
+              train_features: np.ndarray, val_features: np.ndarray, test_features: np.ndarray,
+              confidence: np.ndarray | None, variability: np.ndarray | None,
+              info: dict) -> Prepared:
+    """The :class:`Prepared` of these features, standardised for the head when asked."""
+    if not standardise:
         return Prepared(splits, encoder, train_features, val_features, test_features,
                         confidence, variability, info)
     head_train, head_val, head_test = standardize(train_features, val_features, test_features)

@@ -234,6 +234,8 @@ class Runner:
         (VAAL, Consistency); its head must see the same features as ``weight``, so with
         standardised features the standardisation is folded into the head."""
         p, mc = self.prepared, self.config.model
+        if p.encoder is None:  # your own embeddings: there is no network to run
+            return None
         w, b = weight.astype(np.float64), bias.astype(np.float64)
         if p.feature_mean is not None and p.feature_std is not None:
             w, b = w / p.feature_std, b - (w / p.feature_std) @ p.feature_mean
