@@ -289,7 +289,7 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("steps", nargs="*", default=list(STEPS), choices=(*STEPS, []))
+    ap.add_argument("steps", nargs="*", help=f"any of {', '.join(STEPS)} (default: all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/medactive-scale"))
     ap.add_argument("--n", type=int, default=200_000)
     ap.add_argument("--sizes", default="50000,100000,200000")
@@ -299,6 +299,9 @@ def main() -> None:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.steps = args.steps or list(STEPS)
+    if set(args.steps) - set(STEPS):
+        ap.error(f"unknown step(s) {sorted(set(args.steps) - set(STEPS))}; choose from {STEPS}")
     if args.child:
         globals()[f"child_{args.child}"](args.work, **json.loads(args.kwargs))
         return

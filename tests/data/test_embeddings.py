@@ -55,13 +55,13 @@ def test_bad_parquet_is_refused(tmp_path: Path) -> None:
 
     vec = [[1.0, 2.0]] * 6
     with pytest.raises(DataError, match="no embedding for image id"):
-        load_embeddings(write("a.parquet", image_id=IDS[:5] + ["other"], embedding=vec), IDS)
+        load_embeddings(write("a.parquet", image_id=[*IDS[:5], "other"], embedding=vec), IDS)
     with pytest.raises(DataError, match="appears twice"):
-        load_embeddings(write("b.parquet", image_id=IDS[:5] + ["img0"], embedding=vec), IDS)
+        load_embeddings(write("b.parquet", image_id=[*IDS[:5], "img0"], embedding=vec), IDS)
     with pytest.raises(DataError, match="no id column"):
         load_embeddings(write("c.parquet", label=IDS, embedding=vec), IDS)
     with pytest.raises(DataError, match="different lengths"):
-        load_embeddings(write("d.parquet", image_id=IDS, embedding=[[1.0]] + vec[1:]), IDS)
+        load_embeddings(write("d.parquet", image_id=IDS, embedding=[[1.0], *vec[1:]]), IDS)
     with pytest.raises(DataError, match="NaN"):
         load_embeddings(write("e.parquet", image_id=IDS, embedding=[[1.0, float("nan")]] * 6), IDS)
     with pytest.raises(DataError, match="not found"):

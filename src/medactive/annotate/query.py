@@ -61,6 +61,7 @@ class QueryConfig:
     backbone: str = "compact"
     head_epochs: int = 200
     strategy_params: dict[str, Any] = field(default_factory=dict)
+    ray: str | None = None  # scoring sharded on Ray: local | auto | ray://HOST:PORT
 
 
 @dataclass
@@ -92,6 +93,7 @@ def _acquire(name: str, features: np.ndarray, encoder_key: str, images: np.ndarr
 
     from medactive.models import HeadConfig, fit_head
     from medactive.strategies import RoundView, get_strategy
+    from medactive.strategies.sharded import rank_with
 
     feats, y = np.asarray(features, np.float32)[rows], labels[rows]
     known = y >= 0
@@ -102,7 +104,7 @@ def _acquire(name: str, features: np.ndarray, encoder_key: str, images: np.ndarr
                      weight=weight, bias=bias, dropout_p=head_cfg.dropout,
                      val_features=feats[known], val_labels=y[known], images=take(images, rows))
     strat = get_strategy(name, **cfg.strategy_params)
-    picked, scores = strat.rank(view, budget, np.random.default_rng(cfg.seed))
+    picked, scores = rank_with(strat, view, budget, np.random.default_rng(cfg.seed), ray=cfg.ray)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
                 "encoder_key": encoder_key, "dropout": head_cfg.dropout,

@@ -105,11 +105,14 @@ def query(
     seed: int = typer.Option(0, "--seed", help="random seed"),
     epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                       help="contrastive pre-training epochs (first query only)"),
+    ray: str | None = typer.Option(None, "--ray", help="score on Ray: local | auto | "
+                                   "ray://HOST:PORT (default: this process)"),
 ) -> None:
     """Choose the next images to label and record them as a new round."""
     from medactive.annotate.query import QueryConfig, run_query
+    from medactive.models.cluster import check_address
 
-    cfg = QueryConfig(seed=seed)
+    cfg = QueryConfig(seed=seed, ray=None if ray is None else check_address(ray))
     if epochs is not None:
         cfg.pretrain_epochs = epochs
     result = run_query(project_dir, budget, strategy, cfg)

@@ -171,6 +171,16 @@ class RunConfig(_Strict):
     reference: bool = True
     correlation: tuple[int, int] | None = None
     device: str | None = None
+    #: Ray cluster for feature extraction and scoring: "local", "auto" or "ray://HOST:PORT";
+    #: None (default) = one process, no Ray needed.
+    ray: str | None = None
+
+    @field_validator("ray")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not (value in ("local", "auto") or value.startswith("ray://")):
+            raise ValueError("must be 'local', 'auto' or 'ray://HOST:PORT'")
+        return value
 
 
 class ExperimentConfig(_Strict):

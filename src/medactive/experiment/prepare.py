@@ -144,15 +144,22 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
             encoder = build_backbone("efficientnet-lite0", in_channels, image_size, pretrained=True)
         else:
             encoder = build_backbone(mc.backbone, in_channels, image_size)
-        train_features = extract_features(encoder, train.images, device=config.run.device,
-                                          progress=progress)
+        train_features = _features(encoder, train.images, config, progress)
         info = {"encoder": mc.encoder, "backbone": mc.backbone}
-    val_features = extract_features(encoder, splits.val.images, device=config.run.device,
-                                    progress=progress)
-    test_features = extract_features(encoder, splits.test.images, device=config.run.device,
-                                     progress=progress)
+    val_features = _features(encoder, splits.val.images, config, progress)
+    test_features = _features(encoder, splits.test.images, config, progress)
     return _prepared(mc.head.standardize, splits, encoder, train_features, val_features,
                      test_features, confidence, variability, info)
+
+
+def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
+              progress: bool) -> np.ndarray:
+    """The encoder's features of ``images``: one process, or Ray Data with ``[run] ray``."""
+    if config.run.ray is not None:
+        from medactive.models.cluster import ray_extract_features
+
+        return ray_extract_features(encoder, images, address=config.run.ray)
+    return extract_features(encoder, images, device=config.run.device, progress=progress)
 
 
 def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | None,

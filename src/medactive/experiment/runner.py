@@ -36,6 +36,7 @@ from medactive.models import (
 )
 from medactive.progress import progress_bar
 from medactive.strategies import RoundView, checked_strategy, get_strategy
+from medactive.strategies.sharded import rank_with
 
 RESULTS = "results.jsonl"
 REFERENCE = "reference.jsonl"
@@ -284,7 +285,8 @@ class Runner:
                 budget = schedule[rnd + 1] - labeled.size
                 rng = np.random.default_rng([seed, rnd, stable_hash(acq.display)])
                 t0 = time.perf_counter()
-                picked = np.asarray(strategy.select(view, int(budget), rng), dtype=np.int64)
+                picked = np.asarray(rank_with(strategy, view, int(budget), rng,
+                                              ray=self.config.run.ray)[0], dtype=np.int64)
                 elapsed = time.perf_counter() - t0
                 if picked.size != budget or np.intersect1d(picked, labeled).size:
                     raise StrategyError(f"{acq.display} returned an invalid selection")
