@@ -149,8 +149,24 @@ def _round_inputs(n_val: int, dim_backbone: str = "compact"):
     return build_backbone(dim_backbone, 3, 64)
 
 
+def pooled_features(images, batch: int = 1024) -> np.ndarray:
+    """A cheap stand-in for the backbone: 8x8 average-pooled pixels through a fixed random ReLU
+    projection to 256-d, read through the same prefetching loader as ``extract_features``."""
+    from medactive.data.lazy import prefetch_batches
+
+    n, h, _, c = images.shape
+    proj = np.random.default_rng(0).standard_normal((64 * c, 256)).astype(np.float32) / 8
+    out = np.empty((n, 256), dtype=np.float32)
+    batches = [slice(s, s + batch) for s in range(0, n, batch)]
+    for sl, pixels in zip(batches, prefetch_batches(images, batches), strict=True):
+        k = pixels.shape[0]
+        pooled = pixels.reshape(k, 8, h // 8, 8, h // 8, c).mean(axis=(2, 4), dtype=np.float32)
+        out[sl] = np.maximum(pooled.reshape(k, -1) / 255.0 @ proj, 0.0)
+    return out
+
+
 def child_round(work: Path, n: int, budget: int, n_val: int, strategies: list[str],
-                ray: str | None = None) -> None:
+                ray: str | None = None, extractor: str = "compact") -> None:
     import torch
 
     from medactive.models import extract_features, fit_head
@@ -158,10 +174,12 @@ def child_round(work: Path, n: int, budget: int, n_val: int, strategies: list[st
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     images = _store(work).images.subset(np.arange(n))
-    backbone = _round_inputs(n_val)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    feats = extract_features(backbone, images, batch_size=512, progress=False)
+    if extractor == "pool":
+        feats = pooled_features(images)
+    else:
+        feats = extract_features(_round_inputs(n_val), images, batch_size=512, progress=False)
     t_feat = time.perf_counter() - t0
     # 1,000 labelled images (pseudo-labels: the source image's position mod 8), the last
     # n_val as the evaluation set; the head is trained on the labelled ones
@@ -174,6 +192,8 @@ def child_round(work: Path, n: int, budget: int, n_val: int, strategies: list[st
                      weight=weight, bias=bias, val_features=feats[n - n_val:],
                      val_labels=pseudo[n - n_val:])
     out: dict = {"n": n, "features_s": t_feat, "features_img_s": n / t_feat}
+    if n >= 200_000 and not ray:  # kept as "your own embeddings" for the project walk-through
+        np.save(work / f"features-{n}.npy", feats)
     for name in strategies:
         t0 = time.perf_counter()
         if ray:
@@ -296,6 +316,10 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=2000)
     ap.add_argument("--million", type=int, default=1_000_000)
+    ap.add_argument("--extractor", default="compact", choices=("compact", "pool"),
+                    help="features of the rounds: the compact backbone, or a cheap pooled-pixel "
+                         "stand-in (same lazy reads, no forward pass) for a loaded machine")
+    ap.add_argument("--reps", type=int, default=2, help="passes of the lazy step (best kept)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -328,16 +352,17 @@ def main() -> None:
         rows = []
         for n in sizes:
             r = _child("round", args.work, n=n, budget=args.budget, n_val=args.n_val,
-                       strategies=strategies)
+                       strategies=strategies, extractor=args.extractor)
             rows.append([f"{n:,}", f"{r['features_s']:.0f}", f"{r['features_img_s']:,.0f}",
                          *[f"{r[f'{s}_s']:.1f}" for s in strategies], f"{r['peak_rss_gib']:.2f}"])
-        print(f"\n## Full round on the lazy store (budget {args.budget}, {args.n_val} eval)\n")
+        print(f"\n## Full round on the lazy store (budget {args.budget}, {args.n_val} eval, "
+              f"features: {args.extractor})\n")
         _table(["N", "features s", "features img/s", *[f"{s} s" for s in strategies],
                 "peak RSS GiB"], rows)
     if "lazy" in args.steps:
         n = sizes[0]
-        mem = _child("features", args.work, n=n, in_memory=True, reps=2)
-        lazy = _child("features", args.work, n=n, in_memory=False, reps=2)
+        mem = _child("features", args.work, n=n, in_memory=True, reps=args.reps)
+        lazy = _child("features", args.work, n=n, in_memory=False, reps=args.reps)
         print(f"\n## Lazy vs in-memory feature extraction ({n:,} images, compact, 64 px)\n")
         _table(["path", "images/s", "peak RSS GiB", "lazy / in-memory"],
                [["in memory", f"{mem['img_s']:,.0f}", f"{mem['peak_rss_gib']:.2f}", ""],
@@ -365,9 +390,9 @@ def main() -> None:
     if "ray" in args.steps:
         n = sizes[0]
         single = _child("round", args.work, n=n, budget=args.budget, n_val=args.n_val,
-                        strategies=strategies)
+                        strategies=strategies, extractor=args.extractor)
         sharded = _child("round", args.work, n=n, budget=args.budget, n_val=args.n_val,
-                         strategies=strategies, ray="local")
+                         strategies=strategies, ray="local", extractor=args.extractor)
         print(f"\n## Ray local (2 workers) vs single process, {n:,} round\n")
         rows = []
         for s in strategies:
