@@ -119,14 +119,14 @@ def folder_files(work: Path, n: int | None = None) -> list[Path]:
 
 # --------------------------------------------------------------------------- children
 def child_build(work: Path, n: int) -> None:
-    from medactive.data.store import DecodeSettings, build_store, hash_files
+    from medactive.data.store import StoreSettings, build_store, hash_files
 
     files = folder_files(work, n)
     t0 = time.perf_counter()
     hashes = hash_files(files, progress=False)
     t_hash = time.perf_counter() - t0
     t0 = time.perf_counter()
-    store = build_store(files, DecodeSettings(size=64, channels=3), hashes=hashes,
+    store = build_store(files, StoreSettings(size=64, channels=3), hashes=hashes,
                         root=work / "stores", progress=False)
     t_build = time.perf_counter() - t0
     _finish({"n": len(files), "hash_s": t_hash, "build_s": t_build, "folder": str(store.folder),

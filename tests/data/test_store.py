@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from medactive.data.lazy import LazyImages, prefetch_batches, take
-from medactive.data.store import DecodeSettings, ImageStore, build_store, store_key
+from medactive.data.store import ImageStore, StoreSettings, build_store, store_key
 from medactive.errors import DataError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -49,7 +49,7 @@ def _expected(paths: list[Path], size: int, channels: int) -> np.ndarray:
 
 def test_build_reads_back_every_image(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "src", 30)
-    store = build_store(paths, DecodeSettings(size=12, channels=3), root=tmp_path / "stores",
+    store = build_store(paths, StoreSettings(size=12, channels=3), root=tmp_path / "stores",
                         chunk_bytes=12 * 12 * 3 * 7, progress=False)
     images = store.images
     assert images.shape == (30, 12, 12, 3) and images.dtype == np.uint8
@@ -60,7 +60,7 @@ def test_build_reads_back_every_image(tmp_path: Path) -> None:
 
 def test_grey_store_matches_pillow_luma(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "src", 6)
-    store = build_store(paths, DecodeSettings(size=12, channels=1), root=tmp_path / "s",
+    store = build_store(paths, StoreSettings(size=12, channels=1), root=tmp_path / "s",
                         progress=False)
     got = store.images[:].astype(int)
     assert np.abs(got - _expected(paths, 12, 1).astype(int)).max() <= 1  # rounding of luma
@@ -68,7 +68,7 @@ def test_grey_store_matches_pillow_luma(tmp_path: Path) -> None:
 
 def test_second_run_reuses_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _write_pngs(tmp_path / "src", 10)
-    settings = DecodeSettings(size=8, channels=3)
+    settings = StoreSettings(size=8, channels=3)
     first = build_store(paths, settings, root=tmp_path / "stores", progress=False)
     import medactive.data.store as store_mod
 
@@ -80,7 +80,7 @@ def test_second_run_reuses_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert second.folder == first.folder
     np.testing.assert_array_equal(second.images[:], first.images[:])
     # another size is another store; a changed file is another key
-    assert store_key(["a"], settings) != store_key(["a"], DecodeSettings(size=9, channels=3))
+    assert store_key(["a"], settings) != store_key(["a"], StoreSettings(size=9, channels=3))
     assert store_key(["a"], settings) != store_key(["b"], settings)
 
 
@@ -94,7 +94,7 @@ def slow(data, path, size):
     return real(data, path, size)
 store_mod.decode_source = slow
 paths = sorted(Path(sys.argv[1]).glob('*.png'))
-store_mod.build_store(paths, store_mod.DecodeSettings(size=8, channels=3), root=Path(sys.argv[2]),
+store_mod.build_store(paths, store_mod.StoreSettings(size=8, channels=3), root=Path(sys.argv[2]),
                       workers=1, chunk_bytes=8 * 8 * 3 * 4, progress=False)
 """
 
@@ -134,19 +134,19 @@ def test_build_resumes_after_kill_9(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return real(task)
 
     monkeypatch.setattr(store_mod, "_decode_chunk", counting)
-    store = build_store(paths, DecodeSettings(size=8, channels=3), root=root, workers=1,
+    store = build_store(paths, StoreSettings(size=8, channels=3), root=root, workers=1,
                         progress=False)
     assert store.folder == folder
     assert not finished & set(decoded), "finished chunks were decoded again"
     assert len(finished) + len(decoded) == 15
-    clean = build_store(paths, DecodeSettings(size=8, channels=3), root=tmp_path / "clean",
+    clean = build_store(paths, StoreSettings(size=8, channels=3), root=tmp_path / "clean",
                         chunk_bytes=8 * 8 * 3 * 4, progress=False)
     np.testing.assert_array_equal(store.images[:], clean.images[:])
 
 
 def test_corrupt_and_truncated_chunks_are_reported(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "src", 12)
-    store = build_store(paths, DecodeSettings(size=8, channels=3), root=tmp_path / "s",
+    store = build_store(paths, StoreSettings(size=8, channels=3), root=tmp_path / "s",
                         chunk_bytes=8 * 8 * 3 * 4, progress=False)
     chunk = store.folder / "chunks" / "c000001.u8"
     data = bytearray(chunk.read_bytes())
@@ -167,20 +167,20 @@ def test_bad_files_fail_with_their_name(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "src", 4)
     paths[2].write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"cannot decode image .*img0002\.png"):
-        build_store(paths, DecodeSettings(size=8, channels=3), root=tmp_path / "s",
+        build_store(paths, StoreSettings(size=8, channels=3), root=tmp_path / "s",
                     progress=False)
     good = _write_pngs(tmp_path / "src2", 3)
     hashes = ["0" * 64] * 3
     with pytest.raises(DataError, match="changed on disk"):
-        build_store(good, DecodeSettings(size=8, channels=3), hashes=hashes,
+        build_store(good, StoreSettings(size=8, channels=3), hashes=hashes,
                     root=tmp_path / "s", progress=False)
     with pytest.raises(DataError, match="channels must be 1 or 3"):
-        DecodeSettings(size=8, channels=2)
+        StoreSettings(size=8, channels=2)
 
 
 def test_lazy_indexing_matches_numpy(tmp_path: Path) -> None:
     paths = _write_pngs(tmp_path / "src", 25)
-    store = build_store(paths, DecodeSettings(size=6, channels=3), root=tmp_path / "s",
+    store = build_store(paths, StoreSettings(size=6, channels=3), root=tmp_path / "s",
                         chunk_bytes=6 * 6 * 3 * 4, progress=False)
     lazy, dense = store.images, store.images[:]
     rng = np.random.default_rng(1)

@@ -18,17 +18,22 @@ from typing import Any
 
 import numpy as np
 
+from medactive.data.decode import DecodeSettings
 from medactive.data.embeddings import load_embeddings
 from medactive.data.lazy import LazyImages
-from medactive.data.store import DecodeSettings, build_store, hash_files
+from medactive.data.store import StoreSettings, build_store, hash_files
 from medactive.errors import DataError
 
 FEATURES_FILE = "features.npy"
+IDS_FILE = "features-ids.npy"
 
 
-def decode_settings(meta: dict[str, Any]) -> DecodeSettings:
-    """The project's decode settings (image size and channels from its metadata)."""
-    return DecodeSettings(size=int(meta.get("image_size", 28)), channels=int(meta.get("channels", 3)))
+def store_settings(meta: dict[str, Any]) -> StoreSettings:
+    """The project's store settings: image size, channels and DICOM decode settings (window,
+    frame) from its metadata."""
+    return StoreSettings(size=int(meta.get("image_size", 28)),
+                         channels=int(meta.get("channels", 3)),
+                         decode=DecodeSettings.from_meta(meta.get("decode")))
 
 
 def project_images(paths: Sequence[str], hashes: Sequence[str], meta: dict[str, Any],
@@ -45,7 +50,7 @@ def project_images(paths: Sequence[str], hashes: Sequence[str], meta: dict[str, 
         DataError: a file is missing, unreadable or changed since it was registered.
     """
     paths, hashes = [str(p) for p in paths], list(hashes)
-    store = build_store(paths, decode_settings(meta), hashes=hashes, progress=progress)
+    store = build_store(paths, store_settings(meta), hashes=hashes, progress=progress)
     if not store.built_now:
         for path, now, registered in zip(paths, hash_files(paths, progress), hashes, strict=True):
             if now != registered:
@@ -64,23 +69,31 @@ def import_features(project_dir: Path, source: Path, ids: Sequence[str]) -> str:
     features = load_embeddings(source, list(ids))
     target = Path(project_dir) / FEATURES_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    with open(tmp, "wb") as f:
-        np.save(f, features)
-    tmp.replace(target)
+    # the ids travel with the rows, so images removed from the project later are skipped
+    for name, array in ((IDS_FILE, np.array([str(i) for i in ids])), (FEATURES_FILE, features)):
+        tmp = target.with_name(name + ".part")
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        tmp.replace(target.with_name(name))
     return FEATURES_FILE
 
 
-def project_features(project_dir: Path, meta: dict[str, Any], n_images: int) -> np.ndarray | None:
-    """The project's own embeddings ``(N, D)`` float32 (memory-mapped), or None without them."""
+def project_features(project_dir: Path, meta: dict[str, Any],
+                     uids: Sequence[str]) -> np.ndarray | None:
+    """The project's own embeddings of the images ``uids`` (its current images, in order):
+    float32 ``(len(uids), D)``, or None when the project has none."""
     name = meta.get("features")
     if not name:
         return None
     path = Path(project_dir) / str(name)
     try:
         features = np.load(path, mmap_mode="r")
+        ids = np.load(path.with_name(IDS_FILE))
     except (OSError, ValueError):
         raise DataError(f"{path}: the project's embeddings file is missing or unreadable") from None
-    if features.shape[0] != n_images:
-        raise DataError(f"{path}: {features.shape[0]} embeddings for {n_images} images")
-    return features
+    position = {str(k): i for i, k in enumerate(ids.tolist())}
+    missing = [u for u in uids if u not in position]
+    if missing or features.shape[0] != len(position):
+        raise DataError(f"{path}: no embedding for image {missing[0] if missing else '?'}; "
+                        "the embeddings file does not match the project")
+    return np.asarray(features[np.array([position[u] for u in uids], dtype=np.int64)])

@@ -106,9 +106,11 @@ def _acquire(name: str, features: np.ndarray, encoder_key: str, images: np.ndarr
     strat = get_strategy(name, **cfg.strategy_params)
     picked, scores = rank_with(strat, view, budget, np.random.default_rng(cfg.seed), ray=cfg.ray)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_suffix(".part")  # a killed query leaves no truncated checkpoint
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
                 "encoder_key": encoder_key, "dropout": head_cfg.dropout,
-                "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
+                "head_config": dataclasses.asdict(head_cfg)}, partial)
+    partial.replace(checkpoint)
     return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
 
 
@@ -130,6 +132,7 @@ def run_query(
     if not isinstance(budget, int) or budget < 1:
         raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
     with ProjectStore.open(project_dir) as store:
+        store.check_writable()  # a read-only project fails now, not after minutes of training
         meta, classes, rows_all = store.meta(), store.classes(), store.images()
         answers = store.current_answers()
         position = {r.id: k for k, r in enumerate(rows_all)}
@@ -145,7 +148,7 @@ def run_query(
         if budget > n_pool:
             raise StrategyError(f"budget {budget} is larger than the {n_pool} unanswered images")
         cold = not np.any(labels >= 0)
-        own = project_features(store.dir, meta, len(rows_all))  # --features: no pre-training
+        own = project_features(store.dir, meta, [r.uid for r in rows_all])  # --features
         cold_default = DEFAULT_COLDSTART if own is None else DEFAULT_COLDSTART_FEATURES
         name = strategy or (cold_default if cold else DEFAULT_STRATEGY)
         request = ColdStartRequest(name, dict(cfg.strategy_params), budget, cfg.seed)
@@ -180,6 +183,11 @@ def run_query(
         score_list = [None] * len(ids) if scores is None else [float(s) for s in scores]
         params = {**params, "budget": budget, "seed": cfg.seed, "encoder": encoder_key,
                   "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
-        round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
-                                                                      strict=True)))
+        try:
+            round_id = store.add_round(name, params, checkpoint,
+                                       list(zip(ids, score_list, strict=True)))
+        except BaseException:
+            if not cold:  # a head no round points at would only mislead
+                Path(checkpoint).unlink(missing_ok=True)
+            raise
     return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start)

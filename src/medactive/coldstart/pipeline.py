@@ -31,6 +31,7 @@ from medactive.coldstart.base import (
 from medactive.coldstart.hacon import kmeans, l2_normalise
 from medactive.errors import StrategyError
 from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
+from medactive.models.device import select_device
 
 
 def moco_config(n_images: int, base: MocoConfig | None = None, **overrides: Any) -> MocoConfig:
@@ -39,13 +40,15 @@ def moco_config(n_images: int, base: MocoConfig | None = None, **overrides: Any)
     at least one batch of keys.
 
     Raises:
-        ConfigError: impossible values (see :meth:`MocoConfig.validate`).
+        ConfigError: impossible values (see :meth:`MocoConfig.validate`), or a device that
+            does not exist here.
     """
     cfg = dataclasses.replace(base or MocoConfig(),
                               **{k: v for k, v in overrides.items() if v is not None})
     cfg.batch_size = max(2, min(cfg.batch_size, n_images))
     cfg.queue_size = max(cfg.queue_size, cfg.batch_size)
     cfg.validate()
+    select_device(cfg.device)  # `--device bogus` fails here, before data or pre-training
     return cfg
 
 

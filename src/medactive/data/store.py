@@ -40,12 +40,13 @@ import os
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
+from medactive.data.decode import DecodeSettings, decode_bytes
 from medactive.data.lazy import LazyImages
 from medactive.errors import DataError
 from medactive.progress import progress_bar
@@ -62,42 +63,39 @@ _PARALLEL_MIN = 256
 
 # --------------------------------------------------------------------------- decoding adapter
 #: Identifies the decoder in the store key: change it whenever decoding changes its output.
-DECODER_ID = "medactive.data.decode.read_image/1"
+DECODER_ID = "medactive.data.decode.decode_bytes/1"
 
 
-def decode_source(data: bytes, path: Path, size: int) -> np.ndarray:
-    """Decode one source file's bytes to uint8 ``(size, size)`` or ``(size, size, 3)``.
+def decode_source(data: bytes, path: Path, settings: StoreSettings) -> np.ndarray:
+    """Decode one source file's (hash-checked) bytes to uint8 ``(size, size, channels)``.
 
-    The store's only dependency on the decoder (one adapter, so a new decoder is a one-line
-    change here plus a new :data:`DECODER_ID`). ``data`` are the bytes whose content hash was
-    checked; today's :func:`~medactive.data.decode.read_image` reads the file by path (from
-    the page cache: it was just read).
+    The store's only dependency on the decoder: the one decoder every path uses
+    (:func:`medactive.data.decode.decode_bytes`), with the project's DICOM window and frame.
     """
-    from medactive.data.decode import read_image
-
-    return read_image(path, size)
-
-
-def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
-    """``(H, W)`` / ``(H, W, 3)`` uint8 to ``(H, W, channels)``: grey is repeated, colour becomes
-    ITU-R 601 luma (as Pillow's ``convert("L")``) when one channel is asked for."""
-    if array.ndim == 2:
-        return np.repeat(array[..., None], channels, axis=2)
-    if array.shape[-1] == channels:
-        return array
-    if channels == 3:
-        return np.repeat(array[..., :1], 3, axis=2)
-    luma = np.array([0.299, 0.587, 0.114])
-    return np.clip(np.round(array[..., :3] @ luma), 0, 255).astype(np.uint8)[..., None]
+    return decode_bytes(data, path.suffix, settings.size, channels=settings.channels,
+                        settings=settings.decode)
 
 
 @dataclass(frozen=True)
-class DecodeSettings:
-    """How every source file becomes pixels: side length, channels and the decoder's id."""
+class StoreSettings:
+    """How every source file becomes stored pixels: side length, channels, the decoder's
+    DICOM settings (window, frame) and the decoder's id — all part of the store key."""
 
     size: int
     channels: int
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
     decoder: str = DECODER_ID
+
+    def as_dict(self) -> dict:
+        """JSON-ready form (the store key hashes it; ``store.json`` keeps it)."""
+        return {"size": self.size, "channels": self.channels, "decode": self.decode.to_meta(),
+                "decoder": self.decoder}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StoreSettings:
+        """Inverse of :meth:`as_dict`."""
+        return cls(int(data["size"]), int(data["channels"]),
+                   DecodeSettings.from_meta(data.get("decode")), str(data["decoder"]))
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 1:
@@ -106,9 +104,9 @@ class DecodeSettings:
             raise DataError(f"channels must be 1 or 3, got {self.channels!r}")
 
 
-def store_key(hashes: Sequence[str], settings: DecodeSettings) -> str:
+def store_key(hashes: Sequence[str], settings: StoreSettings) -> str:
     """24 hex chars of SHA-256 over the decode settings and the content hashes, in order."""
-    h = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(settings.as_dict(), sort_keys=True).encode())
     h.update(f"format={STORE_FORMAT}\n".encode())
     for digest in hashes:
         h.update(digest.encode())
@@ -136,10 +134,10 @@ def _chunk_name(chunk: int) -> str:
     return f"c{chunk:06d}.u8"
 
 
-def _decode_chunk(task: tuple[int, list[str], list[str], int, int, str]) -> tuple[int, bytes]:
+def _decode_chunk(task: tuple[int, list[str], list[str], StoreSettings, str]) -> tuple[int, bytes]:
     """Worker: decode one chunk's files, write the chunk atomically, return its CRC-32s."""
-    chunk, paths, hashes, size, channels, folder = task
-    out = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    chunk, paths, hashes, settings, folder = task
+    out = np.empty((len(paths), settings.size, settings.size, settings.channels), dtype=np.uint8)
     crcs = np.empty(len(paths), dtype=np.uint32)
     for i, (name, expected) in enumerate(zip(paths, hashes, strict=True)):
         path = Path(name)
@@ -150,11 +148,10 @@ def _decode_chunk(task: tuple[int, list[str], list[str], int, int, str]) -> tupl
         if hashlib.sha256(data).hexdigest() != expected:
             raise DataError(f"{path} changed on disk since it was hashed (content hash differs)")
         try:
-            array = decode_source(data, path, size)
+            out[i] = decode_source(data, path, settings)
         except Exception as exc:  # any decoder failure means a bad file
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise DataError(f"cannot decode image {path} ({type(exc).__name__}: {first})") from None
-        out[i] = to_channels(np.asarray(array, dtype=np.uint8), channels)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"cannot decode image {path} ({first})") from None
         crcs[i] = zlib.crc32(out[i])
     final = Path(folder) / "chunks" / _chunk_name(chunk)
     tmp = final.with_suffix(".tmp")
@@ -182,7 +179,7 @@ def _read_progress(path: Path) -> dict[int, bytes]:
 
 def build_store(
     paths: Sequence[Path | str],
-    settings: DecodeSettings,
+    settings: StoreSettings,
     *,
     hashes: Sequence[str] | None = None,
     root: Path | None = None,
@@ -235,7 +232,7 @@ def build_store(
     return store
 
 
-def _build(folder: Path, paths: list[Path], hashes: list[str], settings: DecodeSettings,
+def _build(folder: Path, paths: list[Path], hashes: list[str], settings: StoreSettings,
            workers: int | None, chunk_bytes: int, progress: bool) -> None:
     n, size, channels = len(paths), settings.size, settings.channels
     row_bytes = size * size * channels
@@ -254,8 +251,7 @@ def _build(folder: Path, paths: list[Path], hashes: list[str], settings: DecodeS
         if c in done:
             continue
         lo, hi = c * rows_per_chunk, min(n, (c + 1) * rows_per_chunk)
-        tasks.append((c, [str(p) for p in paths[lo:hi]], hashes[lo:hi], size, channels,
-                      str(folder)))
+        tasks.append((c, [str(p) for p in paths[lo:hi]], hashes[lo:hi], settings, str(folder)))
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     bar = progress_bar(range(n), f"decode {n} images", "img", progress, n)
     if hasattr(bar, "update"):
@@ -292,7 +288,7 @@ def _build(folder: Path, paths: list[Path], hashes: list[str], settings: DecodeS
     tmp.replace(folder / "crc32.npy")
     _write_json(folder / "store.json", {
         "format": STORE_FORMAT, "n": n, "size": size, "channels": channels,
-        "rows_per_chunk": rows_per_chunk, "settings": asdict(settings),
+        "rows_per_chunk": rows_per_chunk, "settings": settings.as_dict(),
     })
     log_path.unlink(missing_ok=True)
     meta_path.unlink(missing_ok=True)
@@ -328,7 +324,7 @@ class ImageStore:
         self.size = int(meta["size"])
         self.channels = int(meta["channels"])
         self.rows_per_chunk = int(meta["rows_per_chunk"])
-        self.settings = DecodeSettings(**meta["settings"])
+        self.settings = StoreSettings.from_dict(meta["settings"])
         self._crc = crc
         self._row_bytes = self.size * self.size * self.channels
         self._fds: dict[int, int] = {}

@@ -111,9 +111,11 @@ def load_splits(config: ExperimentConfig) -> DatasetSplits:
     return limited
 
 
-def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
-    """Load data and build/cached-load the encoder and its features for ``config``."""
-    splits = load_splits(config)
+def prepare(config: ExperimentConfig, progress: bool = True,
+            splits: DatasetSplits | None = None) -> Prepared:
+    """Load data (or take ``splits``, already loaded by :func:`load_splits`) and
+    build/cached-load the encoder and its features for ``config``."""
+    splits = splits if splits is not None else load_splits(config)
     mc = config.model
     train = splits.train
     in_channels, image_size = train.image_shape[2], train.image_shape[0]

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medactive.data import DatasetSplits
 from medactive.errors import ConfigError, StrategyError
 from medactive.experiment.config import ExperimentConfig, StrategySpec
-from medactive.experiment.prepare import Prepared, prepare
+from medactive.experiment.prepare import Prepared, load_splits, prepare
 from medactive.experiment.results import drop_incomplete_cells, read_jsonl
 from medactive.metrics import evaluate_probabilities
 from medactive.models import (
@@ -34,6 +35,7 @@ from medactive.models import (
     head_proba,
     predict_proba,
 )
+from medactive.models.device import select_device
 from medactive.progress import progress_bar
 from medactive.strategies import RoundView, checked_strategy, get_strategy
 from medactive.strategies.sharded import rank_with
@@ -82,29 +84,34 @@ class Runner:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self._prepared: Prepared | None = None
+        self._splits: DatasetSplits | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_out_dir(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """Refuse a folder holding results of another configuration (a folder with a
+        ``config.json`` but no results, e.g. from a run that failed, may be reused); write
+        nothing (called only once everything else is checked)."""
         resolved = self.config.model_dump(mode="json")
         path = self.out_dir / CONFIG
-        if path.exists():
-            previous = json.loads(path.read_text())
-            if previous != resolved:
-                raise ConfigError(
-                    f"{self.out_dir} holds results of a different configuration; "
-                    "choose another --out or remove that folder"
-                )
-        else:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True))
-            tmp.replace(path)
+        if path.exists() and json.loads(path.read_text()) != resolved and any(
+                read_jsonl(self.out_dir / name) for name in (RESULTS, REFERENCE)):
+            raise ConfigError(
+                f"{self.out_dir} holds results of a different configuration; "
+                "choose another --out or remove that folder"
+            )
+
+    def _write_config(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / CONFIG
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.config.model_dump(mode="json"), indent=2, sort_keys=True))
+        tmp.replace(path)
 
     @property
     def prepared(self) -> Prepared:
         """Splits, encoder and cached features (computed on first use)."""
         if self._prepared is None:
-            self._prepared = prepare(self.config, progress=self.progress)
+            self._prepared = prepare(self.config, progress=self.progress, splits=self._splits)
         return self._prepared
 
     def _validate_strategies(self) -> None:
@@ -123,9 +130,18 @@ class Runner:
 
     # ------------------------------------------------------------------ run
     def run(self) -> Path:
-        """Run every unfinished cell; return the results file."""
+        """Run every unfinished cell; return the results file.
+
+        Everything that can be wrong is checked before the first write: strategies, the
+        device, the output folder, the dataset and whether the budget schedule fits its pool
+        (a failed run leaves the folder as it was).
+        """
         self._validate_strategies()
+        select_device(self.config.run.device)  # `[run] device = "bogus"` fails here
         self._check_out_dir()
+        self._splits = load_splits(self.config)
+        budget_schedule(self.config, len(self._splits.train))
+        self._write_config()  # the run really starts here
         results = self.out_dir / RESULTS
         cfg = self.config
         n_points = (cfg.acquisition.rounds if cfg.acquisition.schedule is None
