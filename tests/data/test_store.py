@@ -203,3 +203,33 @@ def test_lazy_indexing_matches_numpy(tmp_path: Path) -> None:
         assert len(got) == len(batches)
         for b, arr in zip(batches, got, strict=True):
             np.testing.assert_array_equal(arr, dense[b])
+
+
+def test_lazy_folder_dataset_equals_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image-folder CSV loaded lazily holds the same pixels, ids and labels; subsets stay lazy."""
+    from medactive.data.folder import load_folder_splits
+
+    monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    paths = _write_pngs(tmp_path / "src", 30)
+    rows = ["image,label"] + [f"src/{p.name},{'ab'[i % 2]}" for i, p in enumerate(paths)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    dense = load_folder_splits(tmp_path / "labels.csv", image_size=10, sizes=(20, 4, 6))
+    lazy = load_folder_splits(tmp_path / "labels.csv", image_size=10, sizes=(20, 4, 6), lazy=True)
+    for (_, d), (_, z) in zip(dense.items(), lazy.items(), strict=True):
+        assert isinstance(z.images, LazyImages)
+        np.testing.assert_array_equal(z.images[:], d.images)
+        np.testing.assert_array_equal(z.labels, d.labels)
+        assert list(z.ids) == list(d.ids)
+    assert (tmp_path / "cache" / "stores").is_dir()
+
+
+def test_kmeans_pixels_on_a_lazy_pool(tmp_path: Path) -> None:
+    from medactive.coldstart import ColdStartView, get_coldstart_strategy
+
+    paths = _write_pngs(tmp_path / "src", 40)
+    store = build_store(paths, StoreSettings(size=8, channels=3), root=tmp_path / "s",
+                        progress=False)
+    view = ColdStartView(np.zeros((40, 2), np.float32), images=store.images)
+    picks = get_coldstart_strategy("kmeans-pixels", pca_dim=5, seed=0).select(
+        view, 6, np.random.default_rng(0))
+    assert picks.shape == (6,) and len(set(picks.tolist())) == 6

@@ -450,3 +450,17 @@ class ImageStore:
         step = self.rows_per_chunk
         for start in progress_bar(range(0, self.n, step), "verify store", "chunk", progress):
             self.read_rows(np.arange(start, min(self.n, start + step)))
+
+
+def store_images(paths: Sequence[Path | str], size: int, channels: int | None = None,
+                 decode: DecodeSettings | None = None, progress: bool = True) -> LazyImages:
+    """The lazy ``(N, size, size, channels)`` images of ``paths`` through the store (built or
+    reused). ``channels=None``: 3 if any of the first 64 files is colour, else 1 (a lazy pool
+    cannot look at every image before it is built)."""
+    decode = decode or DecodeSettings()
+    if channels is None:
+        from medactive.data.decode import read_image
+
+        sample = [read_image(p, size, settings=decode) for p in list(paths)[:64]]
+        channels = 3 if any(a.ndim == 3 for a in sample) else 1
+    return build_store(paths, StoreSettings(size, channels, decode), progress=progress).images

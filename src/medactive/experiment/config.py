@@ -36,6 +36,8 @@ class DatasetConfig(_Strict):
     val_limit: int | None = Field(default=None, ge=10)
     test_limit: int | None = Field(default=None, ge=10)
     seed: int = 0
+    #: image-folder CSV only: decode into the on-disk store and read lazily (pools beyond memory)
+    lazy: bool = False
 
     @model_validator(mode="after")
     def _sizes_for_stratified(self) -> DatasetConfig:

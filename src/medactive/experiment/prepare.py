@@ -91,7 +91,10 @@ def _limit(ds: ImageDataset, n: int | None, seed: int) -> ImageDataset:
 def load_splits(config: ExperimentConfig) -> DatasetSplits:
     """Load the dataset and apply the configured split, long tail and size limits."""
     dc = config.dataset
-    splits = load_dataset(dc.source)
+    if dc.lazy and not str(dc.source).lower().endswith(".csv"):
+        raise ConfigError("dataset.lazy applies to image-folder .csv sources (MedMNIST arrays "
+                          "are already in memory)")
+    splits = load_dataset(dc.source, **({"lazy": True} if dc.lazy else {}))
     if dc.split == "stratified":
         assert dc.sizes is not None
         pooled = _concat([d for _, d in splits.items() if len(d)])
