@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -117,9 +118,8 @@ class ImageDataset:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise DataError(f"{self.name}: subset index out of range for {len(self)} images")
-        return ImageDataset(
-            take(self.images, idx), self.labels[idx], self.class_names, self.ids[idx], self.name
-        )
+        images = cast(np.ndarray, take(self.images, idx))  # a lazy view stays lazy
+        return ImageDataset(images, self.labels[idx], self.class_names, self.ids[idx], self.name)
 
     def with_labels(self, labels: np.ndarray) -> ImageDataset:
         """Return a copy with ``labels`` replaced (images are shared, not copied)."""

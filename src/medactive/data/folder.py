@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -145,7 +146,8 @@ def _load(
 
         if image_size is None:
             raise DataError("lazy loading needs an image_size (the store holds one size)")
-        images = store_images(paths, image_size, channels, settings)
+        # duck-typed: a LazyImages stands in for the uint8 array (shape, dtype, indexing)
+        images = cast(np.ndarray, store_images(paths, image_size, channels, settings))
     else:
         images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size,
                                                     settings), channels)

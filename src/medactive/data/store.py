@@ -114,11 +114,11 @@ def store_key(hashes: Sequence[str], settings: StoreSettings) -> str:
     return h.hexdigest()[:24]
 
 
-def hash_files(paths: Sequence[Path], progress: bool = True) -> list[str]:
+def hash_files(paths: Sequence[Path | str], progress: bool = True) -> list[str]:
     """Hex SHA-256 of every file (threaded: hashlib releases the GIL on large buffers)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(path: Path) -> str:
+    def one(path: Path | str) -> str:
         try:
             return hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError as exc:
@@ -207,13 +207,13 @@ def build_store(
     Raises:
         DataError: a file is missing, unreadable, undecodable or changed since it was hashed.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise DataError("no images to store")
     if hashes is None:
-        hashes = hash_files(paths, progress)
-    if len(hashes) != len(paths):
-        raise DataError(f"{len(hashes)} content hashes for {len(paths)} images")
+        hashes = hash_files(files, progress)
+    if len(hashes) != len(files):
+        raise DataError(f"{len(hashes)} content hashes for {len(files)} images")
     if root is None:
         from medactive.data.medmnist import cache_dir
 
@@ -226,7 +226,7 @@ def build_store(
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same store finishes first
         if (folder / "store.json").is_file():
             return ImageStore.open(folder)
-        _build(folder, paths, list(hashes), settings, workers, chunk_bytes, progress)
+        _build(folder, files, list(hashes), settings, workers, chunk_bytes, progress)
     store = ImageStore.open(folder)
     store.built_now = True  # every file was just read and checked against its hash
     return store
@@ -255,7 +255,7 @@ def _build(folder: Path, paths: list[Path], hashes: list[str], settings: StoreSe
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     bar = progress_bar(range(n), f"decode {n} images", "img", progress, n)
     if hasattr(bar, "update"):
-        bar.update(sum(len(_crc_array(v)) for v in done.values()))  # type: ignore[attr-defined]
+        bar.update(sum(len(_crc_array(v)) for v in done.values()))
     with open(log_path, "a") as log:
 
         def record(chunk: int, crc: bytes) -> None:
@@ -264,7 +264,7 @@ def _build(folder: Path, paths: list[Path], hashes: list[str], settings: StoreSe
             os.fsync(log.fileno())
             done[chunk] = crc
             if hasattr(bar, "update"):
-                bar.update(len(crc) // 4)  # type: ignore[attr-defined]
+                bar.update(len(crc) // 4)
 
         if n_workers == 1 or n < _PARALLEL_MIN:
             for task in tasks:
@@ -281,7 +281,7 @@ def _build(folder: Path, paths: list[Path], hashes: list[str], settings: StoreSe
                         f.cancel()
                     raise
     if hasattr(bar, "close"):
-        bar.close()  # type: ignore[attr-defined]
+        bar.close()
     crc = np.concatenate([_crc_array(done[c]) for c in range(n_chunks)])
     tmp = folder / "crc32.tmp.npy"
     np.save(tmp, crc)
@@ -429,7 +429,7 @@ class ImageStore:
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
             c = int(chunk[s])
             offset = (int(srt[s]) - c * self.rows_per_chunk) * self._row_bytes
-            target = memoryview(flat[s:e]).cast("B")
+            target = memoryview(flat[s:e]).cast("B")  # type: ignore[arg-type]
             got = os.preadv(self._fd(c), [target], offset)
             if got != target.nbytes:
                 raise DataError(f"{self.folder / 'chunks' / _chunk_name(c)}: image store chunk "
