@@ -86,3 +86,16 @@ def test_single_process_is_the_identity() -> None:
     assert distributed.all_gather_rows(t, ctx) is t
     shards = [distributed.shard(np.arange(11), distributed.DistContext(r, 3)) for r in range(3)]
     assert sorted(np.concatenate(shards).tolist()) == list(range(11))
+
+
+def test_pretrain_command_single_process(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``medactive pretrain`` (what torchrun launches) fills the encoder cache."""
+    from medactive.cli import main
+    from tests.experiment.conftest import write_synthetic_npz
+
+    monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    npz = write_synthetic_npz(tmp_path / "s.npz")
+    assert main(["pretrain", "--data", str(npz), "--epochs", "1", "--batch-size", "16",
+                 "--no-progress"]) == 0
+    assert "1 process(es)" in capsys.readouterr().out
+    assert len(list((tmp_path / "cache" / "encoders").glob("*/meta.json"))) == 1
