@@ -1,7 +1,9 @@
 """Pools of a hospital's size: the decoded-image store, lazy rounds, 1M-feature scoring, Ray.
 
 Every step prints its figures side by side; each measured step runs in a fresh subprocess so its
-peak resident memory (``ru_maxrss``) is its own. Steps (run all, or name some):
+peak resident memory (``ru_maxrss``) is its own. Torch runs 1 thread per process
+(``BENCH_THREADS``): on a shared 2-core machine two OpenMP threads made the scoring loops up to
+30x slower (docs/benchmarks.md). Steps (run all, or name some):
 
 * ``folder``  — a 200,000-image folder of 64x64 RGB PNGs made by upsampling and augmenting
   BloodMNIST (train+val+test), plus ``labels.csv``; reused when present.
@@ -12,6 +14,8 @@ peak resident memory (``ru_maxrss``) is its own. Steps (run all, or name some):
 * ``lazy``    — feature-extraction throughput on the same 50k images: in memory vs the lazy store
   path, plus the raw read throughput of the store (``preadv``), a ``numpy.memmap`` of the same
   chunks and zarr (when installed), sequential and random batches.
+* ``ab``      — the same comparison as alternated passes (in memory, lazy, in memory, ...) on
+  the first 10,000 images, so a changing load hits both paths alike.
 * ``million`` — 1,000,000 x 512 features, 2,000 evaluation images: AEIG, BALD, CoreSet, BADGE
   (and EPIG when registered): time and peak RSS each.
 * ``ray``     — the 50k round's scoring sharded over a local Ray cluster of 2 workers vs the
@@ -35,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
-STEPS = ("folder", "build", "rounds", "lazy", "million", "ray")
+STEPS = ("folder", "build", "rounds", "lazy", "ab", "million", "ray")
 
 
 def _gib(kib: int) -> float:
@@ -172,7 +176,7 @@ def child_round(work: Path, n: int, budget: int, n_val: int, strategies: list[st
     from medactive.models import extract_features, fit_head
     from medactive.strategies import RoundView, get_strategy
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     images = _store(work).images.subset(np.arange(n))
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -213,7 +217,7 @@ def child_features(work: Path, n: int, in_memory: bool, reps: int) -> None:
 
     from medactive.models import extract_features
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     images = _store(work).images.subset(np.arange(n))
     if in_memory:
         images = images[:]
@@ -224,6 +228,26 @@ def child_features(work: Path, n: int, in_memory: bool, reps: int) -> None:
         extract_features(backbone, images, batch_size=512, progress=False)
         best = min(best, time.perf_counter() - t0)
     _finish({"n": n, "in_memory": in_memory, "img_s": n / best})
+
+
+def child_alternating(work: Path, n: int, rounds: int) -> None:
+    """In-memory and lazy feature extraction alternated on the same images (A B A B ...), so
+    a changing load on a shared machine hits both paths alike; best pass of each."""
+    import torch
+
+    from medactive.models import extract_features
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    lazy = _store(work).images.subset(np.arange(n))
+    dense = lazy[:]
+    backbone = _round_inputs(0)
+    best = {"memory": np.inf, "lazy": np.inf}
+    for _ in range(rounds):
+        for name, images in (("memory", dense), ("lazy", lazy)):
+            t0 = time.perf_counter()
+            extract_features(backbone, images, batch_size=512, progress=False)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    _finish({"n": n, "memory_img_s": n / best["memory"], "lazy_img_s": n / best["lazy"]})
 
 
 def child_reads(work: Path, n: int, batch: int) -> None:
@@ -280,7 +304,7 @@ def child_million(work: Path, strategy: str, n: int, n_val: int, dim: int, budge
 
     from medactive.strategies import RoundView, get_strategy
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rng = np.random.default_rng(0)
     feats = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, 65536):  # post-ReLU-like features, ||h||^2 ~ 128
@@ -320,6 +344,8 @@ def main() -> None:
                     help="features of the rounds: the compact backbone, or a cheap pooled-pixel "
                          "stand-in (same lazy reads, no forward pass) for a loaded machine")
     ap.add_argument("--reps", type=int, default=2, help="passes of the lazy step (best kept)")
+    ap.add_argument("--alternate", type=int, default=10_000,
+                    help="images of the alternated in-memory / lazy comparison")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -377,6 +403,13 @@ def main() -> None:
                          f"{reads['zarr_rand']:,.0f}"])
         _table(["layout", "sequential img/s", "random img/s"], rows)
         print(f"\nmemmap reader's peak RSS after the passes: {reads['memmap_rss_gib']:.2f} GiB")
+    if "ab" in args.steps:
+        alt = _child("alternating", args.work, n=args.alternate, rounds=3)
+        print(f"\n## Lazy vs in-memory, alternated A/B passes ({args.alternate:,} images, 3 "
+              "rounds, best of each)\n")
+        _table(["in memory img/s", "lazy img/s", "lazy / in-memory"],
+               [[f"{alt['memory_img_s']:,.0f}", f"{alt['lazy_img_s']:,.0f}",
+                 f"{alt['lazy_img_s'] / alt['memory_img_s']:.0%}"]])
     if "million" in args.steps:
         rows = []
         names = ["aeig", "bald", "coreset", "badge"] + (["epig"] if "epig" in strategies else [])
