@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -21,11 +23,45 @@ def progress_bar(iterable: Iterable[T], desc: str = "", unit: str = "it", enable
                  total: int | None = None) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar (ETA and throughput) unless disabled.
 
-    ``$MEDACTIVE_PROGRESS=0`` turns every bar off (CI logs, test runs).
+    ``$MEDACTIVE_PROGRESS=0`` turns every bar off (CI logs, test runs). A listener installed
+    with :func:`listen` hears every step either way.
     """
+    iterable = _heard(iterable, desc, total)
     if not enabled or not progress_enabled():
         return iterable
     return tqdm(iterable, desc=desc, unit=unit, total=total, leave=False, dynamic_ncols=True)
+
+
+# (desc, steps done, total steps or None) -> None; set by listen() for the current context
+_LISTENER: ContextVar[Callable[[str, int, int | None], None] | None] = ContextVar(
+    "medactive_progress_listener", default=None)
+
+
+@contextmanager
+def listen(callback: Callable[[str, int, int | None], None]) -> Iterator[None]:
+    """While the block runs, every :func:`progress_bar` step calls ``callback(desc, done,
+    total)`` (a background job reports its progress this way, bars shown or not)."""
+    token = _LISTENER.set(callback)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def _heard(iterable: Iterable[T], desc: str, total: int | None) -> Iterable[T]:
+    callback = _LISTENER.get()
+    if callback is None:
+        return iterable
+    size = total if total is not None else (len(iterable) if isinstance(iterable, Sized)
+                                            else None)
+
+    def steps() -> Iterator[T]:
+        callback(desc, 0, size)
+        for done, item in enumerate(iterable, start=1):
+            yield item
+            callback(desc, done, size)
+
+    return steps()
 
 
 def note(message: str) -> None:

@@ -102,7 +102,9 @@ def test_label_three_undo_reload(server: tuple[str, Path], tmp_path: Path) -> No
             expect(page.locator("#progress")).to_have_text("2 / 10")
             expect(page.locator("#annotator")).to_have_value("Dr. Example")  # remembered
             third = page.locator("#img").get_attribute("data-image-id")
-            page.wait_for_function("document.getElementById('img').naturalWidth > 0")
+            # (no wait_for_function: its polling evaluates strings, which the page's CSP forbids)
+            expect(page.locator("#img")).to_have_js_property("complete", True)
+            assert page.locator("#img").evaluate("e => e.naturalWidth") > 0
             page.locator("#contrast").fill("130")
             shot = tmp_path / "labelling.png"
             page.screenshot(path=str(shot))
@@ -161,7 +163,7 @@ def test_another_site_cannot_write(local_server: tuple[str, Path]) -> None:
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
     import http.server
 
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, proj = local_server
     with ProjectStore.open(proj) as store:
@@ -187,8 +189,7 @@ def test_another_site_cannot_write(local_server: tuple[str, Path]) -> None:
             try:
                 page = browser.new_page()
                 page.goto(f"{url}/")  # the clinician's session cookie is set
-                page.wait_for_function("document.getElementById('progress').textContent"
-                                       " === '0 / 10'")
+                expect(page.locator("#progress")).to_have_text("0 / 10")
                 attacker = browser.new_page()  # "localhost" is another site than 127.0.0.1
                 attacker.goto(f"http://localhost:{evil.server_address[1]}/")
                 attacker.wait_for_url(f"{url}/api/answer", timeout=15000)  # the form landed

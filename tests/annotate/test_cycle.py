@@ -24,6 +24,8 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
     proj = tmp_path / "blood"
     assert main(["project", "init", str(proj), "--from-npz", str(bloodmnist_path),
                  "--split", "train", "--limit", str(N_IMAGES)]) == 0
+    # the validation draw is tested in test_workflow.py; here every pick is the strategy's
+    assert main(["project", "settings", str(proj), "--validation-share", "0"]) == 0
     assert main(["project", "query", str(proj), "--budget", str(BUDGET),
                  "--pretrain-epochs", "2"]) == 0
     assert "hacon chose 24 images" in capsys.readouterr().out

@@ -7,7 +7,8 @@ a JSON body), or one of the ways another web page or host could try to reach the
 cookie, a foreign ``Origin``, a rebound ``Host``, a ``text/plain`` body). The properties:
 
 * no request gets a 5xx;
-* the store changes only through a 200 answer or undo sent by the page.
+* the store changes only through a 200 answer, undo, adjudication or next-round request sent by
+  the page (the next round's background job is replaced by a stand-in that records a job).
 
 The schema is built in-process (``app.openapi()``); the running server does not serve it (it
 has ``openapi_url=None``): the page needs none, and a schema would only tell a visitor how to
@@ -35,7 +36,20 @@ from medactive.annotate.store import ProjectStore
 CLASSES = ["benign", "malignant", "normal"]
 BASE = "http://127.0.0.1:8765"
 SENDERS = ("page", "no-cookie", "foreign-origin", "cross-site", "rebound-host", "text-plain")
-WRITES = ("/api/answer", "/api/undo")
+WRITES = ("/api/answer", "/api/undo", "/api/adjudicate", "/api/next-round")
+
+
+def _fake_job(store: ProjectStore, budget: int) -> int:
+    """Stands in for the background query (the fuzz must not train models): a job that is
+    recorded and finishes at once."""
+    job = store.begin_job("query", {"budget": budget}, None)
+    store.finish_job(job, error="fuzz stand-in")
+    return job
+
+
+def _snapshot(store: ProjectStore) -> tuple:
+    """Everything a request could change: labels, adjudications, jobs."""
+    return store.history(), store.adjudication_history(), store.jobs()
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +65,10 @@ def served(tmp_path_factory) -> Iterator[tuple[TestClient, ProjectStore, str, ob
             root / "raw" / f"img{k:02d}.png")
     store = init_from_folder(root / "proj", root / "raw", CLASSES)
     ids = [i.id for i in store.images()]
+    for reader, answer in (("dr-a", "benign"), ("dr-b", "normal")):  # one disagreement
+        store.record(ids[9], answer, reader)
     store.add_round("random", {}, None, [(i, None) for i in ids[:8]])
-    app = create_app(store.dir)
+    app = create_app(store.dir, start_job=_fake_job)
     client = TestClient(app, base_url=BASE)
     session = client.get("/").cookies["medactive-8765"]
     client.cookies.clear()  # every request below states its own credentials
@@ -90,7 +106,11 @@ def test_schema_covers_the_api(served) -> None:
     _, _, _, schema = served
     operations = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
     assert {("POST", "/api/answer"), ("POST", "/api/undo"), ("GET", "/api/state"),
-            ("GET", "/api/image/{image_id}")} <= operations
+            ("GET", "/api/image/{image_id}"), ("POST", "/api/adjudicate"),
+            ("POST", "/api/next-round"), ("POST", "/api/signin"), ("GET", "/api/gallery"),
+            ("GET", "/api/item/{image_id}"), ("GET", "/api/thumb/{image_id}"),
+            ("GET", "/api/disagreements"), ("GET", "/api/progress"), ("GET", "/api/job"),
+            ("GET", "/api/export/{fmt}")} <= operations
 
 
 def _cases(store: ProjectStore, schema, mode: GenerationMode) -> st.SearchStrategy:
@@ -103,7 +123,16 @@ def _cases(store: ProjectStore, schema, mode: GenerationMode) -> st.SearchStrate
                                    "answer": st.sampled_from([*CLASSES, "unsure", "skip"]),
                                    "annotator": st.sampled_from(["dr-a", "=HYPERLINK()"])})
     answer_op = schema["/api/answer"]["POST"]
-    return st.one_of(cases, valid.flatmap(lambda b: answer_op.as_strategy(body=b)))
+    disputed = store.images()[9].id
+    adjudication = st.fixed_dictionaries({"image_id": st.just(disputed),
+                                          "answer": st.sampled_from([*CLASSES, "unsure"]),
+                                          "annotator": st.just("dr-c")})
+    adjudicate_op = schema["/api/adjudicate"]["POST"]
+    next_round = st.fixed_dictionaries({"budget": st.integers(1, 5), "annotator": st.just("x")})
+    next_op = schema["/api/next-round"]["POST"]
+    return st.one_of(cases, valid.flatmap(lambda b: answer_op.as_strategy(body=b)),
+                     adjudication.flatmap(lambda b: adjudicate_op.as_strategy(body=b)),
+                     next_round.flatmap(lambda b: next_op.as_strategy(body=b)))
 
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -120,11 +149,11 @@ def test_fuzz_from_the_page(served, mode: GenerationMode) -> None:
     @given(case=_cases(store, schema, mode))
     def check(case) -> None:
         nonlocal writes
-        before = len(store.history())
+        before = _snapshot(store)
         response = _send(client, case, "page", session)
         assert response.status_code < 500, (case.method, case.formatted_path, case.body,
                                             response.text)
-        if len(store.history()) != before:
+        if _snapshot(store) != before:
             writes += 1
             assert response.status_code == 200 and case.method.upper() == "POST"
             assert case.path in WRITES
@@ -133,7 +162,7 @@ def test_fuzz_from_the_page(served, mode: GenerationMode) -> None:
     if mode is GenerationMode.POSITIVE:
         assert writes > 0  # the property was exercised, not vacuously true
     with ProjectStore.open(store.dir) as fresh:
-        assert fresh.history() == store.history()
+        assert _snapshot(fresh) == _snapshot(store)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -144,10 +173,10 @@ def test_fuzz_from_elsewhere(served, mode: GenerationMode) -> None:
     @FUZZ
     @given(case=_cases(store, schema, mode), sender=st.sampled_from(SENDERS[1:]))
     def check(case, sender: str) -> None:
-        before = store.history()
+        before = _snapshot(store)
         response = _send(client, case, sender, session)
         assert response.status_code < 500, (sender, case.method, case.formatted_path)
-        assert store.history() == before, (sender, case.body)
+        assert _snapshot(store) == before, (sender, case.body)
         if case.method.upper() == "POST":
             assert response.status_code in (401, 403, 415, 421), (sender, response.status_code)
 

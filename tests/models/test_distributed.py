@@ -90,8 +90,9 @@ def test_single_process_is_the_identity() -> None:
 
 def test_pretrain_command_single_process(tmp_path: Path, monkeypatch, capsys) -> None:
     """``medactive pretrain`` (what torchrun launches) fills the encoder cache."""
-    from medactive.cli import main
     from tests.experiment.conftest import write_synthetic_npz
+
+    from medactive.cli import main
 
     monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
     npz = write_synthetic_npz(tmp_path / "s.npz")

@@ -25,23 +25,26 @@ latest round that has neither an answer nor a skip.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medactive.annotate.jobs import spawn_query_job
+from medactive.annotate.review_api import add_review_routes, page_state
 from medactive.annotate.store import ProjectStore
 from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import ConfigError, MedactiveError, StoreError, StoreReplacedError
@@ -144,6 +147,7 @@ def create_app(
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
+    start_job: Callable[[ProjectStore, int], int] = spawn_query_job,
 ) -> FastAPI:
     """Build the app over the project in ``project_dir`` (opened once, kept open).
 
@@ -152,6 +156,8 @@ def create_app(
             page; None on a loopback server, where the per-launch session cookie alone guards.
         host, port: the address the server is bound to; requests naming another ``Host`` are
             refused (DNS rebinding), and the cookie is named after the port.
+        start_job: ``(store, budget) -> job id``, what the "next round" button runs (default:
+            ``medactive project query`` in a background process; tests pass a stand-in).
 
     Raises:
         ConfigError: a token shorter than :data:`MIN_TOKEN_LENGTH`.
@@ -174,6 +180,7 @@ def create_app(
     hosts = allowed_hosts(host, port)
     session = secrets.token_urlsafe(32)  # per launch: a restart invalidates old cookies
     cookie = f"medactive-{port}"  # one per port: two projects served at once keep theirs
+    reader_cookie = f"{cookie}-reader"
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -236,23 +243,44 @@ def create_app(
         status = 503 if isinstance(exc, StoreReplacedError) else 409
         return JSONResponse({"detail": redact_paths(str(exc))}, status_code=status)
 
-    def state() -> dict[str, Any]:
-        latest = store.latest_round()
-        queue = store.queue(latest.id) if latest else []
-        current = next((q for q in queue if not q.done), None)
-        last = next((q for q in reversed(queue) if q.done), None)
-        return {
-            "project": project_name,
-            "classes": classes,
-            "annotator": annotator,
-            "round": None if latest is None else {"id": latest.id, "strategy": latest.strategy},
-            "total": len(queue),
-            "done": sum(q.done for q in queue),
-            "current": None if current is None else {
-                "image_id": current.image_id, "uid": current.uid, "rank": current.rank,
-                "score": current.score},
-            "can_undo": last is not None,
-        }
+    def reader_signature(name: str) -> str:
+        return hmac.new(session.encode(), b"reader:" + name.encode(), "sha256").hexdigest()
+
+    def signed_reader(request: Request) -> str | None:
+        """The reader who signed in with their token in this browser (this launch), or None."""
+        value = request.cookies.get(reader_cookie, "")
+        encoded, _, signature = value.partition(".")
+        try:
+            name = base64.urlsafe_b64decode(encoded.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if name and hmac.compare_digest(signature.encode(), reader_signature(name).encode()):
+            return name
+        return None
+
+    def reader_for(request: Request, claimed: str | None) -> str | None:
+        """Who is acting: with reader tokens, the signed-in reader (who may act only as
+        themself); without, the name the page sends."""
+        if not store.readers():
+            return claimed
+        name = signed_reader(request)
+        if name is None:
+            raise HTTPException(401, "sign in as a reader first (name and personal token)")
+        if claimed is not None and claimed != name:
+            raise HTTPException(403, f"signed in as {name!r}: answers are recorded under your "
+                                     "own name only")
+        return name
+
+    def sign_in(name: str) -> Response:
+        response = JSONResponse(state(name))
+        encoded = base64.urlsafe_b64encode(name.encode()).decode()
+        response.set_cookie(reader_cookie, f"{encoded}.{reader_signature(name)}",
+                            httponly=True, samesite="strict", path="/")
+        return response
+
+    def state(reader: str | None = None) -> dict[str, Any]:
+        return page_state(store, project_name, classes, annotator, reader,
+                          bool(store.readers()), redact_paths)
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
@@ -275,8 +303,11 @@ def create_app(
         return Response(_static(name), media_type=STATIC[name])
 
     @app.get("/api/state")
-    def get_state() -> dict[str, Any]:
-        return state()
+    def get_state(request: Request,
+                  reader: str | None = Query(None, pattern=NAME_PATTERN)) -> dict[str, Any]:
+        if store.readers():
+            return state(signed_reader(request))
+        return state(reader)
 
     @app.get("/api/image/{image_id}")
     def image(image_id: int = PathParam(le=MAX_ID)) -> Response:
@@ -299,6 +330,7 @@ def create_app(
     @app.post("/api/answer", openapi_extra=_json_body(AnswerIn))
     async def answer(request: Request) -> dict[str, Any]:
         body: AnswerIn = await _read_json(request, AnswerIn)
+        reader_for(request, body.annotator)
         if body.answer not in classes and body.answer not in ("unsure", "skip"):
             raise HTTPException(422, f"unknown class {body.answer!r}; classes: {classes}")
         latest = store.latest_round()
@@ -311,15 +343,19 @@ def create_app(
             raise HTTPException(409, f"image {body.image_id} is not queried in round {latest.id}")
         await run_in_threadpool(store.record, body.image_id, body.answer, body.annotator,
                                 latest.id)
-        return state()
+        return state(body.annotator)
 
     @app.post("/api/undo", openapi_extra=_json_body(UndoIn))
     async def undo(request: Request) -> dict[str, Any]:
         body: UndoIn = await _read_json(request, UndoIn)
+        reader_for(request, body.annotator)
         latest = store.latest_round()
         if latest is None or await run_in_threadpool(store.undo, latest.id, body.annotator) \
                 is None:
-            raise HTTPException(409, "nothing to undo in this round")
-        return state()
+            raise HTTPException(409, "nothing of yours to undo in this round")
+        return state(body.annotator)
+
+    add_review_routes(app, store, classes, _read_json, _json_body, reader_for, sign_in, state,
+                      start_job, redact_paths, settings)
 
     return app

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for callers
+    CSV_ID,
+    CSV_LABEL,
+    FORMULA_PREFIXES,
+    escape_cell,
+    unescape_cell,
+)
 from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
 from medactive.data.csvfile import read_csv
 from medactive.data.decode import DecodeSettings, encode_png
 from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
 from medactive.errors import ConfigError, DataError, StoreError
 
-CSV_ID = "image_id"
-CSV_LABEL = "label"
 DEFAULT_FOLDER_SIZE = 64
 MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
-# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in an
-# annotator name); tab and carriage return too (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def init_from_folder(
@@ -216,6 +217,8 @@ def read_labels_csv(path: Path) -> list[tuple[str, str]]:
     for row in rows:
         uid = unescape_cell(row.cells.get(CSV_ID, ""))
         label = unescape_cell(row.cells.get(CSV_LABEL, ""))
+        if not label and row.cells.get("decided_by") == "unresolved":
+            continue  # a medactive export's open disagreement: nothing to import yet
         if not uid or not label:
             raise DataError(f"{path}, line {row.line}: empty {CSV_ID} or {CSV_LABEL}")
         out.append((uid, label))
@@ -227,52 +230,22 @@ def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> in
     return store.import_labels(read_labels_csv(path), annotator)
 
 
-def escape_cell(value: str) -> str:
-    """Prefix a cell that a spreadsheet would run as a formula with ``'`` (shown as text)."""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def unescape_cell(value: str) -> str:
-    """Undo :func:`escape_cell`, so an exported file imports back unchanged."""
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
-
-
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
-    """Write the current labels as CSV (``image_id,label,annotator,labelled_at,path``).
-
-    ``unsure`` answers are exported too (label ``unsure``) so nothing said is dropped silently;
-    filter them out for training. Cells starting with ``= + - @`` (tab, CR) are written with a
-    leading ``'`` so a spreadsheet shows them instead of running them; :func:`read_labels_csv`
-    strips it again. Returns the rows (unescaped); writes nothing when ``path`` is None.
+    """Write one CSV row per image with an answer (:mod:`medactive.annotate.exports`): final
+    label, how it was decided, training or validation, every reader's answer, who and when, the
+    file's path. Cells starting with ``= + - @`` (tab, CR) are written with a leading ``'`` so
+    a spreadsheet shows them instead of running them; :func:`read_labels_csv` strips it again.
+    Returns the rows (unescaped); writes nothing when ``path`` is None.
 
     Raises:
         StoreError: the output folder is missing or not writable (nothing is written).
     """
-    names = store.classes()
-    paths = {img.id: img.path for img in store.images()}
-    rows = []
-    for ans in sorted(store.current_answers().values(), key=lambda a: a.image_id):
-        rows.append({CSV_ID: ans.uid,
-                     CSV_LABEL: names[ans.class_idx] if ans.kind == "label" else "unsure",
-                     "annotator": ans.annotator, "labelled_at": ans.created_at,
-                     "path": paths[ans.image_id]})
+    from medactive.annotate.exports import csv_rows, csv_text, write_atomically
+
+    rows = csv_rows(store)
     if path is not None:
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot write {path}: folder {path.parent} does not exist")
-        if path.is_dir():
-            raise StoreError(f"cannot write {path}: it is a folder; give a file name")
-        tmp = path.with_suffix(path.suffix + ".part")
-        try:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator",
-                                                       "labelled_at", "path"])
-                writer.writeheader()
-                writer.writerows({k: escape_cell(v) for k, v in row.items()} for row in rows)
-            tmp.replace(path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+        text = csv_text(rows)
+        write_atomically(Path(path), lambda f: f.write(text))
     return rows
 
 
@@ -301,14 +274,16 @@ class ProjectStatus:
 
 
 def project_status(store: ProjectStore) -> ProjectStatus:
-    """Labelled per class, unsure answers, rounds and pending queries."""
+    """Decided labels per class, unsure decisions, rounds and pending queries."""
+    from medactive.annotate.consensus import decisions
+
     names = store.classes()
     per_class = dict.fromkeys(names, 0)
     unsure = 0
-    for ans in store.current_answers().values():
-        if ans.kind == "label":
-            per_class[names[ans.class_idx]] += 1
-        else:
+    for d in decisions(store).values():
+        if d.label is not None:
+            per_class[names[d.label]] += 1
+        elif d.answer == "unsure":
             unsure += 1
     latest = store.latest_round()
     pending = 0 if latest is None else sum(not q.done for q in store.queue(latest.id))

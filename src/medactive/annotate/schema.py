@@ -7,7 +7,7 @@ read (and versioned) in one place.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -86,7 +86,60 @@ BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
 CREATE TRIGGER removals_no_delete BEFORE DELETE ON removals
 BEGIN SELECT RAISE(ABORT, 'removals are append-only'); END;
 """,
+    # v4: the clinic workflow (issue 14). Why each image was queried (``queries.purpose``: the
+    # strategy's pick, a uniformly random validation draw, or a second read of a labelled
+    # image); the model's probabilities per round (``predictions``: "why this image", the
+    # validation AUC of every round's model, the stopping signal); adjudications of readers'
+    # disagreements (append-only, like labels); background jobs (at most one running, enforced
+    # by a partial unique index); per-reader tokens (only their SHA-256 is kept).
+    4: """
+ALTER TABLE queries ADD COLUMN purpose TEXT NOT NULL DEFAULT 'acquire'
+    CHECK (purpose IN ('acquire', 'validation', 'second-read'));
+CREATE TABLE predictions (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    probs BLOB NOT NULL,
+    PRIMARY KEY (round_id, image_id)
+) WITHOUT ROWID;
+CREATE TABLE adjudications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'unsure')),
+    class_idx INTEGER REFERENCES classes(idx),
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    CHECK ((kind = 'label') = (class_idx IS NOT NULL))
+);
+CREATE INDEX adjudications_image ON adjudications(image_id);
+CREATE TRIGGER adjudications_no_update BEFORE UPDATE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only: the latest one counts'); END;
+CREATE TRIGGER adjudications_no_delete BEFORE DELETE ON adjudications
+BEGIN SELECT RAISE(ABORT, 'adjudications are append-only: the latest one counts'); END;
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    params TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    pid INTEGER,
+    host TEXT,
+    round_id INTEGER REFERENCES rounds(id),
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE UNIQUE INDEX jobs_one_running ON jobs(status) WHERE status = 'running';
+CREATE TABLE readers (
+    name TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+""",
 }
+#: Why an image is in a round's queue.
+PURPOSES = ("acquire", "validation", "second-read")
 SCHEMA_VERSION = max(MIGRATIONS)
 
 # Latest live (not retracted) answer per image that is still in the project (not removed).
@@ -168,7 +221,12 @@ class RoundRow:
 
 @dataclass(frozen=True)
 class QueueItem:
-    """One queried image of a round, with what has happened to it so far."""
+    """One queried image of a round, with what has happened to it so far.
+
+    ``answer`` is the latest answer by anyone (class name, ``"unsure"`` or None); ``answers``
+    every reader's current answer; ``skipped`` whether the reader the queue was built for
+    (anyone, without a reader) skipped it; ``done`` whether that reader's page moves past it.
+    """
 
     rank: int
     image_id: int
@@ -176,8 +234,25 @@ class QueueItem:
     score: float | None
     answer: str | None  # class name, "unsure", or None
     skipped: bool
+    purpose: str = "acquire"
+    answers: dict[str, str] = field(default_factory=dict)
+    done: bool = False
 
-    @property
-    def done(self) -> bool:
-        """Answered or skipped: the page moves past it."""
-        return self.answer is not None or self.skipped
+
+@dataclass(frozen=True)
+class Job:
+    """A background job (one query round): state as recorded in the store."""
+
+    id: int
+    kind: str
+    status: str  # running | done | failed
+    params: dict[str, Any]
+    stage: str
+    progress: float  # 0..1
+    error: str | None
+    pid: int | None
+    host: str | None
+    round_id: int | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None

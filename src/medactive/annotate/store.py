@@ -33,11 +33,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from medactive.annotate.records import ReviewRecords
 from medactive.annotate.schema import (
     APP_ID,
     CURRENT_SQL,
     DB_NAME,
     MIGRATIONS,
+    PURPOSES,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     Answer,
@@ -153,7 +157,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
-class ProjectStore:
+class ProjectStore(ReviewRecords):
     """Open project database. Thread-safe (one lock around the connection); use as a context
     manager or call :meth:`close`."""
 
@@ -462,7 +466,8 @@ class ProjectStore:
             return int(cur.lastrowid)
 
     def undo(self, round_id: int | None, annotator: str) -> int | None:
-        """Withdraw the latest live answer or skip of ``round_id`` by appending a retraction.
+        """Withdraw ``annotator``'s own latest live answer or skip of ``round_id`` by appending
+        a retraction (one reader never withdraws another's answer).
 
         Returns:
             the image id whose answer was withdrawn, or None when there is nothing to undo.
@@ -470,10 +475,10 @@ class ProjectStore:
         with self._write() as con:
             row = con.execute(
                 "SELECT id, image_id FROM labels WHERE kind IN ('label', 'unsure', 'skip')"
-                " AND round_id IS ? AND id NOT IN"
+                " AND round_id IS ? AND annotator = ? AND id NOT IN"
                 " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)"
                 " ORDER BY id DESC LIMIT 1",
-                (round_id,),
+                (round_id, annotator),
             ).fetchone()
             if row is None:
                 return None
@@ -521,17 +526,30 @@ class ProjectStore:
         params: dict[str, Any],
         checkpoint: str | None,
         ranked: Sequence[tuple[int, float | None]],
+        purposes: Sequence[str] | None = None,
+        predictions: dict[int, np.ndarray] | None = None,
     ) -> int:
-        """Record a round and its ranked ``(image_id, score)`` queries in one transaction.
+        """Record a round, its ranked ``(image_id, score)`` queries and (optionally) the round
+        model's ``(C,)`` probabilities per image, all in one transaction.
+
+        Args:
+            purposes: per query, why it is asked (:data:`~medactive.annotate.schema.PURPOSES`);
+                default all ``"acquire"``. Only a ``"second-read"`` may name a labelled image.
+            predictions: ``image_id -> (C,)`` probabilities of the model that chose the round.
 
         Raises:
-            StoreError: a queried image already has an answer, or is listed twice.
+            StoreError: a queried image already has an answer (outside a second read), is
+                listed twice, or a purpose is unknown.
         """
         ids = [int(i) for i, _ in ranked]
+        kinds = list(purposes) if purposes is not None else ["acquire"] * len(ids)
+        if len(kinds) != len(ids) or any(k not in PURPOSES for k in kinds):
+            raise StoreError(f"one purpose per query, each one of {PURPOSES}")
         if len(set(ids)) != len(ids):
             raise StoreError("a round cannot query the same image twice")
-        answered = set(self.current_answers())
-        clash = [i for i in ids if i in answered]
+        answered = {a.image_id for a in self.reader_answers()}
+        clash = [i for i, k in zip(ids, kinds, strict=True)
+                 if i in answered and k != "second-read"]
         if clash:
             raise StoreError(f"refusing to query {len(clash)} already-labelled image(s)")
         with self._write() as con:
@@ -542,10 +560,16 @@ class ProjectStore:
             )
             rid = int(cur.lastrowid)
             con.executemany(
-                "INSERT INTO queries (round_id, image_id, rank, score) VALUES (?, ?, ?, ?)",
-                [(rid, i, r, None if s is None else float(s))
-                 for r, (i, s) in enumerate(ranked, start=1)],
+                "INSERT INTO queries (round_id, image_id, rank, score, purpose)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(rid, i, r, None if s is None else float(s), k)
+                 for r, ((i, s), k) in enumerate(zip(ranked, kinds, strict=True), start=1)],
             )
+            if predictions:
+                con.executemany(
+                    "INSERT INTO predictions (round_id, image_id, probs) VALUES (?, ?, ?)",
+                    [(rid, int(i), np.asarray(p, np.float32).tobytes())
+                     for i, p in predictions.items()])
         return rid
 
     def _project_relative(self, path: str | Path | None) -> str | None:
@@ -572,22 +596,42 @@ class ProjectStore:
         rounds = self.rounds()
         return rounds[-1] if rounds else None
 
-    def queue(self, round_id: int) -> list[QueueItem]:
-        """The round's queried images in rank order, with their current answer / skip state
-        (removed images left out)."""
+    def queue(self, round_id: int, reader: str | None = None,
+              reads_needed: int = 1) -> list[QueueItem]:
+        """The round's queried images in rank order, with every reader's answer and whether
+        the page of ``reader`` moves past each one.
+
+        An image is *done* for ``reader`` once they answered or skipped it, or once it has
+        ``reads_needed`` readers' answers (2 at least for a second read, which also never goes
+        back to a reader who has answered it). Without a reader, an image is done once anyone
+        answered or skipped it (the single-reader view). Removed images are left out.
+        """
         answers = self.current_answers()
         names = self.classes()
-        skipped = {r[0] for r in self._query(
-            "SELECT image_id FROM labels WHERE kind = 'skip' AND round_id = ? AND id NOT IN"
-            " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))}
+        by_reader: dict[int, dict[str, str]] = {}
+        for a in self.reader_answers():
+            by_reader.setdefault(a.image_id, {})[a.annotator] = (
+                names[a.class_idx] if a.kind == "label" else a.kind)
+        skips = self._query(
+            "SELECT image_id, annotator FROM labels WHERE kind = 'skip' AND round_id = ? AND id"
+            " NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))
+        skipped = {iid for iid, who in skips if reader is None or who == reader}
         items = []
-        for rank, iid, uid, score in self._query(
-            "SELECT q.rank, q.image_id, i.uid, q.score FROM queries q JOIN images i"
+        for rank, iid, uid, score, purpose in self._query(
+            "SELECT q.rank, q.image_id, i.uid, q.score, q.purpose FROM queries q JOIN images i"
             " ON i.id = q.image_id WHERE q.round_id = ? AND q.image_id NOT IN"
             " (SELECT image_id FROM removals) ORDER BY q.rank", (round_id,)
         ):
             ans = answers.get(iid)
             name = None if ans is None else (
                 names[ans.class_idx] if ans.kind == "label" else ans.kind)
-            items.append(QueueItem(rank, iid, uid, score, name, iid in skipped and ans is None))
+            readers = by_reader.get(iid, {})
+            need = max(reads_needed, 2) if purpose == "second-read" else reads_needed
+            if reader is None:
+                done = (len(readers) >= need or iid in skipped) if purpose == "second-read" \
+                    else (ans is not None or iid in skipped)
+            else:
+                done = reader in readers or iid in skipped or len(readers) >= need
+            items.append(QueueItem(rank, iid, uid, score, name, iid in skipped and ans is None,
+                                   purpose, readers, done))
         return items

@@ -80,18 +80,26 @@ def status(
     skipped: bool = typer.Option(False, "--skipped",
                                  help="also list the files skipped at init and removed images"),
 ) -> None:
-    """Labelled images per class, rounds so far, and pending queries."""
+    """Labels per class, readers' agreement, validation AUC, the stopping signal, pending work."""
+    from medactive.annotate.monitor import project_progress
     from medactive.annotate.project import project_status, skipped_files
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
         st = project_status(store)
+        progress = project_progress(store)
+        job = store.latest_job()
         left_out = skipped_files(store) if skipped else []
         removals = store.removals() if skipped else []
     labelled = sum(st.per_class.values())
     typer.echo(f"{st.n_images} images, {labelled} labelled, {st.unsure} unsure")
-    for name, n in st.per_class.items():
-        typer.echo(f"  {n:6d}  {name}")
+    typer.echo(f"  {'training':>8s} {'validation':>10s}  class")
+    for name in progress.classes:
+        typer.echo(f"  {progress.train_per_class[name]:8d} "
+                   f"{progress.validation_per_class[name]:10d}  {name}")
+    if progress.disagreements:
+        typer.echo(f"readers disagree on {progress.disagreements} image(s); "
+                   f"{progress.unresolved} unresolved (left out of training until adjudicated)")
     last = f" (latest: {st.latest_strategy})" if st.latest_strategy else ""
     typer.echo(f"rounds: {st.rounds}{last}; pending queries: {st.pending}")
     if st.removed or st.skipped_at_init:
@@ -100,6 +108,27 @@ def status(
         typer.echo(f"  skipped  {item.path.as_posix()}: {item.reason}")
     for r in removals:
         typer.echo(f"  removed  {r.uid}: {r.reason} ({r.annotator}, {r.created_at})")
+    if progress.rounds:
+        typer.echo("  round  strategy      queried  answered  readers κ  val AUC (n)  "
+                   "stability κ")
+        for r in progress.rounds:
+            kappa = "-" if r.agreement.kappa is None else f"{r.agreement.kappa:.3f}"
+            auc = "-" if r.validation_auc is None else \
+                f"{r.validation_auc:.3f} ({r.validation_n})"
+            stab = "-" if r.stability_kappa is None else f"{r.stability_kappa:.4f}"
+            typer.echo(f"  {r.id:5d}  {r.strategy:12.12s}  {r.queried:7d}  {r.answered:8d}  "
+                       f"{kappa:>9s}  {auc:>11s}  {stab:>11s}")
+    agree = progress.overall_agreement
+    if agree.method is not None:
+        per_class = ", ".join(f"{name} {'-' if k is None else f'{k:.2f}'}"
+                              for name, k in agree.per_class.items())
+        overall = "-" if agree.kappa is None else f"{agree.kappa:.3f}"
+        typer.echo(f"readers' agreement ({agree.method} κ, {agree.n_items} images, "
+                   f"{', '.join(agree.readers)}): {overall}; per class: {per_class}")
+    typer.echo(f"stopping: {progress.stop_reason}")
+    if job is not None and job.status != "done":
+        detail = job.error if job.status == "failed" else f"{job.stage} {job.progress:.0%}"
+        typer.echo(f"job {job.id}: {job.status} ({detail})")
 
 
 @app.command("remove")
@@ -123,15 +152,75 @@ def remove(
 @app.command("export")
 def export(
     project_dir: Path = typer.Argument(..., help="project directory"),
-    output: Path = typer.Option(..., "--output", "-o", help="CSV file to write"),
+    output: Path = typer.Option(..., "--output", "-o", help="file to write"),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv, json (full history) or labelstudio (tasks with "
+                               "predictions); default from the file suffix"),
+    image_prefix: str = typer.Option(
+        "/data/local-files/?d=", "--image-prefix",
+        help="labelstudio: prefix of each task's image URL (then the image id)"),
 ) -> None:
-    """Write the current labels as CSV (image_id,label,annotator,labelled_at,path)."""
-    from medactive.annotate.project import export_csv
+    """Export labels: CSV (one row per image), the full history as JSON, or Label Studio tasks."""
+    from medactive.annotate.exports import export_file
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
-        rows = export_csv(store, output)
-    typer.echo(f"wrote {len(rows)} labels to {output}")
+        written = export_file(store, output, fmt, image_prefix=image_prefix)
+        n = store.n_images()
+    extra = f" (labelling config: {output}.xml)" if written == "labelstudio" else ""
+    typer.echo(f"wrote {written} export of {n} images to {output}{extra}")
+
+
+@app.command("settings")
+def settings(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    show_predictions: str | None = typer.Option(
+        None, "--show-predictions", help="after (default: once the reader answered) or first"),
+    validation_share: float | None = typer.Option(
+        None, "--validation-share", help="share of each round drawn at random for validation"),
+    stop_kappa: float | None = typer.Option(None, "--stop-kappa",
+                                            help="stabilizing-predictions threshold"),
+    stop_rounds: int | None = typer.Option(None, "--stop-rounds",
+                                           help="rounds the threshold must hold"),
+    stop_sample: int | None = typer.Option(None, "--stop-sample", help="stop-set size"),
+    reads_per_image: int | None = typer.Option(None, "--reads-per-image",
+                                               help="readers per image (2: double reading)"),
+    second_read_share: float | None = typer.Option(
+        None, "--second-read-share", help="share of a round for second reads (0: off)"),
+    pretrain_epochs: int | None = typer.Option(None, "--pretrain-epochs",
+                                               help="pre-training epochs of a cold-start query"),
+) -> None:
+    """Show or change the project's labelling settings."""
+    from medactive.annotate.settings import update_settings
+    from medactive.annotate.store import ProjectStore
+
+    with ProjectStore.open(project_dir) as store:
+        values = update_settings(
+            store, show_predictions=show_predictions, validation_share=validation_share,
+            stop_kappa=stop_kappa, stop_rounds=stop_rounds, stop_sample=stop_sample,
+            reads_per_image=reads_per_image, second_read_share=second_read_share,
+            pretrain_epochs=pretrain_epochs)
+    for key, value in values.as_dict().items():
+        typer.echo(f"{key} = {value}")
+
+
+@app.command("reader")
+def reader(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    name: str = typer.Argument(..., help="the reader's name"),
+) -> None:
+    """Give a reader a personal token (printed once); once any reader has one, the page asks
+    every reader to sign in with theirs."""
+    import re
+
+    from medactive.annotate.app import NAME_PATTERN
+    from medactive.annotate.store import ProjectStore
+
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError("a reader name is 1-80 characters without control characters")
+    with ProjectStore.open(project_dir) as store:
+        token = store.add_reader(name)
+    typer.echo(f"reader {name}: token {token}  (shown once; give it to {name} only)")
 
 
 @app.command("import")
@@ -161,17 +250,22 @@ def query(
                                       help="contrastive pre-training epochs (first query only)"),
     ray: str | None = typer.Option(None, "--ray", help="score on Ray: local | auto | "
                                    "ray://HOST:PORT (default: this process)"),
+    job: int | None = typer.Option(None, "--job", hidden=True,
+                                   help="the job id this run carries out (the page's button)"),
 ) -> None:
     """Choose the next images to label and record them as a new round."""
     from medactive.annotate.query import QueryConfig, run_query
     from medactive.models.cluster import check_address
 
-    cfg = QueryConfig(seed=seed, ray=None if ray is None else check_address(ray))
-    if epochs is not None:
-        cfg.pretrain_epochs = epochs
-    result = run_query(project_dir, budget, strategy, cfg)
-    typer.echo(f"round {result.round_id}: {result.strategy} chose {len(result.image_ids)} images "
-               f"({result.seconds:.1f}s); label them with `medactive project serve {project_dir}`")
+    cfg = QueryConfig(seed=seed, pretrain_epochs=epochs,
+                      ray=None if ray is None else check_address(ray))
+    result = run_query(project_dir, budget, strategy, cfg, job_id=job)
+    counts = {p: result.purposes.count(p) for p in ("validation", "second-read")}
+    extra = ", ".join(f"+{n} {p}" for p, n in counts.items() if n)
+    chosen = len(result.image_ids) - sum(counts.values())
+    typer.echo(f"round {result.round_id}: {result.strategy} chose {chosen} images"
+               f"{' (' + extra + ')' if extra else ''} ({result.seconds:.1f}s); label them with "
+               f"`medactive project serve {project_dir}`")
 
 
 @app.command("serve")
