@@ -1,6 +1,6 @@
 """The house rules of ``src/medactive``, checked from the source with :mod:`ast`.
 
-* Layers: errors -> progress | rng | registry | metrics -> data -> models -> strategies |
+* Layers: errors -> progress | rng | registry | metrics | geometry -> data -> models -> strategies |
   coldstart -> experiment | annotate -> cli -> __main__. A module imports only from its own
   package or from a lower layer (function-level imports included), so no import runs back up and
   sibling packages of one layer stay independent.
@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "medactive"
 LAYERS = {
     "errors": 0,
-    "progress": 1, "rng": 1, "registry": 1, "metrics": 1,
+    "progress": 1, "rng": 1, "registry": 1, "metrics": 1, "geometry": 1,
     "data": 2,
     "models": 3,
     "strategies": 4, "coldstart": 4,

@@ -48,7 +48,9 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
     assert main(["project", "import", str(proj), str(labels)]) == 0
     assert main(["project", "query", str(proj), "--budget", str(BUDGET),
                  "--pretrain-epochs", "2"]) == 0
-    assert "aeig chose 24 images" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "aeig chose 24 images" in out
+    assert "selection health: predicted classes" in out  # the batch's mix vs the pool's
 
     with ProjectStore.open(proj) as store:
         r1, r2 = store.rounds()
@@ -56,6 +58,9 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
         answered = {a.uid for a in store.current_answers().values()}
         assert r2.strategy == "aeig" and Path(r2.checkpoint).is_file()
         assert r2.params["encoder"] == r1.params["encoder"]  # pre-trained once, then cached
+        health = r2.params["health"]  # recorded with the round
+        assert sum(health["batch_mix"]) == pytest.approx(1.0, abs=1e-3)
+        assert "health" not in r1.params  # a cold start has no model to judge it by
         uids = [q.uid for q in second]
         assert len(set(uids)) == BUDGET
         assert not set(uids) & set(first), "second round re-queried first-round images"

@@ -25,6 +25,10 @@ def test_end_to_end_schema_and_outputs(synthetic_config, tmp_path, capsys):
         assert set(REQUIRED_FIELDS) <= set(r)
         assert sum(r["acquired_per_class"]) == r["n_labeled"]
         assert 0.0 <= r["auc"] <= 1.0 and r["select_seconds"] >= 0
+        # every round that selected records the batch's selection health
+        assert ("health" in r) == (r["round"] < 2)
+        if "health" in r:
+            assert abs(sum(r["health"]["batch_mix"]) - 1.0) < 1e-3
     assert sorted({r["n_labeled"] for r in records}) == [9, 15, 21]
     # All strategies of a repeat start from the same initial set and the same round-0 model.
     for rep in (0, 1):
@@ -39,6 +43,7 @@ def test_end_to_end_schema_and_outputs(synthetic_config, tmp_path, capsys):
     assert "| aeig |" in summary and "Labelled fraction needed to reach 95%" in summary
     assert "| initial | strategy | 95% | 99% |" in summary
     assert "minority" in summary.lower() and "class coverage" in summary
+    assert "## Selection health" in summary and "flagged rounds" in summary
     # One table per configured metric (default: auc, accuracy, balanced_accuracy).
     assert "## Test accuracy, initial query: random" in summary
     assert "## Test balanced accuracy, initial query: random" in summary

@@ -61,7 +61,7 @@ from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretra
 from medactive.data.lazy import take
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
-from medactive.strategies import checked_strategy
+from medactive.strategies import SelectionHealth, checked_strategy
 
 if TYPE_CHECKING:
     from medactive.models.contrastive import ContrastiveResult, MocoConfig
@@ -97,6 +97,7 @@ class QueryResult:
     seconds: float
     purposes: list[str] = dataclasses.field(default_factory=list)
     job_id: int | None = None
+    health: SelectionHealth | None = None  # acquisition rounds only (needs a trained model)
 
 
 def _moco(cfg: QueryConfig) -> MocoConfig:
@@ -168,7 +169,7 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     import torch
 
     from medactive.models import HeadConfig, fit_head
-    from medactive.strategies import RoundView, get_strategy
+    from medactive.strategies import RoundView, get_strategy, selection_health
     from medactive.strategies.base import softmax
     from medactive.strategies.sharded import rank_with
 
@@ -202,6 +203,8 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     # second reads come out of the budget only as far as there are disagreements
     picked, scores = rank_with(strat, view, budget - len(second),
                                np.random.default_rng(cfg.seed), ray=cfg.ray)
+    # the batch against its pool by the model's own predictions (recorded with the round)
+    health = selection_health(view.pool_probabilities, np.searchsorted(view.pool_indices, picked))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     partial = checkpoint.with_suffix(".part")  # a killed query leaves no truncated checkpoint
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
@@ -210,7 +213,7 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     partial.replace(checkpoint)
     params = {**strat.get_params(), "head_epochs": cfg.head_epochs,
               "evaluation_set": "validation" if use_val else "training",
-              "evaluation_n": int(eval_labels.size)}
+              "evaluation_n": int(eval_labels.size), "health": health.as_dict()}
     return picked, scores, second, second_scores, probs, params
 
 
@@ -389,4 +392,6 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
             Path(checkpoint).unlink(missing_ok=True)
         raise
     report("recording", 1.0)
-    return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start, purposes)
+    health = None if cold else SelectionHealth(**params["health"], class_names=list(classes))
+    return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start, purposes,
+                       health=health)

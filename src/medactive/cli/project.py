@@ -266,6 +266,8 @@ def query(
     typer.echo(f"round {result.round_id}: {result.strategy} chose {chosen} images"
                f"{' (' + extra + ')' if extra else ''} ({result.seconds:.1f}s); label them with "
                f"`medactive project serve {project_dir}`")
+    if result.health is not None:
+        typer.echo(result.health.describe())
 
 
 @app.command("serve")

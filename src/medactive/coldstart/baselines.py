@@ -11,49 +11,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-from scipy import sparse
 
-from medactive.coldstart.hacon import check_coldstart_budget, kmeans, l2_normalise
+from medactive.coldstart.hacon import check_coldstart_budget, kmeans
+from medactive.geometry import ball_graph, l2_normalise, purity_radius, typicality
 
-
-def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # squared Euclidean distances (m, n) without forming the (m, n, D) difference tensor
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
-
-
-# Pools up to this size keep their full (N, N) float32 distance matrix in memory (1 GB at 16k),
-# so repeated ProbCover draws (new K-means seed -> new δ) reuse one O(N² D) product.
-FULL_MATRIX_MAX = 16_384
-_DIST_CACHE: dict[str, np.ndarray] = {}
-
-
-def _full_distances(x: np.ndarray) -> np.ndarray | None:
-    if x.shape[0] > FULL_MATRIX_MAX:
-        return None
-    key = hashlib.md5(np.ascontiguousarray(x).tobytes()).hexdigest()
-    if key not in _DIST_CACHE:
-        _DIST_CACHE.clear()  # one pool at a time
-        _DIST_CACHE[key] = np.sqrt(_pairwise_sq(x, x)).astype(np.float32)
-    return _DIST_CACHE[key]
-
-
-def typicality(x: np.ndarray, k: int = 20, chunk: int = 2048) -> np.ndarray:
-    """``(N,)`` inverse mean distance of each point of ``(N, D)`` ``x`` to its ``k`` neighbours."""
-    n = x.shape[0]
-    k = min(k, n - 1)
-    if k < 1:
-        return np.ones(n)
-    out = np.empty(n)
-    for s in range(0, n, chunk):
-        d = np.sqrt(_pairwise_sq(x[s : s + chunk], x))
-        d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf  # not your own neighbour
-        near = np.partition(d, k - 1, axis=1)[:, :k]
-        out[s : s + chunk] = 1.0 / (near.mean(axis=1) + 1e-12)
-    return out
+__all__ = ["ball_graph", "probcover_select", "purity_radius", "typicality", "typiclust_select"]
 
 
 def typiclust_select(
@@ -96,45 +59,6 @@ def typiclust_select(
         out.append(int(members[c][order[taken[c]]]))
         taken[c] += 1
     return np.asarray(out, dtype=np.int64)
-
-
-def purity_radius(x: np.ndarray, pseudo: np.ndarray, alpha: float = 0.95,
-                  sample: int = 3000, seed: int = 0) -> float:
-    """Largest δ whose balls are pure for a fraction ``alpha`` of (a sample of) the points.
-
-    A ball around ``i`` is pure iff δ is at most the distance from ``i`` to the nearest point of
-    another pseudo-class, so the answer is the ``(1 - alpha)`` quantile of those distances.
-    """
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    idx = rng.choice(n, min(sample, n), replace=False)
-    d_other = np.empty(idx.size)
-    full = _full_distances(x)
-    for s in range(0, idx.size, 1024):
-        part = idx[s : s + 1024]
-        d = full[part].copy() if full is not None else np.sqrt(_pairwise_sq(x[part], x))
-        d[pseudo[part][:, None] == pseudo[None, :]] = np.inf
-        d_other[s : s + part.size] = d.min(axis=1)
-    finite = d_other[np.isfinite(d_other)]
-    if finite.size == 0:
-        return float(np.sqrt(2.0))  # one pseudo-class: any ball is pure
-    return float(np.quantile(finite, 1.0 - alpha))
-
-
-def ball_graph(x: np.ndarray, delta: float, chunk: int = 1024) -> sparse.csr_matrix:
-    """``(N, N)`` boolean CSR: ``A[i, j]`` iff ``||x_i - x_j|| <= delta`` (self included)."""
-    n = x.shape[0]
-    full = _full_distances(x)
-    rows, cols = [], []
-    for s in range(0, n, chunk):
-        if full is not None:
-            r, c = np.nonzero(full[s : s + chunk] <= delta)
-        else:
-            r, c = np.nonzero(_pairwise_sq(x[s : s + chunk], x) <= delta * delta)
-        rows.append(r + s)
-        cols.append(c)
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    return sparse.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)), shape=(n, n))
 
 
 def probcover_select(

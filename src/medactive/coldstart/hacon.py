@@ -14,18 +14,12 @@ import numpy as np
 
 from medactive.coldstart.base import check_coldstart_budget
 from medactive.errors import StrategyError
+from medactive.geometry import l2_normalise  # re-exported: cold start's public name
 
 # Above this many points K-means uses faiss when it is installed (scikit-learn otherwise).
 FAISS_MIN_POINTS = 50_000
 _KMEANS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _KMEANS_CACHE_SIZE = 16
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows of ``(N, D)`` scaled to unit length (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -93,6 +93,7 @@ def summarize(run: RunData | Path) -> str:
         ms = np.mean([r["score_ms_per_image"] for r in last if r["round"] < final_round])
         lines.append(f"| {init} | {s} | {_fmt(*mean_std(values))} | "
                      f"{' '.join(f'{c:.0f}' for c in counts)} | {ms:.4f} |")
+    lines += _health_section(records, info["class_names"])
     lines += ["", "## Initial query", "",
               "| initial | size | class coverage | label-diversity entropy (nats) |",
               "|---|---|---|---|"]
@@ -110,6 +111,41 @@ def summarize(run: RunData | Path) -> str:
     if corr and len(initials) >= 3:
         lines += _correlation_section(auc_curves, initials, strategies, tuple(corr))
     return "\n".join(lines) + "\n"
+
+
+def _health_section(records: list[dict], class_names: list[str]) -> list[str]:
+    """Selection health per strategy (``medactive.strategies.health``): how often a round's
+    batch was flagged, the mean share of confident picks, and the batch's largest predicted class
+    share against that class's pool share (mean over rounds)."""
+    rounds: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if "health" in r:
+            rounds.setdefault((r["initial"], r["strategy"]), []).append(r["health"])
+    if not rounds:
+        return []
+    lines = ["", "## Selection health", "",
+             "Per acquisition round, by the model's own predictions: the batch's largest "
+             "predicted class and its pool share, the share of confident picks (top-class "
+             "probability >= 0.9) against the pool's, and how many rounds were flagged "
+             "(one class > 50% of the batch and > 2x its pool share, or >= 90% confident picks "
+             "beyond the pool's share).", "",
+             "| initial | strategy | flagged rounds | largest predicted class in batch (pool) | "
+             "confident picks (pool) | warnings |", "|---|---|---|---|---|---|"]
+    for (init, s), hs in sorted(rounds.items()):
+        flagged = sum(bool(h["warnings"]) for h in hs)
+        top = [int(np.argmax(h["batch_mix"])) for h in hs]
+        common = max(set(top), key=top.count)
+        batch = np.mean([h["batch_mix"][common] for h in hs])
+        pool = np.mean([h["pool_mix"][common] for h in hs])
+        conf = np.mean([h["confident_share"] for h in hs])
+        conf_pool = np.mean([h["pool_confident_share"] for h in hs])
+        kinds = sorted({"class lock" if "takes" in w else "confident"
+                        for h in hs for w in h["warnings"]})
+        name = class_names[common].split(" (")[0] if common < len(class_names) else str(common)
+        lines.append(f"| {init} | {s} | {flagged}/{len(hs)} | {name} {100 * batch:.0f}% "
+                     f"({100 * pool:.0f}%) | {100 * conf:.0f}% ({100 * conf_pool:.0f}%) | "
+                     f"{', '.join(kinds) or '—'} |")
+    return lines
 
 
 def _metric_table(metric_curves, init: str, strategies: list[str], n_train: int,

@@ -37,7 +37,7 @@ from medactive.models import (
 )
 from medactive.models.device import select_device
 from medactive.progress import progress_bar
-from medactive.strategies import RoundView, checked_strategy, get_strategy
+from medactive.strategies import RoundView, checked_strategy, get_strategy, selection_health
 from medactive.strategies.sharded import rank_with
 
 RESULTS = "results.jsonl"
@@ -308,6 +308,9 @@ class Runner:
                     raise StrategyError(f"{acq.display} returned an invalid selection")
                 record["select_seconds"] = elapsed
                 record["score_ms_per_image"] = 1000.0 * elapsed / max(record["n_pool"], 1)
+                record["health"] = selection_health(
+                    view.pool_probabilities, np.searchsorted(view.pool_indices, picked),
+                ).as_dict()
                 labeled = np.concatenate([labeled, picked])  # the oracle reveals their labels
             records.append(record)
         return records

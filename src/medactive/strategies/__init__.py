@@ -8,8 +8,10 @@ from medactive.strategies import (  # noqa: F401  (importing registers the strat
     consistency,
     coreset,
     diversity,
+    epig,
     infogain,
     mcdropout,
+    typical,
     uncertainty,
     vaal,
 )
@@ -25,12 +27,15 @@ from medactive.strategies.base import (
     register_strategy,
     top_k_with_random_ties,
 )
-from medactive.strategies.infogain import info_gain_scores, info_gain_scores_reference
+from medactive.strategies.health import SelectionHealth, selection_health
+from medactive.strategies.infogain import info_gain_scores
+from medactive.strategies.reference import info_gain_scores_reference
 from medactive.strategies.view import build_round_view
 
 __all__ = [
     "RoundView",
     "ScoreStrategy",
+    "SelectionHealth",
     "Strategy",
     "build_round_view",
     "check_budget",
@@ -41,5 +46,6 @@ __all__ = [
     "iter_pool_chunks",
     "list_strategies",
     "register_strategy",
+    "selection_health",
     "top_k_with_random_ties",
 ]

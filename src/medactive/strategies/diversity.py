@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from medactive.errors import StrategyError
+from medactive.geometry import kmeans_labels
 from medactive.rng import seed_or_draw
 from medactive.strategies.base import (
     RoundView,
@@ -90,15 +90,7 @@ class ClusterDiversity(Strategy):
         k = view.n_classes if self.n_groups is None else int(self.n_groups)
         if k < 1:
             raise StrategyError(f"n_groups must be >= 1, got {self.n_groups!r}")
-        k = min(k, idx.size)
-        seed = seed_or_draw(self.seed, rng)
-        feats = view.features[idx]
-        # Full K-means is fine for ordinary pools; mini-batch keeps huge ones tractable.
-        if idx.size > 50_000:
-            model = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
-        else:
-            model = KMeans(k, random_state=seed, n_init=3)
-        return model.fit_predict(feats)
+        return kmeans_labels(view.features[idx], k, seed_or_draw(self.seed, rng))
 
     def check_params(self) -> None:
         if self.groups not in GROUPINGS:

@@ -1,52 +1,78 @@
-"""Information-gain acquisition (EIG, AEIG, UIG, CFIG; Mehta et al., Algorithm 1), exact.
+"""Information-gain acquisition (EIG, AEIG, UIG, CFIG; Mehta et al., Eq. 1–2, Algorithm 1), exact.
 
 For a linear head θ = (W, b) on frozen features, ``H(θ)`` is the mean Shannon entropy (nats) of
 ``softmax(W h_e + b)`` over the evaluation (validation) images; ``H1 = H(θ)``. For a pool image
-``a`` and a class ``c``, ``θ'(a, c)`` is one plain SGD step (step size η, weight decay λ on W only)
-on the cross-entropy of ``(h_a, c)`` and ``H2(a, c) = H(θ'(a, c))``. The score is
-``H1 - Σ_c w_c(a) H2(a, c)`` with weights ``p(c|x_a)`` (EIG), ``p(c|x_a) π_c`` (AEIG, the
-paper's unnormalised Eq. 2), ``1/C`` (UIG) or ``π_c`` (CFIG); π = validation class shares.
+``a`` and a class ``c``, ``θ'(a, c)`` is **one** optimiser step on the cross-entropy of
+``(h_a, c)`` and ``H2(a, c) = H(θ'(a, c))``. The score is ``H1 - Σ_c w_c(a) H2(a, c)`` with
+weights ``p(c|x_a)`` (EIG), ``p(c|x_a) π_c`` (AEIG, the paper's unnormalised Eq. 2), ``1/C``
+(UIG) or ``π_c`` (CFIG); π = evaluation class shares. ``normalize=True`` divides the weights by
+their sum (only AEIG's change: ``p π / Σ p π``, the prior-corrected posterior of Saerens et al.).
 
-Closed form used by :func:`info_gain_scores`: the gradient of the loss is ``g = p_a - e_c`` for
-b and ``g h_aᵀ`` for W, so every evaluation logit vector moves to
+The step (``update``):
 
-    z'_e = u_e - δ_ea (p_a - e_c),   u_e = z_e - ηλ W h_e,   δ_ea = η (⟨h_e, h_a⟩ + 1).
+* ``"sgd"``: ``θ' = θ - η(∇θ + λ[W, 0])`` with ``η = step_size / (1 + mean_e ‖h_e‖²)``. The
+  gradient of the loss is ``r = p_a - e_c`` for b and ``r h_aᵀ`` for W, so the candidate's own
+  logits move by ``η (1 + ‖h_a‖²) r``: ``step_size`` is the logit movement per unit of residual
+  for an image of mean squared feature norm, whatever the backbone's feature scale.
+* ``"adam"``: one ``torch.optim.Adam`` step from fresh state (the paper's optimiser; L2 weight
+  decay λ on W only), learning rate ``step_size``. At step 1 Adam's bias corrections cancel and
+  every parameter moves by ``-lr · g / (|g| + ε)``: a sign step of size lr, shrunk only where
+  ``|g|`` is comparable with ε.
 
-All N×C candidate heads therefore come from one Gram product; the C candidates of one ``(e, a)``
-share ``v = u_e - δ p_a`` and differ only by ``+δ`` on logit c. With σ = softmax(v), H0 its
-entropy and k = expm1(δ), the entropy after bumping logit c is exactly
+Closed forms (:func:`info_gain_scores`). In both cases every evaluation logit vector becomes
+``z'_e = v_ea + β_eac e_c``: a base ``v_ea`` shared by the C candidate labels of ``(e, a)`` plus a
+bump of logit c only.
 
-    H'(c) = log1p(σ_c k) + (H0 - σ_c (k log σ_c + (k + 1) δ)) / (1 + σ_c k),
+* SGD: ``v = u_e - δ_ea p_a``, ``β = δ_ea = η(⟨h_e, h_a⟩ + 1)``, ``u_e = z_e - ηλ W h_e``: one Gram
+  product gives all N×C candidate heads.
+* Adam: row k of the residual is ``p_ak`` for every c ≠ k and ``p_ak - 1`` for c = k, so each row
+  of the step takes one of two values per ``(a, k)``. With ψ(t) = t / (|t| + ε),
+  ``G^s_eak = ⟨h_e, ψ((p_ak - s) h_a + λ W_k)⟩ + ψ(p_ak - s)`` for s ∈ {0, 1} (two Gram products
+  against 2C transformed pool vectors), ``v = z_e - lr G⁰_ea`` and ``β_eac = lr (G⁰_eac - G¹_eac)``.
 
-so each pair costs O(C) after the O(D) Gram entry: O(N·K·(D + C)) in total, chunked over pool
-and evaluation rows so memory is bounded for any N.
+With σ = softmax(v), H0 its entropy and k = expm1(β), the entropy after bumping logit c is exactly
+
+    H'(c) = log1p(σ_c k) + (H0 - σ_c (k log σ_c + (k + 1) β)) / (1 + σ_c k),
+
+so each pair costs O(C) after its Gram entries: O(N·K·(D + C)) for SGD, O(N·K·C·D) for Adam,
+chunked over pool and evaluation rows so memory is bounded for any N.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
-from torch import nn
 
 from medactive.errors import StrategyError
 from medactive.models.device import select_device
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import RoundView, ScoreStrategy, register_strategy
 
 VARIANTS = ("eig", "aeig", "uig", "cfig")
+UPDATES = ("sgd", "adam")
 
-#: Default SGD step size η of the one-step head update. See docs/strategies.md: with post-ReLU
-#: 512-d features (‖h‖² ≈ 10²) a step of 1e-3 moves the candidate's own logits by ≈ 0.1, the same
-#: order as one Adam step of the paper's training recipe (lr 5e-4 on every weight), i.e. "one more
-#: labelled image" rather than a jump; EIG's signal is O(η²) and stays ≫ float64 rounding.
-DEFAULT_STEP_SIZE = 1e-3
+#: Default SGD step in logit units (see the module docstring and docs/strategies.md): one step
+#: moves a typical candidate's own logits by 0.1 × its residual, the order of one Adam step of the
+#: paper's recipe, i.e. "one more labelled image" rather than a jump; the ranking is stable below
+#: it (docs/strategies.md, sensitivity table) while EIG's O(step²) signal stays ≫ float rounding.
+DEFAULT_STEP_SIZE = 0.1
+#: Default Adam learning rate: the paper's training recipe (Mehta et al., appendix: lr 5e-4).
+DEFAULT_ADAM_LR = 5e-4
+#: Adam's ε (torch's default), part of the exact one-step update.
+ADAM_EPS = 1e-8
 
 # Elements (K_chunk x P_chunk x C) of one float64 working tensor: 2**18 * 8 B = 2 MB, roughly
 # cache sized so the ~15 elementwise passes stay cache friendly (measured fastest of 2**16..2**20).
 _CHUNK_ELEMENTS = 2**18
+# Elements of the Adam transformed pool vectors (P_chunk x C x D) held at once: 32 MB float64.
+_ADAM_ELEMENTS = 2**22
 # Beyond this |logit| we subtract the row max before exp (float64 exp overflows at ~709).
 _SAFE_LOGIT = 300.0
+
+
+def default_step_size(update: str) -> float:
+    """The default ``step_size`` of ``update``: 0.1 logit units (SGD) or lr 5e-4 (Adam)."""
+    return DEFAULT_ADAM_LR if update == "adam" else DEFAULT_STEP_SIZE
 
 
 def _validate(
@@ -58,9 +84,12 @@ def _validate(
     variant: str,
     step_size: float,
     weight_decay: float,
+    update: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if variant not in VARIANTS:
         raise StrategyError(f"unknown info-gain variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if update not in UPDATES:
+        raise StrategyError(f"unknown info-gain update {update!r}; known: {', '.join(UPDATES)}")
     if not (np.isfinite(step_size) and step_size > 0):
         raise StrategyError(f"step_size must be a positive finite number, got {step_size!r}")
     if not (np.isfinite(weight_decay) and weight_decay >= 0):
@@ -82,6 +111,9 @@ def _validate(
         )
     if eval_labels.min() < 0 or eval_labels.max() >= c:
         raise StrategyError(f"evaluation labels out of range for {c} classes")
+    if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))
+            and np.all(np.isfinite(eval_features))):
+        raise StrategyError("head or evaluation features contain NaN or infinite values")
     return pool_features, eval_features, eval_labels, weight, bias
 
 
@@ -91,15 +123,48 @@ def class_prior(eval_labels: np.ndarray, n_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
-def candidate_weights(variant: str, proba: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """``(P, C)`` weight of ``H2(a, c)`` in the score, for ``(P, C)`` pool probabilities."""
+def candidate_weights(
+    variant: str, proba: np.ndarray, prior: np.ndarray, normalize: bool = False
+) -> np.ndarray:
+    """``(P, C)`` weight of ``H2(a, c)`` in the score, for ``(P, C)`` pool probabilities.
+
+    ``normalize`` divides each row by its sum; only AEIG's rows (``p π``) do not already sum to 1.
+    """
     if variant == "eig":
-        return proba
-    if variant == "aeig":
-        return proba * prior[None, :]
-    if variant == "uig":
-        return np.full_like(proba, 1.0 / proba.shape[1])
-    return np.broadcast_to(prior[None, :], proba.shape).copy()  # cfig
+        w = np.array(proba, dtype=np.float64, copy=True)
+    elif variant == "aeig":
+        w = proba * prior[None, :]
+    elif variant == "uig":
+        w = np.full(proba.shape, 1.0 / proba.shape[1])
+    else:  # cfig
+        w = np.broadcast_to(prior[None, :], proba.shape).copy()
+    if normalize:
+        w /= np.maximum(w.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    return w
+
+
+def stratified_subsample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of ``n`` of ``labels`` (``n < len``), each class's count proportional
+    to its share (largest remainders; at least one per class while ``n`` allows)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / counts.sum()
+    take = np.floor(quota).astype(np.int64)
+    if n >= classes.size:
+        take = np.maximum(take, 1)
+    while take.sum() > n:  # the "at least one" floor overshot: trim the largest
+        take[np.argmax(take)] -= 1
+    while take.sum() < n:  # largest remainder first, never beyond a class's size
+        gap = np.where(take < counts, quota - take, -np.inf)
+        take[int(np.argmax(gap))] += 1
+    picks = [rng.choice(np.flatnonzero(labels == cl), k, replace=False)
+             for cl, k in zip(classes, take, strict=True) if k > 0]
+    return np.sort(np.concatenate(picks))
+
+
+def sgd_learning_rate(step_size: float, eval_features: np.ndarray) -> float:
+    """η of the SGD update: ``step_size / (1 + mean_e ‖h_e‖²)`` over ``(K, D)`` features."""
+    sq = np.einsum("ij,ij->i", eval_features, eval_features, dtype=np.float64)
+    return float(step_size / (1.0 + sq.mean()))
 
 
 def _mean_entropy(logits: torch.Tensor) -> float:
@@ -115,8 +180,11 @@ def info_gain_scores(
     bias: np.ndarray,
     *,
     variant: str = "aeig",
-    step_size: float = DEFAULT_STEP_SIZE,
+    step_size: float | None = None,
     weight_decay: float = 0.0,
+    update: str = "sgd",
+    normalize: bool = False,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact information-gain scores via the closed-form one-step update (fast path).
 
@@ -128,15 +196,21 @@ def info_gain_scores(
         eval_labels: ``(K,)`` int labels in ``[0, C)``, used only for π.
         weight: ``(C, D)`` head weight. bias: ``(C,)`` head bias.
         variant: ``"eig"``, ``"aeig"``, ``"uig"`` or ``"cfig"``.
-        step_size: SGD step size η. weight_decay: λ, applied to W only.
+        step_size: SGD step in logit units (default 0.1), or Adam's learning rate (default 5e-4).
+        weight_decay: λ, applied to W only (L2 added to the gradient, as ``torch.optim``).
+        update: ``"sgd"`` or ``"adam"`` (one step from fresh state); see the module docstring.
+        normalize: divide the weights by their sum (AEIG: ``p π / Σ p π``).
+        prior: optional ``(C,)`` class shares π to use instead of ``eval_labels``' (lets a caller
+            score against a subsample of the evaluation set while keeping the full set's π).
 
     Returns:
         ``(N,)`` float64 scores, higher = acquire first. Uses CUDA when available.
     """
     pool_features = np.asarray(pool_features)
     return info_gain_scores_rows(
-        pool_features, None, eval_features, eval_labels, weight, bias,
-        variant=variant, step_size=step_size, weight_decay=weight_decay,
+        pool_features, None, eval_features, eval_labels, weight, bias, variant=variant,
+        step_size=step_size, weight_decay=weight_decay, update=update, normalize=normalize,
+        prior=prior,
     )
 
 
@@ -149,21 +223,25 @@ def info_gain_scores_rows(
     bias: np.ndarray,
     *,
     variant: str = "aeig",
-    step_size: float = DEFAULT_STEP_SIZE,
+    step_size: float | None = None,
     weight_decay: float = 0.0,
+    update: str = "sgd",
+    normalize: bool = False,
+    prior: np.ndarray | None = None,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
     """:func:`info_gain_scores` for ``features[rows]`` (all rows if None) without copying them.
 
     Lets a strategy score a huge pool straight from ``view.features``; chunk copies only.
     """
+    step = default_step_size(update) if step_size is None else float(step_size)
     features, eval_features, eval_labels, weight, bias = _validate(
-        features, eval_features, eval_labels, weight, bias, variant, step_size, weight_decay
+        features, eval_features, eval_labels, weight, bias, variant, step, weight_decay, update
     )
     dev = select_device(device)
     f64 = torch.float64
     gram_dtype = f64 if features.dtype == np.float64 else torch.float32
-    c = weight.shape[0]
+    c, d = weight.shape
     w = torch.as_tensor(np.asarray(weight, np.float64), device=dev)
     b = torch.as_tensor(np.asarray(bias, np.float64), device=dev)
     he64 = torch.as_tensor(np.asarray(eval_features, np.float64), device=dev)
@@ -171,73 +249,123 @@ def info_gain_scores_rows(
     k_eval = he.shape[0]
     z_eval = he64 @ w.T + b  # (K, C)
     h1 = _mean_entropy(z_eval)
-    # Weight decay shrinks W the same way for every candidate: fold it into the base logits.
-    u = z_eval - (step_size * weight_decay) * (z_eval - b)
-    u_absmax = float(u.abs().max())
-    prior = class_prior(eval_labels, c)
+    if prior is None:
+        prior = class_prior(eval_labels, c)
+    else:
+        prior = np.asarray(prior, np.float64)
+        if prior.shape != (c,) or np.any(prior < 0) or not np.isclose(prior.sum(), 1.0):
+            raise StrategyError(f"prior must be {c} non-negative shares summing to 1")
+    if update == "sgd":
+        eta = sgd_learning_rate(step, eval_features)
+        # Weight decay shrinks W the same way for every candidate: fold it into the base logits.
+        base = z_eval - (eta * weight_decay) * (z_eval - b)
+        step_of: _SGDStep | _AdamStep = _SGDStep(he, base, eta)
+        p_chunk = 4096
+    else:
+        step_of = _AdamStep(he, z_eval, w, step, weight_decay, gram_dtype)
+        p_chunk = max(1, _ADAM_ELEMENTS // (c * d))
 
     rows_all = np.arange(features.shape[0]) if rows is None else np.asarray(rows, np.int64)
     n = rows_all.size
     out = np.empty(n, dtype=np.float64)
-    p_chunk = max(1, min(n, 4096))
+    p_chunk = max(1, min(n, p_chunk))
     k_chunk = max(1, min(k_eval, _CHUNK_ELEMENTS // (c * min(p_chunk, 256))))
     p_inner = max(1, min(p_chunk, _CHUNK_ELEMENTS // (c * k_chunk)))
     for start in range(0, n, p_chunk):
         ha_np = features[rows_all[start : start + p_chunk]]
         ha = torch.as_tensor(np.ascontiguousarray(ha_np), device=dev)
         proba = torch.softmax(ha.to(f64) @ w.T + b, dim=-1)  # (P, C)
-        wts = torch.as_tensor(candidate_weights(variant, proba.cpu().numpy(), prior), device=dev)
+        wts = torch.as_tensor(
+            candidate_weights(variant, proba.cpu().numpy(), prior, normalize), device=dev
+        )
+        step_of.prepare(ha, proba)
         acc = torch.zeros(ha.shape[0], dtype=f64, device=dev)
         for i0 in range(0, ha.shape[0], p_inner):
             sl = slice(i0, i0 + p_inner)
             for e0 in range(0, k_eval, k_chunk):
-                acc[sl] += _weighted_h2_sum(
-                    he[e0 : e0 + k_chunk], ha[sl].to(gram_dtype), u[e0 : e0 + k_chunk],
-                    proba[sl], wts[sl], step_size, u_absmax,
-                )
+                v, bump = step_of.block(slice(e0, e0 + k_chunk), sl)
+                acc[sl] += _weighted_h2_sum(v, bump, wts[sl])
         out[start : start + ha.shape[0]] = h1 - (acc / k_eval).cpu().numpy()
     return out
 
 
-def _weighted_h2_sum(
-    he: torch.Tensor,
-    ha: torch.Tensor,
-    u: torch.Tensor,
-    proba: torch.Tensor,
-    wts: torch.Tensor,
-    eta: float,
-    u_absmax: float,
-) -> torch.Tensor:
-    """``(P,)`` Σ_e Σ_c w_c(a) H'(e, a, c) for eval rows ``he (K, D)``, pool rows ``ha (P, D)``."""
-    delta = (he @ ha.T).to(torch.float64).add_(1.0).mul_(eta)  # (K, P)
-    dmax = float(delta.abs().max())
-    if dmax > 700.0:
+class _SGDStep:
+    """Base logits ``v`` and bumps β of the SGD candidates for blocks of (eval, pool) rows."""
+
+    def __init__(self, he: torch.Tensor, base: torch.Tensor, eta: float) -> None:
+        self.he, self.base, self.eta = he, base, eta
+
+    def prepare(self, ha: torch.Tensor, proba: torch.Tensor) -> None:
+        self.ha, self.proba = ha.to(self.he.dtype), proba
+
+    def block(self, es: slice, ps: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        delta = (self.he[es] @ self.ha[ps].T).to(torch.float64).add_(1.0).mul_(self.eta)  # (K, P)
+        v = torch.addcmul(self.base[es][:, None, :], delta[:, :, None], self.proba[ps][None],
+                          value=-1.0)
+        return v, delta[:, :, None]
+
+
+class _AdamStep:
+    """The same for one Adam step from fresh state (see the module docstring's G⁰, G¹)."""
+
+    def __init__(self, he: torch.Tensor, z_eval: torch.Tensor, w: torch.Tensor, lr: float,
+                 weight_decay: float, gram_dtype: torch.dtype) -> None:
+        self.he, self.z, self.w, self.lr, self.lam = he, z_eval, w, lr, weight_decay
+        self.gram_dtype = gram_dtype
+
+    @staticmethod
+    def _psi(t: torch.Tensor) -> torch.Tensor:
+        return t / (t.abs() + ADAM_EPS)
+
+    def prepare(self, ha: torch.Tensor, proba: torch.Tensor) -> None:
+        ha64 = ha.to(torch.float64)
+        decay = self.lam * self.w[None, :, :]  # (1, C, D)
+        # (P, C, D) transformed pool vectors for residual rows p_ak (s = 0) and p_ak - 1 (s = 1).
+        self.a0 = self._psi(proba[:, :, None] * ha64[:, None, :] + decay).to(self.gram_dtype)
+        self.a1 = self._psi((proba - 1.0)[:, :, None] * ha64[:, None, :] + decay).to(
+            self.gram_dtype)
+        self.s0, self.s1 = self._psi(proba), self._psi(proba - 1.0)  # (P, C), bias rows
+
+    def block(self, es: slice, ps: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        he = self.he[es]
+        a0, a1 = self.a0[ps], self.a1[ps]
+        p, c = a0.shape[0], a0.shape[1]
+        g0 = (he @ a0.reshape(p * c, -1).T).to(torch.float64).reshape(-1, p, c) + self.s0[ps]
+        g1 = (he @ a1.reshape(p * c, -1).T).to(torch.float64).reshape(-1, p, c) + self.s1[ps]
+        v = self.z[es][:, None, :] - self.lr * g0
+        return v, g0.sub_(g1).mul_(self.lr)
+
+
+def _weighted_h2_sum(v: torch.Tensor, bump: torch.Tensor, wts: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` Σ_e Σ_c w_c(a) H'(e, a, c) for base logits ``v (K, P, C)`` and bumps ``bump``
+    ``(K, P, C)`` or ``(K, P, 1)`` (candidate c adds its bump to logit c only)."""
+    bmax = float(bump.abs().max())
+    if bmax > 700.0:
         raise StrategyError(
-            f"step_size too large: one SGD step moves a logit by {dmax:.3g} (> 700, exp overflow)"
+            f"step_size too large: one step moves a logit by {bmax:.3g} (> 700, exp overflow)"
         )
-    v = torch.addcmul(u[:, None, :], delta[:, :, None], proba[None, :, :], value=-1.0)
-    if float(delta.min()) < -0.5:
-        # 1 + σ_c k with k = expm1(δ) < -0.4 cancels when σ_c ≈ 1 (a dominant class pushed far
+    c = v.shape[-1]
+    if float(bump.min()) < -0.5:
+        # 1 + σ_c k with k = expm1(β) < -0.4 cancels when σ_c ≈ 1 (a dominant class pushed far
         # down), and the rank-one formula loses digits. Only negative Gram entries (features
         # with signed inner products) and large steps get here: use each candidate's own
         # stable log-softmax instead, O(C²) per pair for this chunk only.
-        eye = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
-        cand = v[:, :, None, :] + delta[:, :, None, None] * eye  # (K, P, C, C)
+        eye = torch.eye(c, dtype=v.dtype, device=v.device)
+        cand = v[:, :, None, :] + bump.expand(*v.shape)[..., None] * eye  # (K, P, C, C)
         logq = torch.log_softmax(cand, dim=-1)
         hc = -(logq.exp() * logq).sum(dim=-1)  # (K, P, C)
         return (hc.sum(dim=0) * wts).sum(dim=1)
-    if u_absmax + dmax < _SAFE_LOGIT:  # no overflow possible: skip the max subtraction
-        ev = v.exp()
-    else:
+    # v is a fresh tensor of the caller's block: the passes below reuse its memory.
+    if float(v.abs().max()) + bmax >= _SAFE_LOGIT:  # else no overflow possible: skip the max
         v.sub_(v.amax(dim=-1, keepdim=True))
-        ev = v.exp()
+    ev = v.exp()
     z = ev.sum(dim=-1, keepdim=True)
     sigma = ev.div_(z)  # (K, P, C), reuses ev's memory
     logsig = v.sub_(z.log_())  # log softmax without log(σ) underflow, reuses v
     h0 = -(sigma * logsig).sum(dim=-1, keepdim=True)  # (K, P, 1)
-    k = torch.expm1(delta)[:, :, None]  # (K, P, 1), shared by the C candidates
-    # inner = σ_c (k log σ_c + (k + 1) δ), computed in place on logsig.
-    inner = logsig.mul_(k).add_((k + 1.0) * delta[:, :, None]).mul_(sigma)
+    k = torch.expm1(bump)  # shared by the C candidates (SGD) or one per candidate (Adam)
+    # inner = σ_c (k log σ_c + (k + 1) β), computed in place on logsig.
+    inner = logsig.mul_(k).add_((k + 1.0) * bump).mul_(sigma)
     denom = sigma.mul_(k).add_(1.0)  # 1 + σ_c k, in place on sigma (no longer needed)
     # H'(c) = log(1 + σ_c k) + (H0 - inner) / (1 + σ_c k); log of the stored sum rather than
     # log1p costs at most one ulp of 1, i.e. ~1e-16 absolute, like every other rounding here.
@@ -246,93 +374,76 @@ def _weighted_h2_sum(
     return (hc.sum(dim=0) * wts).sum(dim=1)
 
 
-def info_gain_scores_reference(
-    pool_features: np.ndarray,
-    eval_features: np.ndarray,
-    eval_labels: np.ndarray,
-    weight: np.ndarray,
-    bias: np.ndarray,
-    *,
-    variant: str = "aeig",
-    step_size: float = DEFAULT_STEP_SIZE,
-    weight_decay: float = 0.0,
-) -> np.ndarray:
-    """Algorithm 1 literally, in float64 torch on CPU: per (a, c) copy the head, take one
-    ``torch.optim.SGD`` step on the cross-entropy of ``(x_a, c)``, forward the evaluation set.
-
-    Same arguments and result as :func:`info_gain_scores`; O(N·C) optimiser steps and
-    evaluation passes, for testing and benchmarking only.
-    """
-    pool_features, eval_features, eval_labels, weight, bias = _validate(
-        np.asarray(pool_features), eval_features, eval_labels, weight, bias,
-        variant, step_size, weight_decay,
-    )
-    c, d = weight.shape
-    head = nn.Linear(d, c).double()
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(np.asarray(weight, np.float64)))
-        head.bias.copy_(torch.as_tensor(np.asarray(bias, np.float64)))
-    x_eval = torch.as_tensor(np.asarray(eval_features, np.float64))
-    x_pool = torch.as_tensor(np.asarray(pool_features, np.float64))
-    prior = class_prior(eval_labels, c)
-    with torch.no_grad():
-        h1 = _mean_entropy(head(x_eval))
-        proba = torch.softmax(head(x_pool), dim=-1).numpy()
-    wts = candidate_weights(variant, proba, prior)
-    scores = np.empty(x_pool.shape[0], dtype=np.float64)
-    for a in range(x_pool.shape[0]):
-        h2 = np.empty(c)
-        for label in range(c):
-            cand = copy.deepcopy(head)
-            opt = torch.optim.SGD(
-                [
-                    {"params": [cand.weight], "weight_decay": weight_decay},
-                    {"params": [cand.bias], "weight_decay": 0.0},
-                ],
-                lr=step_size,
-            )
-            loss = nn.functional.cross_entropy(cand(x_pool[a : a + 1]), torch.tensor([label]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                h2[label] = _mean_entropy(cand(x_eval))
-        scores[a] = h1 - float(wts[a] @ h2)
-    return scores
-
-
 class _InfoGain(ScoreStrategy):
     """Shared implementation of the four information-gain strategies (see module docstring).
 
     Args:
-        step_size: SGD step size η of the one-step head update (default 1e-3).
+        step_size: SGD step in logit units (default 0.1) or Adam lr (default 5e-4); None =
+            the default of ``update``.
         weight_decay: λ on W only (default 0).
+        update: ``"sgd"`` (default) or ``"adam"``.
+        normalize: divide the weights by their sum (AEIG: ``p π / Σ p π``; default False, the
+            paper's literal Eq. 2).
+        n_targets: score against this many evaluation images, drawn per round (stratified by
+            class, π still from the whole set) — a Monte-Carlo estimate of the mean entropy with
+            the same draw for every candidate, ``K / n_targets`` times cheaper. None (default):
+            the whole evaluation set, as the paper.
+        seed: seed of that draw (None: from the round's rng).
     """
 
     variant: str = "aeig"
 
-    def __init__(self, step_size: float = DEFAULT_STEP_SIZE, weight_decay: float = 0.0) -> None:
+    def __init__(self, step_size: float | None = None, weight_decay: float = 0.0,
+                 update: str = "sgd", normalize: bool = False, n_targets: int | None = None,
+                 seed: int | None = None) -> None:
         self.step_size = step_size
         self.weight_decay = weight_decay
+        self.update = update
+        self.normalize = normalize
+        self.n_targets = n_targets
+        self.seed = seed
 
     def check_params(self) -> None:
         for key, value, low in (("step_size", self.step_size, 0.0),
                                 ("weight_decay", self.weight_decay, None)):
+            if value is None and key == "step_size":
+                continue  # the update rule's default
             number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-            if not number or not np.isfinite(value) or (value < 0 if low is None else value <= 0):
+            if not number or value is None or not np.isfinite(value) or (
+                    value < 0 if low is None else value <= 0):
                 what = "a positive finite number" if low is not None else "a finite number >= 0"
                 raise StrategyError(f"{key} must be {what}, got {value!r}")
+        if self.update not in UPDATES:
+            raise StrategyError(f"unknown info-gain update {self.update!r}; known: "
+                                f"{', '.join(UPDATES)}")
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise StrategyError(f"normalize must be true or false, got {self.normalize!r}")
+        if self.n_targets is not None and (
+            not isinstance(self.n_targets, (int, np.integer)) or isinstance(self.n_targets, bool)
+            or self.n_targets < 1
+        ):
+            raise StrategyError(f"n_targets must be a positive integer or None, got "
+                                f"{self.n_targets!r}")
 
     def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
+        self.check_params()
         if view.val_features is None or view.val_labels is None:
             raise StrategyError(
                 f"{self.name} needs validation features and labels in the round view "
                 "(the evaluation set of information gain)"
             )
+        val_labels = np.asarray(view.val_labels, np.int64)
+        prior = class_prior(val_labels, view.n_classes)
+        targets = np.arange(val_labels.size)
+        if self.n_targets is not None and self.n_targets < val_labels.size:
+            local = np.random.default_rng(seed_or_draw(self.seed, rng))
+            targets = stratified_subsample(val_labels, int(self.n_targets), local)
         return info_gain_scores_rows(
-            view.features, view.pool_indices, view.val_features, view.val_labels,
-            view.weight, view.bias, variant=self.variant, step_size=float(self.step_size),
-            weight_decay=float(self.weight_decay),
+            view.features, view.pool_indices, view.val_features[targets], val_labels[targets],
+            view.weight, view.bias, variant=self.variant,
+            step_size=None if self.step_size is None else float(self.step_size),
+            weight_decay=float(self.weight_decay), update=self.update,
+            normalize=bool(self.normalize), prior=prior,
         )
 
 

@@ -5,6 +5,9 @@ The classifier's only dropout sits in front of the linear head, so a stochastic 
 what ``nn.Dropout`` does in train mode). Pass t samples one mask and applies it to every pool
 image — one sampled network ω_t per pass, as BatchBALD's joint entropies require — so all T
 passes are one matmul against the T masked heads ``W diag(m_t)``: no backbone re-run.
+
+``mc-entropy`` and ``bald`` also accept ``posterior="laplace"``: the T heads are then drawn from
+the last-layer Laplace approximation of :mod:`medactive.strategies.posterior` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from scipy.special import entr
 
 from medactive.errors import StrategyError
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
@@ -22,6 +26,7 @@ from medactive.strategies.base import (
     register_strategy,
     top_k_with_random_ties,
 )
+from medactive.strategies.posterior import POSTERIORS, HeadSamples, dropout_heads, laplace_heads
 
 
 def dropout_masks(n_samples: int, dim: int, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,6 +57,38 @@ def check_n_samples(n_samples: object) -> None:
         raise StrategyError(f"n_samples must be a positive integer, got {n_samples!r}")
 
 
+def check_posterior(posterior: object, prior_precision: object = None) -> None:
+    """Raise :class:`StrategyError` unless ``posterior`` is known and τ (if given) positive."""
+    if posterior not in POSTERIORS:
+        raise StrategyError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
+    if prior_precision is not None and not (
+        isinstance(prior_precision, (int, float)) and np.isfinite(prior_precision)
+        and prior_precision > 0
+    ):
+        raise StrategyError(f"prior_precision must be a positive number, got {prior_precision!r}")
+
+
+def posterior_heads(
+    view: RoundView,
+    posterior: str,
+    n_samples: int,
+    seed: int | None,
+    rng: np.random.Generator | None,
+    prior_precision: float | None = None,
+) -> HeadSamples:
+    """T sampled heads of ``view``'s classifier: dropout masks (:func:`view_dropout_masks`) or
+    the last-layer Laplace posterior fitted on the labelled features (same seed rules)."""
+    check_posterior(posterior, prior_precision)
+    if posterior == "dropout":
+        masks = view_dropout_masks(view, n_samples, seed, rng)
+        return dropout_heads(view.weight, view.bias, masks)
+    if not view.labeled_mask.any():
+        raise StrategyError("the laplace posterior needs at least one labelled image")
+    local = np.random.default_rng(seed_or_draw(seed, rng))
+    return laplace_heads(view.features[view.labeled_mask], view.weight, view.bias, n_samples,
+                         local, prior_precision=prior_precision)
+
+
 def mc_probabilities(
     features: np.ndarray, weight: np.ndarray, bias: np.ndarray, masks: np.ndarray
 ) -> np.ndarray:
@@ -67,23 +104,36 @@ def mc_probabilities(
 
 
 class _MCDropout(ScoreStrategy):
-    """Shared parameters: ``n_samples`` T (default 20) and ``seed`` of the masks (None: drawn
-    from the round's rng; ``score(view)`` without a generator then uses seed 0)."""
+    """Shared parameters: ``n_samples`` T (default 20), ``seed`` of the masks (None: drawn
+    from the round's rng; ``score(view)`` without a generator then uses seed 0), ``posterior``
+    (``"dropout"``, default, or ``"laplace"``) and the Laplace ``prior_precision`` (None: the
+    evidence fixed point)."""
 
-    def __init__(self, n_samples: int = 20, seed: int | None = None) -> None:
+    def __init__(self, n_samples: int = 20, seed: int | None = None,
+                 posterior: str = "dropout", prior_precision: float | None = None) -> None:
         self.n_samples = n_samples
         self.seed = seed
+        self.posterior = posterior
+        self.prior_precision = prior_precision
 
     def check_params(self) -> None:
         check_n_samples(self.n_samples)
+        check_posterior(self.posterior, self.prior_precision)
 
     def _from_probs(self, probs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         self.check_params()
-        masks = view_dropout_masks(view, int(self.n_samples), self.seed, rng)
         out = np.empty(view.pool_indices.size, dtype=np.float64)
+        if self.posterior == "laplace":
+            heads = posterior_heads(view, "laplace", int(self.n_samples), self.seed, rng,
+                                    self.prior_precision)
+            for start, feats in iter_pool_chunks(view, 8192):
+                probs = heads.probabilities(feats).transpose(1, 0, 2)
+                out[start : start + feats.shape[0]] = self._from_probs(probs)
+            return out
+        masks = view_dropout_masks(view, int(self.n_samples), self.seed, rng)
         # 8192 images x T x C float64 at a time keeps memory flat for any pool size.
         for start, feats in iter_pool_chunks(view, 8192):
             probs = mc_probabilities(feats, view.weight, view.bias, masks)
