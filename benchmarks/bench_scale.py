@@ -344,6 +344,7 @@ def main() -> None:
                     help="features of the rounds: the compact backbone, or a cheap pooled-pixel "
                          "stand-in (same lazy reads, no forward pass) for a loaded machine")
     ap.add_argument("--reps", type=int, default=2, help="passes of the lazy step (best kept)")
+    ap.add_argument("--only", default=None, help="million step: only these strategies (a,b)")
     ap.add_argument("--alternate", type=int, default=10_000,
                     help="images of the alternated in-memory / lazy comparison")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -413,6 +414,8 @@ def main() -> None:
     if "million" in args.steps:
         rows = []
         names = ["aeig", "bald", "coreset", "badge"] + (["epig"] if "epig" in strategies else [])
+        if args.only:
+            names = [n for n in names if n in args.only.split(",")]
         for name in names:
             r = _child("million", args.work, strategy=name, n=args.million, n_val=args.n_val,
                        dim=512, budget=args.budget)

@@ -35,7 +35,7 @@ def _view(n: int = 3000, d: int = 16, c: int = 4, seed: int = 0) -> RoundView:
                      val_features=feats[mask], val_labels=labels[mask])
 
 
-@pytest.mark.parametrize("name", ["entropy", "margin", "aeig", "bald", "mc-entropy", "coreset",
+@pytest.mark.parametrize("name", ["entropy", "margin", "aeig", "epig", "bald", "mc-entropy", "coreset",
                                   "badge"])
 def test_same_picks_as_one_process(ray_local: str, name: str) -> None:
     view = _view()
