@@ -51,6 +51,15 @@ def test_same_picks_as_one_process(ray_local: str, name: str) -> None:
     assert one_rng.random() == ray_rng.random()
 
 
+@pytest.mark.parametrize("name", ["bald", "epig"])
+def test_laplace_posterior_sees_the_labelled_rows(ray_local: str, name: str) -> None:
+    view = _view(800)
+    strategy = get_strategy(name, posterior="laplace")
+    picks = strategy.rank(view, 10, np.random.default_rng(3))[0]
+    got = rank_with(strategy, view, 10, np.random.default_rng(3), ray=ray_local, shards=2)[0]
+    np.testing.assert_array_equal(got, picks)
+
+
 def test_shardable_and_default_path() -> None:
     assert shardable(get_strategy("aeig")) and not shardable(get_strategy("coreset"))
     assert not shardable(get_strategy("vaal"))

@@ -11,7 +11,9 @@ address it is ``strategy.rank``; with one (``--ray``, ``[run] ray``):
   the round's generator, exactly as :meth:`ScoreStrategy.rank` does. Every shard receives a copy
   of the round generator's state, so random scores (MC-dropout masks) use the same draws as one
   process; the driver's generator is then advanced by one score call on a one-row view, which
-  draws what a full call draws (masks are ``(T, D)``, independent of the pool size);
+  draws what a full call draws (masks are ``(T, D)``, targets a subsample of the evaluation
+  set: independent of the pool size). Each sub-view also holds the round's labelled rows
+  (broadcast with the head), so a posterior fitted on them (last-layer Laplace) is the same;
 * selections that need the whole pool at once (CoreSet, BADGE, BatchBALD, the diversity
   wrapper) and strategies that need the network or the pixels (VAAL, Consistency) run on the
   driver, on the gathered view.
@@ -48,12 +50,15 @@ def shardable(strategy: Strategy) -> bool:
     return isinstance(strategy, ScoreStrategy) and strategy.name not in WHOLE_POOL_SCORES
 
 
-def _sub_view(features: np.ndarray, head: dict[str, Any]) -> RoundView:
-    """A view whose pool is exactly ``features`` (no labelled rows: score strategies read only
-    pool rows, the head and the evaluation set)."""
-    n = features.shape[0]
-    return RoundView(features=features, labeled_mask=np.zeros(n, bool),
-                     labels=np.full(n, -1, np.int64), **head)
+def _sub_view(features: np.ndarray, shared: dict[str, Any]) -> RoundView:
+    """A view whose pool is exactly ``features``, after the round's labelled rows (a Laplace
+    posterior, for one, is fitted on them), with the round's head and evaluation set."""
+    head = {k: v for k, v in shared.items() if not k.startswith("labelled_")}
+    n_lab, n = shared["labelled_features"].shape[0], features.shape[0]
+    return RoundView(features=np.concatenate([shared["labelled_features"], features]),
+                     labeled_mask=np.arange(n_lab + n) < n_lab,
+                     labels=np.concatenate([shared["labelled_labels"], np.full(n, -1, np.int64)]),
+                     **head)
 
 
 def _score_chunk(strategy: ScoreStrategy, head: dict[str, Any], features: np.ndarray,
@@ -69,11 +74,13 @@ def sharded_scores(strategy: ScoreStrategy, view: RoundView, rng: np.random.Gene
     ``rng`` is the round generator; each shard scores with a copy of its current state, and
     ``rng`` itself is advanced as by one :meth:`ScoreStrategy.score` call.
     """
-    ray = connect(address)
+    ray = connect(address)  # the head, evaluation set and labelled rows are broadcast once
     if shards < 1:
         raise StrategyError(f"shards must be a positive integer, got {shards!r}")
     head = {"weight": view.weight, "bias": view.bias, "dropout_p": view.dropout_p,
-            "val_features": view.val_features, "val_labels": view.val_labels}
+            "val_features": view.val_features, "val_labels": view.val_labels,
+            "labelled_features": view.features[view.labeled_mask],
+            "labelled_labels": view.labels[view.labeled_mask]}
     head_ref = ray.put(head)  # broadcast once: every task reads the same object
     task = ray.remote(_score_chunk)
     chunks = np.array_split(view.pool_indices, min(shards, max(1, view.pool_indices.size)))
