@@ -32,8 +32,10 @@ def init_from_folder(
     annotator: str = "import",
     settings: DecodeSettings | None = None,
     strict: bool = False,
+    features: Path | None = None,
 ) -> ProjectStore:
-    """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied).
+    """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied)
+    and decode them once into the decoded-image store (parallel, resumable; queries reuse it).
 
     Every file is read, hashed and decoded (in parallel, with a progress bar) with ``settings``,
     which are stored in the project so ``query`` and ``serve`` decode the same way. Files that
@@ -43,7 +45,9 @@ def init_from_folder(
     are listed too).
 
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
-    files the way a person sees them.
+    files the way a person sees them. ``features``: your own embeddings (``.npy`` rows in the
+    registered order, or Parquet with an ``image_id`` column of those ids); queries then skip
+    contrastive pre-training.
 
     Raises:
         DataError: no folder, no readable image at all, a bad labels CSV, or (``strict``) any
@@ -82,6 +86,7 @@ def init_from_folder(
             "decode": settings.to_meta(),
             "skipped": [{"image_id": uid[f.path], "reason": f.reason} for f in skipped],
             "labels_not_imported": [u for u, _ in dropped]}
+    meta.update(_model_inputs(project_dir, rows, meta, features))
     store = ProjectStore.create(project_dir, classes, meta)
     try:
         store.add_images(rows)
@@ -111,6 +116,7 @@ def init_from_npz(
     classes: list[str] | None = None,
     limit: int | None = None,
     labels_csv: Path | None = None,
+    features: Path | None = None,
 ) -> ProjectStore:
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
@@ -154,6 +160,7 @@ def init_from_npz(
         h, _, c = ds.image_shape
         meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
                 "channels": int(c), "decode": DecodeSettings().to_meta()}
+        meta.update(_model_inputs(project_dir, rows, meta, features))
         store = ProjectStore.create(project_dir, names, meta)
         store.add_images(rows)
         if rows_csv:
@@ -167,6 +174,20 @@ def init_from_npz(
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return store
+
+
+def _model_inputs(project_dir: Path, rows: list[tuple[str, str, str]], meta: dict,
+                  features: Path | None) -> dict:
+    """Decode every image into the decoded-image store and import ``features``, before the
+    project exists (a bad file or embedding fails ``init`` with nothing half-made); returns the
+    extra metadata."""
+    from medactive.annotate.pixels import import_features, project_images
+
+    project_images([r[1] for r in rows], [r[2] for r in rows], meta)
+    if features is None:
+        return {}
+    return {"features": import_features(project_dir, features, [r[0] for r in rows]),
+            "features_source": str(Path(features).resolve())}
 
 
 def check_image_size(image_size: int) -> None:

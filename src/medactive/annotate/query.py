@@ -2,9 +2,11 @@
 
 One query round:
 
-1. load every image of the project (registered, not removed) into one uint8 array, decoded with
-   the project's settings (:mod:`medactive.data.decode`) and resized to its image size;
-2. get a contrastive encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
+1. open every image of the project (registered, not removed) lazily from the decoded-image store
+   (built at ``init``, decoded with the project's settings and resized to its image size;
+   :mod:`medactive.annotate.pixels`);
+2. unless the project brought its own embeddings (``init --features``), get a contrastive
+   encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
    the same pipeline as ``medactive coldstart`` and the runner), cached under
    ``DIR/encoders/<key>`` so only the first query of a project pays for it;
 3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
@@ -45,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medactive.annotate.consensus import Decision, decisions
+from medactive.annotate.pixels import FEATURES_FILE, project_features, project_images
 from medactive.annotate.planning import (
     draw_uniform,
     interleave,
@@ -55,8 +58,7 @@ from medactive.annotate.planning import (
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
-from medactive.data.decode import DecodeSettings
-from medactive.data.imagefiles import load_images
+from medactive.data.lazy import take
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
 from medactive.strategies import SelectionHealth, checked_strategy
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
     from medactive.models.contrastive import ContrastiveResult, MocoConfig
 
 DEFAULT_COLDSTART = "hacon"
+# with your own embeddings there is no contrastive dataset map, which hacon needs
+DEFAULT_COLDSTART_FEATURES = "kmeans-centroid"
 DEFAULT_STRATEGY = "aeig"
 
 
@@ -78,6 +82,7 @@ class QueryConfig:
     backbone: str = "compact"
     head_epochs: int = 200
     strategy_params: dict[str, Any] = field(default_factory=dict)
+    ray: str | None = None  # scoring sharded on Ray: local | auto | ray://HOST:PORT
 
 
 @dataclass
@@ -101,6 +106,15 @@ def _moco(cfg: QueryConfig) -> MocoConfig:
     assert cfg.pretrain_epochs is not None
     return MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs,
                       batch_size=cfg.pretrain_batch_size, seed=cfg.seed)
+
+
+@dataclass
+class OwnFeatures:
+    """The project's own embeddings standing in for a pre-training result (``features``,
+    ``key``) when it was initialised with ``--features``: no encoder, no dataset map."""
+
+    features: np.ndarray
+    key: str = "features"
 
 
 Progress = Callable[[str, float], None]
@@ -157,6 +171,7 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     from medactive.models import HeadConfig, fit_head
     from medactive.strategies import RoundView, get_strategy, selection_health
     from medactive.strategies.base import softmax
+    from medactive.strategies.sharded import rank_with
 
     all_feats = np.asarray(result.features, np.float32)
     feats, y = all_feats[rows], lab.train[rows]
@@ -173,7 +188,7 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     eval_labels = lab.validation[val] if use_val else y[known]
     view = RoundView(features=feats, labeled_mask=known, labels=np.where(known, y, -1),
                      weight=weight, bias=bias, dropout_p=head_cfg.dropout,
-                     val_features=eval_feats, val_labels=eval_labels, images=images[rows])
+                     val_features=eval_feats, val_labels=eval_labels, images=take(images, rows))
     probs = softmax(all_feats.astype(np.float64) @ weight.T.astype(np.float64)
                     + bias.astype(np.float64))
     second: list[int] = []
@@ -186,7 +201,8 @@ def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.
     strat = get_strategy(name, **cfg.strategy_params)
     report("ranking", 0.0)
     # second reads come out of the budget only as far as there are disagreements
-    picked, scores = strat.rank(view, budget - len(second), np.random.default_rng(cfg.seed))
+    picked, scores = rank_with(strat, view, budget - len(second),
+                               np.random.default_rng(cfg.seed), ray=cfg.ray)
     # the batch against its pool by the model's own predictions (recorded with the round)
     health = selection_health(view.pool_probabilities, np.searchsorted(view.pool_indices, picked))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +315,8 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     if budget > pool.size:
         raise StrategyError(f"budget {budget} is larger than the {pool.size} unanswered images")
     cold = not np.any(lab.train >= 0)
-    name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
+    cold_default = DEFAULT_COLDSTART_FEATURES if meta.get("features") else DEFAULT_COLDSTART
+    name = strategy or (cold_default if cold else DEFAULT_STRATEGY)
     round_no = len(store.rounds()) + 1
     rng = np.random.default_rng([cfg.seed, round_no])
     val_counts = np.bincount(lab.validation[lab.validation >= 0], minlength=len(classes))
@@ -317,9 +334,9 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
         checked_strategy(name, **cfg.strategy_params)
     report("loading images", 0.0)
     # hashes checked: a model must never train on a file that changed after registration
-    images = load_images([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                         int(meta.get("channels", 3)), hashes=[r.sha256 for r in rows_all],
-                         settings=DecodeSettings.from_meta(meta.get("decode")))
+    # read lazily from the decoded-image store (built at init; files re-hashed)
+    images = project_images([r.path for r in rows_all], [r.sha256 for r in rows_all], meta)
+    own = project_features(store.dir, meta, [r.uid for r in rows_all])  # --features
     report("loading images", 1.0)
     encoders = store.dir / "encoders"
     predictions = None
@@ -327,14 +344,15 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     second_scores: list[float] = []
     if cold:
         selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
-                                  cache_root=encoders)
-        result = selection.pretraining
-        assert result is not None
+                                  cache_root=encoders, features=own)
+        result = selection.pretraining or OwnFeatures(own)  # type: ignore[arg-type]
         positions, scores = selection.indices, selection.scores
         params = selection.strategy.get_params()
-        checkpoint = str(encoders / result.key)
+        checkpoint = str(store.dir / FEATURES_FILE if own is not None
+                         else encoders / result.key)
     else:
-        result = pretrain(images, _moco(cfg), cache_root=encoders)
+        result = pretrain(images, _moco(cfg), cache_root=encoders) if own is None \
+            else OwnFeatures(own)
         ckpt = store.dir / "models" / f"round-{round_no:03d}-head.pt"
         picked, scores, second, second_scores, probs, params = _acquire(
             name, result, images, rows, lab, len(classes), n_acquire_max, n_second, cfg, ckpt,

@@ -13,6 +13,7 @@ import typer
 from medactive.cli import coldstart as _coldstart
 from medactive.cli import data as _data
 from medactive.cli import experiment as _experiment
+from medactive.cli import pretrain as _pretrain
 from medactive.cli import project as _project
 from medactive.errors import MedactiveError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data", help="Inspect and fetch datasets.")
 app.add_typer(_project.app, name="project", help="Labelling projects: init, query, serve, export.")
 _coldstart.register(app)
+_pretrain.register(app)
 _experiment.register(app)
 
 

@@ -40,11 +40,19 @@ def register(app: typer.Typer) -> None:
         config: str = typer.Argument(..., help="TOML config file or bundled preset name"),
         out: Path | None = typer.Option(None, "--out", help="output folder (default runs/<name>)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+        ray: str | None = typer.Option(
+            None, "--ray", help="feature extraction and scoring on Ray: local | auto | "
+            "ray://HOST:PORT (overrides [run] ray)"),
     ) -> None:
         """Run (or resume) an experiment; re-running the same command skips finished cells."""
         from medactive.experiment import load_config, run_experiment
 
         cfg = load_config(resolve_config_path(config))
+        if ray is not None:
+            from medactive.models.cluster import check_address
+
+            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(
+                update={"ray": check_address(ray)})})
         out_dir = out or Path("runs") / cfg.name
         start = time.perf_counter()
         run_experiment(cfg, out_dir, progress=not quiet)

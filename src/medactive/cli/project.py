@@ -32,6 +32,9 @@ def init(
         None, "--frame", help="frame of multi-frame files (default: the middle one)"),
     strict: bool = typer.Option(
         False, "--strict", help="refuse the folder if any file is unreadable (default: skip)"),
+    features: Path | None = typer.Option(
+        None, "--features", help="your own embeddings: .npy (N, D) in image order, or Parquet "
+        "with an image_id column; queries then skip contrastive pre-training"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
     from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
@@ -45,11 +48,11 @@ def init(
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
-                                 settings=settings, strict=strict)
+                                 settings=settings, strict=strict, features=features)
     else:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
-        store = init_from_npz(project_dir, from_npz, split, names, limit, labels)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
@@ -240,17 +243,22 @@ def query(
     project_dir: Path = typer.Argument(..., help="project directory"),
     budget: int = typer.Option(..., "--budget", "-b", help="how many images to ask for"),
     strategy: str | None = typer.Option(
-        None, "--strategy", help="default: hacon with no labels yet, aeig afterwards"),
+        None, "--strategy", help="default: hacon with no labels yet (kmeans-centroid with your "
+        "own --features), aeig afterwards"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                       help="contrastive pre-training epochs (first query only)"),
+    ray: str | None = typer.Option(None, "--ray", help="score on Ray: local | auto | "
+                                   "ray://HOST:PORT (default: this process)"),
     job: int | None = typer.Option(None, "--job", hidden=True,
                                    help="the job id this run carries out (the page's button)"),
 ) -> None:
     """Choose the next images to label and record them as a new round."""
     from medactive.annotate.query import QueryConfig, run_query
+    from medactive.models.cluster import check_address
 
-    cfg = QueryConfig(seed=seed, pretrain_epochs=epochs)
+    cfg = QueryConfig(seed=seed, pretrain_epochs=epochs,
+                      ray=None if ray is None else check_address(ray))
     result = run_query(project_dir, budget, strategy, cfg, job_id=job)
     counts = {p: result.purposes.count(p) for p in ("validation", "second-read")}
     extra = ", ".join(f"+{n} {p}" for p, n in counts.items() if n)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from medactive.data.lazy import take
 from medactive.errors import StrategyError
 from medactive.registry import Parametrized, Registry
 
@@ -71,11 +72,12 @@ class ColdStartView:
         """The view restricted to positions ``idx`` (features, map, images, labels alike)."""
         idx = np.asarray(idx, dtype=np.int64)
 
-        def take(arr: np.ndarray | None) -> np.ndarray | None:
+        def pick(arr: np.ndarray | None) -> np.ndarray | None:
             return None if arr is None else np.asarray(arr)[idx]
 
-        return ColdStartView(self.features[idx], take(self.confidence), take(self.variability),
-                             take(self.images), take(self.true_labels))
+        images = None if self.images is None else take(self.images, idx)  # lazy stays lazy
+        return ColdStartView(self.features[idx], pick(self.confidence), pick(self.variability),
+                             images, pick(self.true_labels))
 
     def dataset_map(self, who: str) -> tuple[np.ndarray, np.ndarray]:
         """``(confidence, variability)``, each ``(N,)``.

@@ -188,11 +188,13 @@ def run_coldstart(
     candidates: np.ndarray | None = None,
     cache_root: Path | None = None,
     progress: bool = True,
+    features: np.ndarray | None = None,
 ) -> ColdStartSelection:
     """Check ``request``, pre-train (or load the cached) MoCo v2 encoder on ``images``, select.
 
     Args:
-        images: uint8 ``(N, H, W, C)`` unlabelled images (the encoder learns from all of them).
+        images: uint8 ``(N, H, W, C)`` unlabelled images (the encoder learns from all of them),
+            in memory or lazy (:class:`~medactive.data.lazy.LazyImages`).
         request: strategy, parameters, budget and seed.
         moco: pre-training settings (default :func:`moco_config` for N images).
         candidates: ``(M,)`` positions the selection may pick from (default: all); a labelling
@@ -200,6 +202,8 @@ def run_coldstart(
             one cached encoder per project.
         cache_root: encoder cache folder (default: the user cache's ``encoders``).
         progress: show the pre-training progress bar.
+        features: your own ``(N, D)`` embeddings of ``images``: no pre-training and no dataset
+            map (strategies that need one refuse; ``pretraining`` stays None).
 
     Returns:
         The selection (indices into ``images``), with its evidence (clusters included) and the
@@ -211,9 +215,13 @@ def run_coldstart(
     n = int(images.shape[0])
     rows = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
     strategy = check_request(request, int(rows.size))
-    result = pretrain(images, moco, cache_root=cache_root, progress=progress)
-    view = ColdStartView(result.features, result.confidence, result.variability,
-                         images).subset(rows)
+    result = None
+    if features is None:
+        result = pretrain(images, moco, cache_root=cache_root, progress=progress)
+        view = ColdStartView(result.features, result.confidence, result.variability, images)
+    else:
+        view = ColdStartView(features, None, None, images)
+    view = view.subset(rows)
     selection = select_initial(strategy, view, request.budget,
                                np.random.default_rng(request.seed), cluster_seed=request.seed)
     selection.indices = rows[selection.indices]

@@ -18,6 +18,7 @@ from medactive.coldstart.base import (
 )
 from medactive.coldstart.baselines import probcover_select, typiclust_select
 from medactive.coldstart.hacon import clustered_selection, hacon_select, kmeans, l2_normalise
+from medactive.data.lazy import is_lazy
 from medactive.errors import StrategyError
 from medactive.rng import seed_or_draw
 
@@ -118,6 +119,11 @@ class KMeansPixels(HaCon):
             raise StrategyError("kmeans-pixels needs the images in the cold-start view")
         seed = seed_or_draw(self.seed, rng)
         if self._cache is None or self._cache[0] != id(view.images):
+            if is_lazy(view.images):  # a pool on disk: batched incremental PCA
+                from medactive.coldstart.pixels import lazy_pixel_components
+
+                self._cache = (id(view.images), lazy_pixel_components(view.images, self.pca_dim))
+                return _centroid_selection(self._cache[1], budget, self.n_clusters or budget, seed)
             x = view.images.reshape(view.n, -1).astype(np.float32) / 255.0
             if self.pca_dim is not None and self.pca_dim < min(x.shape):
                 from sklearn.decomposition import PCA

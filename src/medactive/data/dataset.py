@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
+from medactive.data.lazy import is_lazy, take
 from medactive.errors import DataError
 
 UNKNOWN_LABEL = -1
@@ -22,7 +24,9 @@ class ImageDataset:
     """Images with (possibly unknown) labels, class names and stable string ids.
 
     Attributes:
-        images: uint8 array ``(N, H, W, C)``, ``C`` in {1, 3}.
+        images: uint8 array ``(N, H, W, C)``, ``C`` in {1, 3}: in memory, or a
+            :class:`~medactive.data.lazy.LazyImages` read from a decoded-image store (indexing
+            returns batches; :meth:`subset` stays lazy).
         labels: int64 array ``(N,)``; ``-1`` marks an unknown label.
         class_names: one name per class, index order.
         ids: ``(N,)`` array of unique strings identifying each image across subsets.
@@ -80,7 +84,8 @@ class ImageDataset:
             class_names: class names in index order.
             ids: ``(N,)`` unique ids; default ``f"{id_prefix}{i}"``.
         """
-        images = np.asarray(images)
+        if not is_lazy(images):  # a LazyImages stays on disk
+            images = np.asarray(images)
         if images.ndim == 3:
             images = images[..., None]
         n = images.shape[0]
@@ -113,9 +118,8 @@ class ImageDataset:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise DataError(f"{self.name}: subset index out of range for {len(self)} images")
-        return ImageDataset(
-            self.images[idx], self.labels[idx], self.class_names, self.ids[idx], self.name
-        )
+        images = cast(np.ndarray, take(self.images, idx))  # a lazy view stays lazy
+        return ImageDataset(images, self.labels[idx], self.class_names, self.ids[idx], self.name)
 
     def with_labels(self, labels: np.ndarray) -> ImageDataset:
         """Return a copy with ``labels`` replaced (images are shared, not copied)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -44,7 +45,7 @@ SPLIT_COLUMN = "split"
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 _FOLDER_OPTIONS = {"image_root", "id_column", "label_column", "one_hot_columns", "class_names",
-                   "image_size", "channels", "name", "window", "frame"}
+                   "image_size", "channels", "name", "window", "frame", "lazy"}
 
 
 def _decode_all(csv_path: Path, rows: list[CsvImageRow], paths: list[Path], size: int | None,
@@ -82,8 +83,10 @@ def _load(
     class_names: Sequence[str] | None = None, image_size: int | None = 28,
     channels: int | None = None, name: str | None = None, split_column: str | None = None,
     window: str | tuple[float, float] | None = None, frame: int | None = None,
+    lazy: bool = False,
 ) -> ImageDataset:
-    """Load the dataset (``split_column`` is only excluded from label auto-detection)."""
+    """Load the dataset (``split_column`` is only excluded from label auto-detection); with
+    ``lazy``, the images go through the decoded-image store (:mod:`medactive.data.store`)."""
     csv_path = Path(csv_path).expanduser()
     if isinstance(window, str):
         settings = DecodeSettings.parse(window, frame)
@@ -138,8 +141,16 @@ def _load(
                 f"(tried extensions: {tried.lstrip(', ') or 'none'} and sub-folders)"
             )
         paths.append(path)
-    images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size, settings),
-                    channels)
+    if lazy:  # decoded once into the store, read lazily (pools beyond memory)
+        from medactive.data.store import store_images
+
+        if image_size is None:
+            raise DataError("lazy loading needs an image_size (the store holds one size)")
+        # duck-typed: a LazyImages stands in for the uint8 array (shape, dtype, indexing)
+        images = cast(np.ndarray, store_images(paths, image_size, channels, settings))
+    else:
+        images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size,
+                                                    settings), channels)
     return ImageDataset.from_arrays(
         images, labels, names, ids=[r.image_id for r in rows], name=name or csv_path.stem
     )
@@ -158,8 +169,13 @@ def load_image_folder(
     name: str | None = None,
     window: str | tuple[float, float] | None = None,
     frame: int | None = None,
+    lazy: bool = False,
 ) -> ImageDataset:
     """Load the images a CSV names, with their labels, into one :class:`ImageDataset`.
+
+    With ``lazy``, the images are decoded once into the decoded-image store and the dataset's
+    ``images`` is a :class:`~medactive.data.lazy.LazyImages` (pools beyond memory; ``channels``
+    then defaults from the first 64 files).
 
     Args:
         csv_path: the CSV; one row per image.
@@ -193,7 +209,7 @@ def load_image_folder(
     """
     return _load(csv_path, image_root, id_column=id_column, label_column=label_column,
                  one_hot_columns=one_hot_columns, class_names=class_names,
-                 image_size=image_size, channels=channels, name=name, window=window, frame=frame)
+                 image_size=image_size, channels=channels, name=name, window=window, frame=frame, lazy=lazy)
 
 
 def load_folder_splits(

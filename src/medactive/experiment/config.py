@@ -36,6 +36,8 @@ class DatasetConfig(_Strict):
     val_limit: int | None = Field(default=None, ge=10)
     test_limit: int | None = Field(default=None, ge=10)
     seed: int = 0
+    #: image-folder CSV only: decode into the on-disk store and read lazily (pools beyond memory)
+    lazy: bool = False
 
     @model_validator(mode="after")
     def _sizes_for_stratified(self) -> DatasetConfig:
@@ -90,17 +92,28 @@ class ModelConfig(_Strict):
     """Backbone and per-round training mode.
 
     ``encoder``: ``"moco"`` (contrastive pre-training on the training pool, cached), ``"random"``
-    (random init: a fast, weak baseline for tests) or ``"imagenet"`` (EfficientNet-Lite0 weights,
-    ``[pretrained]`` extra).
+    (random init: a fast, weak baseline for tests), ``"imagenet"`` (EfficientNet-Lite0 weights,
+    ``[pretrained]`` extra) or ``"features"``: your own embeddings from ``features`` (a ``.npy``
+    with one row per image of the dataset in train, val, test order, or Parquet with an id
+    column; path relative to the config file), head mode only.
     """
 
     mode: Literal["head", "finetune"] = "head"
     backbone: str = "compact"
-    encoder: Literal["moco", "random", "imagenet"] = "moco"
+    encoder: Literal["moco", "random", "imagenet", "features"] = "moco"
+    features: str | None = None
     dropout: float = Field(default=0.2, ge=0, lt=1)
     pretrain: PretrainConfig = PretrainConfig()
     head: HeadTrainConfig = HeadTrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+
+    @model_validator(mode="after")
+    def _features_file(self) -> ModelConfig:
+        if (self.encoder == "features") != (self.features is not None):
+            raise ValueError("encoder = 'features' and a features = 'FILE' go together")
+        if self.encoder == "features" and self.mode != "head":
+            raise ValueError("encoder = 'features' trains the head only: use mode = 'head'")
+        return self
 
 
 class StrategySpec(_Strict):
@@ -163,6 +176,16 @@ class RunConfig(_Strict):
     reference: bool = True
     correlation: tuple[int, int] | None = None
     device: str | None = None
+    #: Ray cluster for feature extraction and scoring: "local", "auto" or "ray://HOST:PORT";
+    #: None (default) = one process, no Ray needed.
+    ray: str | None = None
+
+    @field_validator("ray")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is not None and not (value in ("local", "auto") or value.startswith("ray://")):
+            raise ValueError("must be 'local', 'auto' or 'ray://HOST:PORT'")
+        return value
 
 
 class ExperimentConfig(_Strict):
@@ -207,5 +230,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
         resolved = (path.parent / source).resolve()
         if resolved.exists():
             data["dataset"]["source"] = str(resolved)
+    features = data.get("model", {}).get("features")
+    if isinstance(features, str) and (path.parent / features).exists():
+        data["model"]["features"] = str((path.parent / features).resolve())
     data.setdefault("name", path.stem)
     return parse_config(data, str(path))

@@ -25,7 +25,7 @@ class Prepared:
     Attributes:
         splits: train (the pool) / val (evaluation set of information gain) / test.
         encoder: backbone used as frozen feature extractor (head mode) or as initialisation
-            (finetune mode).
+            (finetune mode); None with your own embeddings (``encoder = "features"``).
         train_features, val_features, test_features: ``(N, D)`` float32 cached encoder features
             (cold-start strategies cluster these).
         head_train, head_val, head_test: what the head sees — the same features standardised
@@ -37,7 +37,7 @@ class Prepared:
     """
 
     splits: DatasetSplits
-    encoder: nn.Module
+    encoder: nn.Module | None
     train_features: np.ndarray
     val_features: np.ndarray
     test_features: np.ndarray
@@ -91,7 +91,10 @@ def _limit(ds: ImageDataset, n: int | None, seed: int) -> ImageDataset:
 def load_splits(config: ExperimentConfig) -> DatasetSplits:
     """Load the dataset and apply the configured split, long tail and size limits."""
     dc = config.dataset
-    splits = load_dataset(dc.source)
+    if dc.lazy and not str(dc.source).lower().endswith(".csv"):
+        raise ConfigError("dataset.lazy applies to image-folder .csv sources (MedMNIST arrays "
+                          "are already in memory)")
+    splits = load_dataset(dc.source, **({"lazy": True} if dc.lazy else {}))
     if dc.split == "stratified":
         assert dc.sizes is not None
         pooled = _concat([d for _, d in splits.items() if len(d)])
@@ -133,20 +136,43 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         variability = np.asarray(result.variability, dtype=np.float64)
         info = {"encoder": "moco", "backbone": mc.backbone, "cache_key": result.key,
                 "images_per_second": getattr(result, "images_per_second", None)}
+    elif mc.encoder == "features":  # your own embeddings: no backbone at all
+        from medactive.data.embeddings import split_embeddings
+
+        assert mc.features is not None
+        feats = split_embeddings(mc.features, load_dataset(config.dataset.source), splits)
+        return _prepared(mc.head.standardize, splits, None, *feats, None, None,
+                         {"encoder": "features", "features": mc.features})
     else:
         seed_everything(config.run.seed)
         if mc.encoder == "imagenet":
             encoder = build_backbone("efficientnet-lite0", in_channels, image_size, pretrained=True)
         else:
             encoder = build_backbone(mc.backbone, in_channels, image_size)
-        train_features = extract_features(encoder, train.images, device=config.run.device,
-                                          progress=progress)
+        train_features = _features(encoder, train.images, config, progress)
         info = {"encoder": mc.encoder, "backbone": mc.backbone}
-    val_features = extract_features(encoder, splits.val.images, device=config.run.device,
-                                    progress=progress)
-    test_features = extract_features(encoder, splits.test.images, device=config.run.device,
-                                     progress=progress)
-    if not mc.head.standardize:
+    val_features = _features(encoder, splits.val.images, config, progress)
+    test_features = _features(encoder, splits.test.images, config, progress)
+    return _prepared(mc.head.standardize, splits, encoder, train_features, val_features,
+                     test_features, confidence, variability, info)
+
+
+def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
+              progress: bool) -> np.ndarray:
+    """The encoder's features of ``images``: one process, or Ray Data with ``[run] ray``."""
+    if config.run.ray is not None:
+        from medactive.models.cluster import ray_extract_features
+
+        return ray_extract_features(encoder, images, address=config.run.ray)
+    return extract_features(encoder, images, device=config.run.device, progress=progress)
+
+
+def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | None,
+              train_features: np.ndarray, val_features: np.ndarray, test_features: np.ndarray,
+              confidence: np.ndarray | None, variability: np.ndarray | None,
+              info: dict) -> Prepared:
+    """The :class:`Prepared` of these features, standardised for the head when asked."""
+    if not standardise:
         return Prepared(splits, encoder, train_features, val_features, test_features,
                         confidence, variability, info)
     head_train, head_val, head_test = standardize(train_features, val_features, test_features)

@@ -38,6 +38,7 @@ from medactive.models import (
 from medactive.models.device import select_device
 from medactive.progress import progress_bar
 from medactive.strategies import RoundView, checked_strategy, get_strategy, selection_health
+from medactive.strategies.sharded import rank_with
 
 RESULTS = "results.jsonl"
 REFERENCE = "reference.jsonl"
@@ -250,6 +251,8 @@ class Runner:
         (VAAL, Consistency); its head must see the same features as ``weight``, so with
         standardised features the standardisation is folded into the head."""
         p, mc = self.prepared, self.config.model
+        if p.encoder is None:  # your own embeddings: there is no network to run
+            return None
         w, b = weight.astype(np.float64), bias.astype(np.float64)
         if p.feature_mean is not None and p.feature_std is not None:
             w, b = w / p.feature_std, b - (w / p.feature_std) @ p.feature_mean
@@ -298,7 +301,8 @@ class Runner:
                 budget = schedule[rnd + 1] - labeled.size
                 rng = np.random.default_rng([seed, rnd, stable_hash(acq.display)])
                 t0 = time.perf_counter()
-                picked = np.asarray(strategy.select(view, int(budget), rng), dtype=np.int64)
+                picked = np.asarray(rank_with(strategy, view, int(budget), rng,
+                                              ray=self.config.run.ray)[0], dtype=np.int64)
                 elapsed = time.perf_counter() - t0
                 if picked.size != budget or np.intersect1d(picked, labeled).size:
                     raise StrategyError(f"{acq.display} returned an invalid selection")

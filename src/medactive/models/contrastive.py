@@ -34,7 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from medactive.data.lazy import LazyImages, content_digest, prefetch_batches
 from medactive.errors import ConfigError
+from medactive.models import distributed
 from medactive.models.augment import DEFAULT_CROP_MIN_SCALE, contrastive_augmentation, normalise, to_unit
 from medactive.models.backbones import build_backbone
 from medactive.models.device import autocast, memory_format, seed_everything, select_device
@@ -160,7 +162,7 @@ def cache_key(images: np.ndarray, config: MocoConfig) -> str:
     """MD5 of the image bytes and shape plus the result-relevant config fields (16 hex chars)."""
     h = hashlib.md5()
     h.update(str(images.shape).encode())
-    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(content_digest(images))  # a lazy store view hashes its content key, no pixel read
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NON_KEY_FIELDS}
     h.update(json.dumps(fields, sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -257,14 +259,18 @@ def pretrain_moco(
         torch.set_num_threads(previous_threads)
 
 
-def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
+def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: Path,
            progress: bool) -> ContrastiveResult:
-    device = select_device(cfg.device)
+    dist = distributed.current()  # torchrun: several ranks share each global batch
+    device = distributed.local_device(select_device(cfg.device), dist)
     fmt = memory_format(device)
     gen = seed_everything(cfg.seed)
     n, size, channels = images.shape[0], images.shape[1], images.shape[-1]
     query = MocoNet(build_backbone(cfg.backbone, channels, size), cfg.proj_dim).to(device)
     query = query.to(memory_format=fmt)
+    trained = distributed.wrap(query, dist, device)  # query itself in a single process
+    if dist.active:  # same weights (DDP broadcasts them), different augmentations per rank
+        torch.manual_seed(cfg.seed + 1000 * dist.rank)
     keyenc = copy.deepcopy(query)
     for p in keyenc.parameters():
         p.requires_grad_(False)
@@ -298,20 +304,22 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
     for epoch in range(start_epoch, cfg.epochs):
         query.train()
         keyenc.train()
-        batches = _batches(items, cfg.batch_size, gen)
+        batches = [distributed.shard(pos, dist) for pos in _batches(items, cfg.batch_size, gen)]
+        epoch_start = [p_sum.copy(), p_sq.copy(), p_cnt.copy()]
+        loader = prefetch_batches(images, [pos % n for pos in batches])
         bar = progress_bar(batches, desc=f"moco {epoch + 1}/{cfg.epochs}", unit="batch",
-                           enabled=progress)
+                           enabled=progress and dist.primary)
         t0 = time.perf_counter()
         for b, pos in enumerate(bar):
             idx = pos % n  # repeated augmentation: position -> image
             step = epoch * per_epoch + b
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
-            x = to_unit(images[idx], device)
+            x = to_unit(next(loader), device)
             x1 = normalise(augment(x)).contiguous(memory_format=fmt)
             x2 = normalise(augment(x)).contiguous(memory_format=fmt)
             with autocast(device, cfg.amp):
-                q = query(x1)
+                q = trained(x1)
                 with torch.no_grad():
                     k = keyenc(x2)
             # InfoNCE: positive = own key, negatives = the queue (MoCo v2)
@@ -327,7 +335,7 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
             with torch.no_grad():
                 for pq, pk in zip(query.parameters(), keyenc.parameters(), strict=True):
                     pk.mul_(cfg.momentum).add_(pq.detach(), alpha=1.0 - cfg.momentum)
-                kk = k.detach()
+                kk = distributed.all_gather_rows(k.detach(), dist)  # the global batch's keys
                 end = ptr + kk.shape[0]
                 if end <= cfg.queue_size:
                     queue[ptr:end] = kk
@@ -336,7 +344,7 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
                     queue[ptr:] = kk[:cut]
                     queue[: end - cfg.queue_size] = kk[cut:]
                 ptr = end % cfg.queue_size
-                prob = positive_pair_probability(q.detach(), kk, cfg.tau_map).cpu().numpy()
+                prob = positive_pair_probability(q.detach(), k.detach(), cfg.tau_map).cpu().numpy()
             np.add.at(p_sum, idx, prob)
             np.add.at(p_sq, idx, prob * prob)
             np.add.at(p_cnt, idx, 1.0)
@@ -345,6 +353,10 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
                 rate = pairs_done / max(1e-9, train_seconds + time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{rate:.0f}")
         train_seconds += time.perf_counter() - t0
+        # every rank's map sums for this epoch, added up (identity in a single process)
+        p_sum, p_sq, p_cnt = distributed.reduce_increments((p_sum, p_sq, p_cnt), epoch_start, dist)
+        if not dist.primary:
+            continue  # rank 0 writes the checkpoint
         torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
                     "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,
                     "p_sum": p_sum, "p_sq": p_sq, "p_cnt": p_cnt, "gen": gen.get_state(),
@@ -359,6 +371,8 @@ def _train(images: np.ndarray, cfg: MocoConfig, key: str, folder: Path,
     features = extract_features(encoder, images, device=device, progress=False)
     encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
     rate = pairs_done / max(train_seconds, 1e-9)
+    if not dist.primary:  # rank 0 writes the cache entry
+        return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
     torch.save(encoder.state_dict(), folder / "encoder.pt")
     np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability)
     meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),

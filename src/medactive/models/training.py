@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from medactive.data.dataset import ImageDataset
+from medactive.data.lazy import LazyImages, prefetch_batches
 from medactive.errors import MedactiveError
 from medactive.metrics import macro_auc
 from medactive.models.classifier import Classifier, images_to_tensor
@@ -108,11 +109,11 @@ def fit_classifier(
         model.train()
         perm = torch.randperm(n, generator=gen).numpy()
         total = 0.0
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start : start + cfg.batch_size]
-            if idx.size < 2 and n >= 2:
-                continue  # a batch of one breaks BatchNorm statistics
-            x = images_to_tensor(train.images[idx], device).contiguous(memory_format=fmt)
+        # a batch of one breaks BatchNorm statistics
+        order = [perm[s : s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+        order = [idx for idx in order if idx.size >= 2 or n < 2]
+        for idx, pixels in zip(order, prefetch_batches(train.images, order), strict=True):
+            x = images_to_tensor(pixels, device).contiguous(memory_format=fmt)
             if augment is not None:
                 x = augment(x).contiguous(memory_format=fmt)
             y = labels[idx].to(device)
@@ -150,7 +151,7 @@ def fit_classifier(
 @torch.no_grad()
 def _batched(
     fn: Callable[[torch.Tensor], torch.Tensor],
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     device: torch.device,
     batch_size: int,
     progress: bool,
@@ -159,9 +160,11 @@ def _batched(
 ) -> np.ndarray:
     fmt = memory_format(device)
     outputs = []
-    starts = range(0, images.shape[0], batch_size)
-    for start in progress_bar(starts, desc=desc, unit="batch", enabled=progress):
-        x = images_to_tensor(images[start : start + batch_size], device).contiguous(memory_format=fmt)
+    batches = [slice(s, s + batch_size) for s in range(0, images.shape[0], batch_size)]
+    loader = prefetch_batches(images, batches)  # reads batch k+1 while batch k runs
+    for pixels in progress_bar(loader, desc=desc, unit="batch", enabled=progress,
+                               total=len(batches)):
+        x = images_to_tensor(pixels, device).contiguous(memory_format=fmt)
         with autocast(device, amp):
             outputs.append(fn(x).float().cpu())
     if not outputs:
@@ -171,12 +174,13 @@ def _batched(
 
 def extract_features(
     backbone: nn.Module,
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     batch_size: int = 512,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """Run ``backbone`` in eval mode over uint8 ``(N, H, W, C)`` images.
+    """Run ``backbone`` in eval mode over uint8 ``(N, H, W, C)`` images (in memory or lazy:
+    batches are read ahead by :func:`~medactive.data.lazy.prefetch_batches`).
 
     Returns:
         float32 features ``(N, D)``.
@@ -192,7 +196,7 @@ def extract_features(
 
 def predict_proba(
     model: Classifier,
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     batch_size: int = 512,
     device: str | torch.device | None = None,
     progress: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medactive.data.lazy import is_lazy
 from medactive.errors import StrategyError
 from medactive.models.classifier import Classifier
 from medactive.models.training import extract_features
@@ -54,8 +55,13 @@ def build_round_view(
         )
     # One pass over train+val: concatenating costs one uint8 copy, far less than a second
     # model launch, and keeps batches full across the boundary.
-    both = np.concatenate([train_images, val_images]) if val_images.shape[0] else train_images
-    feats = extract_features(model.backbone, both, batch_size, device, progress=False)
+    if is_lazy(train_images) or is_lazy(val_images):  # never concatenate a pool on disk
+        feats = np.concatenate([
+            extract_features(model.backbone, part, batch_size, device, progress=False)
+            for part in (train_images, val_images) if part.shape[0]])
+    else:
+        both = np.concatenate([train_images, val_images]) if val_images.shape[0] else train_images
+        feats = extract_features(model.backbone, both, batch_size, device, progress=False)
     weight, bias = model.head_arrays()
     known = np.where(labeled_mask, np.asarray(labels, dtype=np.int64), -1)
     return RoundView(
