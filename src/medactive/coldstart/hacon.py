@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from medactive.coldstart.embedding import (  # l2_normalise re-exported: long-standing API
+    clustering_space,
+    l2_normalise,  # noqa: F401
+)
 from medactive.errors import StrategyError
 
 # Above this many points K-means uses faiss when it is installed (scikit-learn otherwise).
@@ -32,6 +36,8 @@ class ColdStartView:
         images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
         true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
             :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
+        maps: optional ``{variant name: (N,) confidence}`` of every recorded dataset-map
+            variant (``ContrastiveResult.maps``), for strategies with a ``map`` parameter.
     """
 
     features: np.ndarray
@@ -39,6 +45,7 @@ class ColdStartView:
     variability: np.ndarray
     images: np.ndarray | None = None
     true_labels: np.ndarray | None = None
+    maps: Mapping[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float32)
@@ -58,6 +65,25 @@ class ColdStartView:
             raise StrategyError(f"cold-start view: true_labels must have shape ({n},)")
         if not np.all(np.isfinite(self.features)):
             raise StrategyError("cold-start view: features contain NaN or infinite values")
+        if self.maps is not None:
+            self.maps = {k: np.asarray(v, dtype=np.float64) for k, v in self.maps.items()}
+            bad = [k for k, v in self.maps.items() if v.shape != (n,)]
+            if bad:
+                raise StrategyError(f"cold-start view: map {bad[0]!r} does not have shape ({n},)")
+
+    def map_confidence(self, name: str | None) -> np.ndarray:
+        """``(N,)`` confidence of the recorded map variant ``name`` (``None``: the primary map,
+        :attr:`confidence`).
+
+        Raises:
+            StrategyError: ``name`` was not recorded.
+        """
+        if name is None:
+            return self.confidence
+        if not self.maps or name not in self.maps:
+            known = ", ".join(sorted(self.maps or {})) or "none (only the primary map)"
+            raise StrategyError(f"dataset-map variant {name!r} was not recorded; recorded: {known}")
+        return self.maps[name]
 
     @property
     def n(self) -> int:
@@ -71,13 +97,6 @@ def check_coldstart_budget(n: int, budget: int) -> None:
         raise StrategyError(f"budget must be a positive integer, got {budget!r}")
     if budget > n:
         raise StrategyError(f"budget {budget} is larger than the pool ({n} images)")
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows of ``(N, D)`` scaled to unit length (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +192,22 @@ def clustered_selection(
     return round_robin(groups, budget, order)
 
 
+def near_centroid(labels: np.ndarray, dist: np.ndarray, fraction: float) -> np.ndarray:
+    """``(N,)`` bool: the ``ceil(fraction * size)`` members of each cluster nearest its centroid.
+
+    Args:
+        labels: ``(N,)`` cluster ids.
+        dist: ``(N,)`` distance of each point to its cluster's centroid.
+        fraction: in ``(0, 1]``; every cluster keeps at least one member.
+    """
+    keep = np.zeros(labels.shape[0], dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        m = max(1, int(np.ceil(fraction * members.size - 1e-9)))
+        keep[members[np.argsort(dist[members], kind="stable")[:m]]] = True
+    return keep
+
+
 def hacon_select(
     features: np.ndarray,
     confidence: np.ndarray,
@@ -180,6 +215,8 @@ def hacon_select(
     *,
     n_clusters: int | None = None,
     seed: int = 0,
+    embedding: str = "features",
+    typical_fraction: float = 1.0,
 ) -> np.ndarray:
     """HaCon initial query: hard-to-contrast images spread over K-means clusters.
 
@@ -187,8 +224,14 @@ def hacon_select(
         features: ``(N, D)`` contrastive features of the un-augmented images.
         confidence: ``(N,)`` dataset-map confidence; lower = harder to contrast = more typical.
         budget: number of images to select, ``1 <= budget <= N``.
-        n_clusters: K (default: ``budget``, the paper's best setting in its Fig. 17 ablation).
-        seed: seeds K-means and the order in which clusters are visited.
+        n_clusters: K (default: ``budget``, the paper's best setting in its Fig. 17 ablation;
+            the authors' code uses 30).
+        seed: seeds K-means (and UMAP) and the order in which clusters are visited.
+        embedding: cluster the L2-normalised ``"features"`` (default) or their 2-D ``"umap"``
+            (the authors' code), see :func:`medactive.coldstart.embedding.clustering_space`.
+        typical_fraction: only the members among the ``typical_fraction`` of each cluster
+            nearest its centroid compete on hardness first (1.0 = the paper: all members);
+            the others follow, hardest first.
 
     Returns:
         ``(budget,)`` int64 distinct indices in acquisition order: round ``r`` takes the
@@ -204,5 +247,14 @@ def hacon_select(
     k = int(n_clusters) if n_clusters is not None else int(budget)
     if k < 1:
         raise StrategyError(f"n_clusters must be positive, got {n_clusters!r}")
-    labels, _ = kmeans(l2_normalise(features), k, seed)
-    return clustered_selection(labels, confidence, budget, seed)
+    if not 0.0 < typical_fraction <= 1.0:
+        raise StrategyError(f"typical_fraction must be in (0, 1], got {typical_fraction!r}")
+    space = clustering_space(features, embedding, seed)
+    labels, cents = kmeans(space, k, seed)
+    key = confidence
+    if typical_fraction < 1.0:
+        near = near_centroid(labels, np.linalg.norm(space - cents[labels], axis=1), typical_fraction)
+        # near-centroid members first (key in [0, 1)), then the rest ([2, 3)), each by hardness
+        hardness_rank = np.argsort(np.argsort(confidence, kind="stable"), kind="stable")
+        key = np.where(near, 0.0, 2.0) + hardness_rank / (confidence.size + 1.0)
+    return clustered_selection(labels, key, budget, seed)

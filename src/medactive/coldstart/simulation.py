@@ -115,6 +115,7 @@ class _SubView:
             view.features[idx], view.confidence[idx], view.variability[idx],
             None if view.images is None else view.images[idx],
             None if view.true_labels is None else np.asarray(view.true_labels)[idx],
+            None if view.maps is None else {k: v[idx] for k, v in view.maps.items()},
         )
 
 

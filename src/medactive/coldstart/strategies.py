@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from medactive.coldstart.baselines import probcover_select, typiclust_select
+from medactive.coldstart.embedding import clustering_space
 from medactive.coldstart.hacon import (
     ColdStartView,
     check_coldstart_budget,
     clustered_selection,
     hacon_select,
     kmeans,
-    l2_normalise,
 )
 from medactive.errors import StrategyError
 from medactive.registry import Registry
@@ -81,34 +81,67 @@ def list_coldstart_strategies(include_simulation: bool = False) -> list[str]:
 
 @register_coldstart_strategy("hacon")
 class HaCon(ColdStartStrategy):
-    """Hard-to-contrast images, round-robin over K-means clusters (the paper's method)."""
+    """Hard-to-contrast images, round-robin over K-means clusters (the paper's method).
 
-    def __init__(self, n_clusters: int | None = None, seed: int | None = None) -> None:
+    Defaults follow the paper's text (K = budget, K-means on the features, the primary map —
+    τ = 0.05 in-batch unless the pre-training was configured otherwise). The authors' public code
+    is ``n_clusters=30, embedding="umap"`` with a ``map`` recorded at an effective τ of 0.001
+    (``"batch:tau=0.001"``, or its limit ``"batch:hit"``), see docs/coldstart.md.
+
+    Args:
+        n_clusters: K (``None`` = budget).
+        seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
+        embedding: ``"features"`` or ``"umap"`` (:func:`~medactive.coldstart.embedding.clustering_space`).
+        map: name of a recorded dataset-map variant (``None`` = the view's primary confidence).
+        typical_fraction: only the members nearest the centroid (this fraction of each cluster)
+            compete on hardness first; 1.0 = the paper.
+    """
+
+    def __init__(self, n_clusters: int | None = None, seed: int | None = None,
+                 embedding: str = "features", map: str | None = None,
+                 typical_fraction: float = 1.0) -> None:
         self.n_clusters = n_clusters
         self.seed = seed
+        self.embedding = embedding
+        self.map = map
+        self.typical_fraction = typical_fraction
+
+    _sign = 1.0  # +1: hardest (lowest confidence) first
 
     def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        return hacon_select(view.features, view.confidence, budget, n_clusters=self.n_clusters,
-                            seed=_seed(self.seed, rng))
+        confidence = self._sign * view.map_confidence(self.map)
+        return hacon_select(view.features, confidence, budget, n_clusters=self.n_clusters,
+                            seed=_seed(self.seed, rng), embedding=self.embedding,
+                            typical_fraction=self.typical_fraction)
 
 
 @register_coldstart_strategy("easy-to-contrast")
 class EasyToContrast(HaCon):
     """Ablation: the *highest*-confidence (easy-to-contrast) images of each cluster."""
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        return hacon_select(view.features, -view.confidence, budget, n_clusters=self.n_clusters,
-                            seed=_seed(self.seed, rng))
+    _sign = -1.0
 
 
 @register_coldstart_strategy("kmeans-centroid")
-class KMeansCentroid(HaCon):
-    """Ablation "without hard-to-contrast": the images closest to each cluster centroid."""
+class KMeansCentroid(ColdStartStrategy):
+    """Ablation "without hard-to-contrast": the images closest to each cluster centroid.
+
+    Args:
+        n_clusters: K (``None`` = budget).
+        seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
+        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP, as the authors' code).
+    """
+
+    def __init__(self, n_clusters: int | None = None, seed: int | None = None,
+                 embedding: str = "features") -> None:
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.embedding = embedding
 
     def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
         check_coldstart_budget(view.n, budget)
         seed = _seed(self.seed, rng)
-        x = l2_normalise(view.features)
+        x = clustering_space(view.features, self.embedding, seed)
         return _centroid_selection(x, budget, self.n_clusters or budget, seed)
 
 
@@ -123,7 +156,7 @@ class HardToContrastGlobal(ColdStartStrategy):
 
 
 @register_coldstart_strategy("kmeans-pixels")
-class KMeansPixels(HaCon):
+class KMeansPixels(KMeansCentroid):
     """Ablation "without contrastive features": K-means on raw pixels, closest to centroid.
 
     Pixels are scaled to [0, 1] and, for speed, projected on their first ``pca_dim`` principal
@@ -133,7 +166,8 @@ class KMeansPixels(HaCon):
 
     def __init__(self, n_clusters: int | None = None, seed: int | None = None,
                  pca_dim: int | None = 50) -> None:
-        super().__init__(n_clusters, seed)
+        self.n_clusters = n_clusters
+        self.seed = seed
         self.pca_dim = pca_dim
         self._cache: tuple[int, np.ndarray] | None = None
 
