@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "hacon rank": ("hacon", {"map": "batch:rank"}),
     "hacon probe τ=0.05": ("hacon", {"map": "probe:tau=0.05"}),
     "hacon probe rank": ("hacon", {"map": "probe:rank"}),
+    "hacon probe τ=0.2": ("hacon", {"map": "probe:tau=0.2"}),
     # typical AND hard: hardest among the members nearest the centroid
     "hacon typical 10%": ("hacon", {"typical_fraction": 0.1}),
     "hacon typical 25%": ("hacon", {"typical_fraction": 0.25}),

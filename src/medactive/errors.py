@@ -25,3 +25,7 @@ class StrategyError(MedactiveError):
 
 class StoreError(MedactiveError):
     """The annotation project store is missing, locked, or has an unexpected schema."""
+
+
+class StoreReplacedError(StoreError):
+    """The project database was deleted, moved or replaced while it was open."""

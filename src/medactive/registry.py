@@ -1,13 +1,50 @@
-"""A name -> class registry shared by the acquisition and the cold-start strategies."""
+"""Name -> class registries shared by the acquisition and the cold-start strategies, and the
+parameter conventions both follow (scikit-learn style: the constructor stores its arguments)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from medactive.errors import StrategyError
 
-T = TypeVar("T")
+
+class Parametrized:
+    """Mixin: ``get_params()`` from the constructor's signature, a matching ``repr``, and a
+    ``check_params()`` hook run by :meth:`Registry.create`.
+
+    Subclasses store every constructor argument under the same attribute name (scikit-learn's
+    convention), so ``type(obj)(**obj.get_params())`` rebuilds an equal object.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Constructor parameter names, in signature order (``**kwargs`` excluded)."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in list(sig.parameters.values())[1:]
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters and their values (for logging and reproducibility)."""
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    def check_params(self) -> None:
+        """Raise :class:`StrategyError` for impossible parameter values (default: none).
+
+        Construction only stores parameters (scikit-learn's convention) and every run checks
+        them again; :meth:`Registry.checked` calls this up front so callers about to start
+        expensive work (pre-training, training) fail in milliseconds, not minutes later.
+        """
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+T = TypeVar("T", bound=Parametrized)
 
 
 class Registry(Generic[T]):
@@ -16,7 +53,7 @@ class Registry(Generic[T]):
     Args:
         kind: what the entries are, for messages (``"strategy"``, ``"cold-start strategy"``).
         plural: the plural used in "known ...: a, b, c".
-        loader: called before every lookup; imports the modules whose decorators register the
+        loader: called before every lookup; imports the package whose modules register the
             built-in entries (so importing this module alone stays cheap and cycle-free).
     """
 
@@ -32,7 +69,7 @@ class Registry(Generic[T]):
         def decorator(cls: type[T]) -> type[T]:
             if name in self._entries:
                 raise RuntimeError(f"{self.kind} {name!r} registered twice")
-            cls.name = name  # type: ignore[attr-defined]
+            cls.name = name
             self._entries[name] = cls
             return cls
 
@@ -45,10 +82,10 @@ class Registry(Generic[T]):
         return dict(self._entries)
 
     def create(self, name: str, **params: Any) -> T:
-        """Instantiate ``name`` with ``params``.
+        """Instantiate ``name`` with ``params`` (values are not checked yet, see :meth:`checked`).
 
         Raises:
-            StrategyError: unknown name (listing the known ones) or bad parameters.
+            StrategyError: unknown name (listing the known ones) or unknown parameters.
         """
         entries = self.entries()
         if name not in entries:
@@ -60,3 +97,17 @@ class Registry(Generic[T]):
             return entries[name](**params)
         except TypeError as exc:
             raise StrategyError(f"bad parameters for {self.kind} {name!r}: {exc}") from None
+
+    def checked(self, name: str, **params: Any) -> T:
+        """:meth:`create`, then ``check_params()``: every name and value problem, before any work.
+
+        Raises:
+            StrategyError: unknown name, unknown parameters or impossible values, naming the
+                entry and the parameter.
+        """
+        obj = self.create(name, **params)
+        try:
+            obj.check_params()
+        except StrategyError as exc:
+            raise StrategyError(f"bad parameters for {self.kind} {name!r}: {exc}") from None
+        return obj

@@ -18,8 +18,17 @@ def queried(project: ProjectStore) -> ProjectStore:
     return project
 
 
+BASE = "http://127.0.0.1:8765"  # the served address: the app refuses any other Host
+TOKEN = "s3cret-token-0123456789"
+
+
 def _client(store: ProjectStore, token: str | None = None) -> TestClient:
-    return TestClient(create_app(store.dir, token=token, annotator="dr-test"))
+    """A client at the served address; without a token it loads the page first, as a browser
+    does, which sets the session cookie every other request needs."""
+    client = TestClient(create_app(store.dir, token=token, annotator="dr-test"), base_url=BASE)
+    if token is None:
+        assert client.get("/").status_code == 200
+    return client
 
 
 def _snapshot(store: ProjectStore) -> list[tuple]:
@@ -57,19 +66,33 @@ def test_full_cycle_and_resume(queried: ProjectStore) -> None:
 
 
 def test_token_required_everywhere(queried: ProjectStore) -> None:
-    client = _client(queried, token="s3cret")
+    client = _client(queried, token=TOKEN)
     img = queried.queue(1)[0].image_id
     before = _snapshot(queried)
-    for path in ("/", "/api/state", f"/api/image/{img}"):
+    for path in ("/", "/api/state", f"/api/image/{img}", "/static/app.js"):
         assert client.get(path).status_code == 401
         assert client.get(path, params={"token": "wrong"}).status_code == 401
-        assert client.get(path, params={"token": "s3cret"}).status_code == 200
+        assert client.get(path, headers={"X-Token": TOKEN}).status_code == 200
+        client.cookies.clear()  # the page sets the session cookie: start again without it
+    for path in ("/api/state", f"/api/image/{img}"):  # never in a URL but the page's own
+        assert client.get(path, params={"token": TOKEN}).status_code == 401
     body = {"image_id": img, "answer": "benign", "annotator": "a"}
     assert client.post("/api/answer", json=body).status_code == 401
     assert client.post("/api/answer", json=body, headers={"X-Token": "nope"}).status_code == 401
     assert client.post("/api/undo", json={"annotator": "a"}).status_code == 401
     assert _snapshot(queried) == before
-    assert client.post("/api/answer", json=body, headers={"X-Token": "s3cret"}).status_code == 200
+    assert client.post("/api/answer", json=body, headers={"X-Token": TOKEN}).status_code == 200
+    # the printed URL: the token is traded for the session cookie and leaves the address bar
+    page = client.get("/", params={"token": TOKEN}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/"
+    assert client.get("/api/state").status_code == 200  # the cookie alone now
+
+
+def test_short_tokens_are_refused(project: ProjectStore) -> None:
+    from medactive.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        create_app(project.dir, token="s3cret")
 
 
 BAD_BODIES = [

@@ -86,14 +86,15 @@ def test_init_with_labels_and_dicom(tmp_path) -> None:
     proj = tmp_path / "p"
     assert main(["project", "init", str(proj), "--images", str(folder), "--classes", "yes,no",
                  "--labels", str(labels)]) == 0
-    from medactive.annotate.images import load_array, to_png_bytes
+    from medactive.data.decode import render_png
+    from medactive.data.imagefiles import load_images
 
     with ProjectStore.open(proj) as store:
         assert store.meta()["channels"] == 1
         assert len(store.current_answers()) == 1
         paths = [r.path for r in store.images()]
-    assert to_png_bytes(paths[0]).startswith(b"\x89PNG")
-    arr = load_array(paths, 8, 1)
+    assert render_png(paths[0]).startswith(b"\x89PNG")
+    arr = load_images(paths, 8, 1)
     assert arr.shape == (3, 8, 8, 1) and arr.max() > arr.min()
 
 

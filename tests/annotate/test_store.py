@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medactive.annotate.store import ProjectStore
+from medactive.annotate.store import SCHEMA_VERSION, ProjectStore
 from medactive.errors import StoreError
 
 WRITER = """
@@ -98,7 +98,8 @@ def test_future_schema_is_rejected(project: ProjectStore) -> None:
     con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match=r"schema v99, newer than .* \(v1\); upgrade medactive"):
+    with pytest.raises(StoreError,
+                       match=rf"schema v99, newer than .* \(v{SCHEMA_VERSION}\); upgrade medactive"):
         ProjectStore.open(project.dir)
 
 

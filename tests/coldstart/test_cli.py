@@ -50,3 +50,12 @@ def test_tiny_run_writes_ordered_csv_and_plots(bloodmnist_path, isolated_cache):
     assert len({r["cluster"] for r in rows}) == 6  # hacon: K = budget, one image per cluster
     for name in ("dataset_map.png", "embedding.png"):
         assert (isolated_cache / "plots" / name).stat().st_size > 1000
+
+
+def test_bad_parameter_fails_before_loading_or_training(isolated_cache, capsys):
+    # no such data file: the parameter check must come first, in milliseconds
+    code = main(["coldstart", "--data", str(isolated_cache / "missing.npz"), "--n-clusters", "0",
+                 "--out", str(isolated_cache / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "n_clusters" in err and err.count("\n") == 1
+    assert not (isolated_cache / "cache" / "encoders").exists()

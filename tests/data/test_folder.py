@@ -139,7 +139,8 @@ def test_dicom_rescale_window_and_monochrome1(tmp_path: Path) -> None:
     assert abs(ct[0, 1] - 0) <= 1 and abs(ct[0, 3] - 255) <= 1  # HU -160 / 240: window edges
     cr = ds.images[1, ..., 0].astype(int)
     assert cr[0, 0] == 255 and cr[1, 1] == 0  # MONOCHROME1: smallest value is brightest
-    expected = np.round(stored / 2000 * 255).astype(int)  # first frame, min-max
+    # multi-frame: the middle frame (index n // 2 = 1 of 2), min-max (no window in the header)
+    expected = np.round((2000 - stored) / 2000 * 255).astype(int)
     assert np.abs(ds.images[2, ..., 0].astype(int) - expected).max() <= 1
 
 

@@ -207,3 +207,51 @@ def test_finetune_mode_retrains_the_network_each_round(tmp_path, monkeypatch):
     write_report(tmp_path / "run")
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "Test accuracy" not in summary and "| consistency |" in summary
+
+
+def test_finetune_early_stopping_watches_validation_auc(tmp_path, monkeypatch):
+    """``model.finetune.early_stopping_patience`` reaches the trainer, with the validation split
+    whose macro AUC it watches; without it, no validation pass is paid for."""
+    import medactive.experiment.runner as runner_module
+
+    monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    npz = write_synthetic_npz(tmp_path / "synthetic.npz")
+    seen = []
+    real_fit = runner_module.fit_classifier
+
+    def spy(model, train, val, config):
+        history = real_fit(model, train, val, config)
+        seen.append((val, config.early_stopping_patience, len(history.train_loss)))
+        return history
+
+    monkeypatch.setattr(runner_module, "fit_classifier", spy)
+    for patience in (1, None):
+        cfg = parse_config({
+            "name": f"es{patience}", "dataset": {"source": str(npz)},
+            "model": {"mode": "finetune", "encoder": "random",
+                      "finetune": {"epochs": 6, "batch_size": 16,
+                                   "early_stopping_patience": patience}},
+            "initial": {"budget": 12},
+            "acquisition": {"strategies": ["entropy"], "rounds": 0},
+            "run": {"repeats": 1, "reference": False, "metrics": ["auc"]},
+        })
+        Runner(cfg, tmp_path / f"run{patience}", progress=False).run()
+    (val, patience, epochs), (no_val, no_patience, all_epochs) = seen
+    assert patience == 1 and val is not None and len(val) > 0 and epochs <= 6
+    assert no_patience is None and no_val is None and all_epochs == 6
+
+
+def test_bad_strategy_parameters_fail_before_any_data_or_training(tmp_path, monkeypatch):
+    import medactive.experiment.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "prepare",
+                        lambda *a, **k: pytest.fail("prepared data before checking parameters"))
+    npz = write_synthetic_npz(tmp_path / "s.npz")
+    for initial, acquisition, message in (
+        ('[{name = "hacon", params = {n_clusters = 0}}]', '["entropy"]', "n_clusters"),
+        ('["random"]', '[{name = "bald", params = {n_samples = 0}}]', "n_samples"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(config_text(npz, strategies=acquisition, initial=initial))
+        with pytest.raises(StrategyError, match=message):
+            Runner(load_config(path), tmp_path / "r", progress=False).run()

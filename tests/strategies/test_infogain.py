@@ -96,7 +96,7 @@ def test_chunking_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_variant_weights_by_hand() -> None:
-    # With K = 1 evaluation image and step -> tiny, check H1 and the weighting of Eq. 1 / Eq. 2:
+    # With K = 8 evaluation images and step -> tiny, check H1 and the weighting of Eq. 1 / Eq. 2:
     # EIG weights sum to 1 (score ~ 0), AEIG to sum_c p_c pi_c (score ~ H1 (1 - sum p pi)).
     pool, ev, lab, w, b = _case(3, n=4, k=8, c=3)
     eps = 1e-9

@@ -12,7 +12,7 @@ from medactive.errors import StrategyError
 from medactive.models.classifier import images_to_tensor
 from medactive.models.training import make_augmentation
 from medactive.strategies import RoundView, get_strategy
-from medactive.strategies.diversity import round_robin
+from medactive.strategies.diversity import interleave_groups
 
 from .helpers import random_view
 
@@ -58,11 +58,11 @@ def test_vaal_needs_a_labelled_image(tiny_view: RoundView) -> None:
         get_strategy("vaal").select(view, 2, np.random.default_rng(0))
 
 
-def test_round_robin_by_hand() -> None:
+def test_interleave_groups_by_hand() -> None:
     order = np.array([10, 11, 12, 13, 14, 15])
     groups = np.array(["a", "a", "b", "a", "c", "b"])
-    np.testing.assert_array_equal(round_robin(order, groups, 5), [10, 12, 14, 11, 15])
-    np.testing.assert_array_equal(round_robin(order, groups, 6), [10, 12, 14, 11, 15, 13])
+    np.testing.assert_array_equal(order[interleave_groups(groups, 5)], [10, 12, 14, 11, 15])
+    np.testing.assert_array_equal(order[interleave_groups(groups, 6)], [10, 12, 14, 11, 15, 13])
 
 
 @settings(max_examples=30, deadline=None)
@@ -70,10 +70,10 @@ def test_round_robin_by_hand() -> None:
     groups=st.lists(st.integers(0, 4), min_size=1, max_size=40),
     frac=st.floats(0.0, 1.0),
 )
-def test_round_robin_is_balanced(groups: list[int], frac: float) -> None:
+def test_interleave_groups_is_balanced(groups: list[int], frac: float) -> None:
     g = np.array(groups)
     budget = max(1, round(frac * g.size))
-    taken = round_robin(np.arange(g.size), g, budget)
+    taken = interleave_groups(g, budget)
     assert np.unique(taken).size == budget
     counts = np.bincount(g[taken], minlength=5)
     avail = np.bincount(g, minlength=5)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from medactive.annotate.images import find_images, load_pil, sha256_file
-from medactive.annotate.store import ProjectStore, check_label_rows, db_path
-from medactive.errors import DataError, StoreError
+from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
+from medactive.data.csvfile import read_csv
+from medactive.data.decode import DecodeSettings, encode_png
+from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
+from medactive.errors import ConfigError, DataError, StoreError
 
 CSV_ID = "image_id"
 CSV_LABEL = "label"
 DEFAULT_FOLDER_SIZE = 64
-
-
-def _guess_channels(paths: list[Path], sample: int = 32) -> int:
-    # Colour if any sampled image is colour; a grey scan never needs three identical channels.
-    return 3 if any(load_pil(p).mode == "RGB" for p in paths[:sample]) else 1
+MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) in an
+# annotator name); tab and carriage return too (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def init_from_folder(
@@ -27,20 +29,58 @@ def init_from_folder(
     labels_csv: Path | None = None,
     image_size: int = DEFAULT_FOLDER_SIZE,
     annotator: str = "import",
+    settings: DecodeSettings | None = None,
+    strict: bool = False,
 ) -> ProjectStore:
-    """Register every PNG/JPEG/DICOM under ``folder`` (path + hash, nothing copied).
+    """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied).
+
+    Every file is read, hashed and decoded (in parallel, with a progress bar) with ``settings``,
+    which are stored in the project so ``query`` and ``serve`` decode the same way. Files that
+    cannot be used (empty, undecodable, links leaving the folder) are skipped and listed in the
+    project's meta (``skipped``; see :func:`skipped_files`); with ``strict`` any of them rejects
+    the whole folder instead. Labels in ``labels_csv`` for skipped files are not imported (they
+    are listed too).
 
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
     files the way a person sees them.
+
+    Raises:
+        DataError: no folder, no readable image at all, a bad labels CSV, or (``strict``) any
+            unreadable file. Nothing is created then.
+        StoreError: a project already exists in ``project_dir``.
     """
-    folder = folder.resolve()
-    files = find_images(folder)
+    check_image_size(image_size)
+    classes = check_class_names(classes)  # before the scan: a typo fails in milliseconds
+    settings = settings or DecodeSettings()
+    root = Path(folder).expanduser().resolve()
+    files, refused = find_image_files(root)
+    uid = {p: p.relative_to(root).as_posix() for p in [*files, *(f.path for f in refused)]}
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
+    # checked before the slow scan and before the project exists: a bad CSV fails in
+    # milliseconds and leaves nothing behind to clean up
+    check_label_rows(rows_csv, set(uid.values()), classes)
     _refuse_existing(project_dir)
-    rows = [(p.relative_to(folder).as_posix(), str(p), sha256_file(p)) for p in files]
-    # checked before the project exists, so a bad CSV leaves nothing behind to clean up
-    check_label_rows(rows_csv, {r[0] for r in rows}, classes)
-    meta = {"source": str(folder), "image_size": image_size, "channels": _guess_channels(files)}
+    good, bad = scan_images(files, image_size, settings=settings)
+    skipped = sorted(refused + bad, key=lambda f: str(f.path))
+    if strict and skipped:
+        first = skipped[0]
+        raise DataError(f"{len(skipped)} of {len(files) + len(refused)} files under {root} "
+                        f"cannot be used (first: {uid[first.path]}: {first.reason}); nothing "
+                        "registered")
+    if not good:
+        detail = f" ({len(skipped)} unreadable, e.g. {uid[skipped[0].path]}: " \
+                 f"{skipped[0].reason})" if skipped else ""
+        raise DataError(f"no readable PNG, JPEG, TIFF or DICOM images under {root}{detail}")
+    rows = [(uid[g.path], str(g.path.resolve()), g.sha256) for g in good]
+    skipped_uids = {uid[f.path] for f in skipped}
+    dropped = [r for r in rows_csv if r[0] in skipped_uids]
+    rows_csv = [r for r in rows_csv if r[0] not in skipped_uids]
+    meta = {"source": str(root), "image_size": image_size,
+            # colour if any image is colour: a grey scan never needs three identical channels
+            "channels": 3 if any(g.colour for g in good) else 1,
+            "decode": settings.to_meta(),
+            "skipped": [{"image_id": uid[f.path], "reason": f.reason} for f in skipped],
+            "labels_not_imported": [u for u, _ in dropped]}
     store = ProjectStore.create(project_dir, classes, meta)
     try:
         store.add_images(rows)
@@ -50,6 +90,17 @@ def init_from_folder(
         store.close()
         raise
     return store
+
+
+def skipped_files(store: ProjectStore) -> list[SkippedFile]:
+    """Files left out at ``init`` (id relative to the image folder, and why)."""
+    return [SkippedFile(Path(s["image_id"]), s["reason"]) for s in store.meta().get("skipped", [])]
+
+
+def decode_settings(store: ProjectStore) -> DecodeSettings:
+    """The project's decode settings (window, frame); projects made before they existed get
+    the defaults."""
+    return DecodeSettings.from_meta(store.meta().get("decode"))
 
 
 def init_from_npz(
@@ -63,8 +114,11 @@ def init_from_npz(
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
     Ids are the dataset ids (``train-17``), so true labels can be imported in simulations.
+
+    Raises:
+        DataError: unknown or empty split, bad file, bad labels CSV.
     """
-    from PIL import Image
+    import hashlib
 
     from medactive.data import load_medmnist
 
@@ -72,55 +126,79 @@ def init_from_npz(
         raise DataError(f"unknown split {split!r}; use train, val or test")
     splits = load_medmnist(npz, download=False)
     ds = dict(splits.items())[split]
+    if len(ds) == 0:
+        raise DataError(f"{npz}: the {split} split is empty (0 images)")
     if limit is not None:
         if limit < 1:
             raise DataError(f"--limit must be positive, got {limit}")
         ds = ds.subset(range(min(limit, len(ds))))
-    names = classes or list(ds.class_names)
+    names = check_class_names(classes or list(ds.class_names))
     if len(names) != ds.n_classes:
         raise DataError(f"{npz} has {ds.n_classes} classes but {len(names)} names were given")
     rows_csv = read_labels_csv(labels_csv) if labels_csv else []
     check_label_rows(rows_csv, {str(u) for u in ds.ids}, names)
     _refuse_existing(project_dir)
+    # everything is checked; from here on a failure removes what this call wrote
     out = Path(project_dir) / "images"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for img, uid in zip(ds.images, ds.ids, strict=True):
-        path = out / f"{uid}.png"
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
-        rows.append((str(uid), str(path.resolve()), sha256_file(path)))
-    h, _, c = ds.image_shape
-    meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
-            "channels": int(c)}
-    store = ProjectStore.create(project_dir, names, meta)
-    store.add_images(rows)
-    if rows_csv:
-        store.import_labels(rows_csv, "import")
+    created = [d for d in (Path(project_dir), out) if not d.exists()]
+    store = None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for img, uid in zip(ds.images, ds.ids, strict=True):
+            path = out / f"{uid}.png"
+            data = encode_png(img)
+            path.write_bytes(data)
+            rows.append((str(uid), str(path.resolve()), hashlib.sha256(data).hexdigest()))
+        h, _, c = ds.image_shape
+        meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
+                "channels": int(c), "decode": DecodeSettings().to_meta()}
+        store = ProjectStore.create(project_dir, names, meta)
+        store.add_images(rows)
+        if rows_csv:
+            store.import_labels(rows_csv, "import")
+    except BaseException:
+        if store is not None:
+            store.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db_path(project_dir)}{suffix}").unlink(missing_ok=True)
+        for folder in reversed(created):  # only folders this call created, never the user's
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return store
 
 
+def check_image_size(image_size: int) -> None:
+    """Raise :class:`ConfigError` unless ``image_size`` is a usable model input side."""
+    if not isinstance(image_size, int) or not 8 <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, "
+                          f"got {image_size}")
+
+
 def _refuse_existing(project_dir: Path) -> None:
+    if Path(project_dir).exists() and not Path(project_dir).is_dir():
+        raise StoreError(f"{project_dir} is a file, not a folder: choose another project "
+                         "directory")
     if db_path(project_dir).exists():
         raise StoreError(f"{db_path(project_dir)} already exists; a project is initialised once")
 
 
 def read_labels_csv(path: Path) -> list[tuple[str, str]]:
-    """Read ``image_id,label`` rows (header required; extra columns ignored)."""
-    if not Path(path).is_file():
-        raise DataError(f"labels file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        if CSV_ID not in fields or CSV_LABEL not in fields:
-            raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
-                            f"(found: {fields})")
-        rows = []
-        for n, row in enumerate(reader, start=2):
-            uid, label = (row.get(CSV_ID) or "").strip(), (row.get(CSV_LABEL) or "").strip()
-            if not uid or not label:
-                raise DataError(f"{path}, line {n}: empty {CSV_ID} or {CSV_LABEL}")
-            rows.append((uid, label))
-    return rows
+    """Read ``image_id,label`` rows (header required; extra columns ignored; UTF-8 with or
+    without a byte-order mark, see :func:`medactive.data.csvfile.read_csv`). Cells escaped
+    against spreadsheet formulas by :func:`export_csv` are read back unescaped."""
+    header, rows = read_csv(path, "labels file")
+    if CSV_ID not in header or CSV_LABEL not in header:
+        raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
+                        f"(found: {header})")
+    out = []
+    for row in rows:
+        uid = unescape_cell(row.cells.get(CSV_ID, ""))
+        label = unescape_cell(row.cells.get(CSV_LABEL, ""))
+        if not uid or not label:
+            raise DataError(f"{path}, line {row.line}: empty {CSV_ID} or {CSV_LABEL}")
+        out.append((uid, label))
+    return out
 
 
 def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> int:
@@ -128,11 +206,26 @@ def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> in
     return store.import_labels(read_labels_csv(path), annotator)
 
 
+def escape_cell(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with ``'`` (shown as text)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def unescape_cell(value: str) -> str:
+    """Undo :func:`escape_cell`, so an exported file imports back unchanged."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES) else value
+
+
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
     """Write the current labels as CSV (``image_id,label,annotator,labelled_at,path``).
 
     ``unsure`` answers are exported too (label ``unsure``) so nothing said is dropped silently;
-    filter them out for training. Returns the rows; writes nothing when ``path`` is None.
+    filter them out for training. Cells starting with ``= + - @`` (tab, CR) are written with a
+    leading ``'`` so a spreadsheet shows them instead of running them; :func:`read_labels_csv`
+    strips it again. Returns the rows (unescaped); writes nothing when ``path`` is None.
+
+    Raises:
+        StoreError: the output folder is missing or not writable (nothing is written).
     """
     names = store.classes()
     paths = {img.id: img.path for img in store.images()}
@@ -143,14 +236,33 @@ def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:
                      "annotator": ans.annotator, "labelled_at": ans.created_at,
                      "path": paths[ans.image_id]})
     if path is not None:
-        tmp = Path(path).with_suffix(Path(path).suffix + ".part")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator", "labelled_at",
-                                                   "path"])
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise StoreError(f"cannot write {path}: it is a folder; give a file name")
+        tmp = path.with_suffix(path.suffix + ".part")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=[CSV_ID, CSV_LABEL, "annotator",
+                                                       "labelled_at", "path"])
+                writer.writeheader()
+                writer.writerows({k: escape_cell(v) for k, v in row.items()} for row in rows)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
     return rows
+
+
+def remove_images(store: ProjectStore, uids: list[str], reason: str = "",
+                  annotator: str = "cli") -> int:
+    """Take images out of the project (``project remove``): recorded with reason, annotator and
+    time; labels are kept in the history but the images are never queried, shown or exported
+    again. Unknown or already removed ids reject the whole call."""
+    if not uids:
+        raise DataError("give at least one image id to remove")
+    return len(store.remove_images(uids, reason or "removed by user", annotator))
 
 
 @dataclass
@@ -163,6 +275,8 @@ class ProjectStatus:
     rounds: int
     pending: int  # queried images of the latest round without an answer or skip
     latest_strategy: str | None
+    removed: int = 0
+    skipped_at_init: int = 0
 
 
 def project_status(store: ProjectStore) -> ProjectStatus:
@@ -178,4 +292,5 @@ def project_status(store: ProjectStore) -> ProjectStatus:
     latest = store.latest_round()
     pending = 0 if latest is None else sum(not q.done for q in store.queue(latest.id))
     return ProjectStatus(store.n_images(), per_class, unsure, len(store.rounds()), pending,
-                         latest.strategy if latest else None)
+                         latest.strategy if latest else None, len(store.removed_ids()),
+                         len(store.meta().get("skipped", [])))

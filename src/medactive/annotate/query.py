@@ -2,11 +2,13 @@
 
 One query round:
 
-1. load every registered image into one uint8 array (resized to the project's image size);
-2. get a contrastive encoder for them: MoCo v2 pre-training (:func:`pretrain_moco`), cached under
+1. load every image of the project (registered, not removed) into one uint8 array, decoded with
+   the project's settings (:mod:`medactive.data.decode`) and resized to its image size;
+2. get a contrastive encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
+   the same pipeline as ``medactive coldstart`` and the runner), cached under
    ``DIR/encoders/<key>`` so only the first query of a project pays for it;
 3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
-     dataset map;
+     dataset map, through :func:`~medactive.coldstart.pipeline.run_coldstart`;
    * labels -> a classifier = frozen encoder + dropout/linear head trained on the labelled images
      (:func:`fit_head`; seconds on a CPU), then an acquisition strategy (default ``aeig``) on a
      :class:`RoundView` of it. The head is saved under ``DIR/models/`` as the round's checkpoint;
@@ -27,13 +29,19 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medactive.annotate.images import load_array
 from medactive.annotate.store import ProjectStore
+from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
+from medactive.data.decode import DecodeSettings
+from medactive.data.imagefiles import load_images
 from medactive.errors import StrategyError
+from medactive.strategies import checked_strategy
+
+if TYPE_CHECKING:
+    from medactive.models.contrastive import ContrastiveResult, MocoConfig
 
 DEFAULT_COLDSTART = "hacon"
 DEFAULT_STRATEGY = "aeig"
@@ -63,57 +71,24 @@ class QueryResult:
     seconds: float
 
 
-@dataclass
-class Encoded:
-    """Contrastive outputs for the project's images (aligned with ``store.images()``)."""
+def _moco(cfg: QueryConfig) -> MocoConfig:
+    from medactive.models.contrastive import MocoConfig
 
-    features: np.ndarray
-    confidence: np.ndarray
-    variability: np.ndarray
-    key: str
-    path: str
+    return MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs,
+                      batch_size=cfg.pretrain_batch_size, seed=cfg.seed)
 
 
-def encode_project(store: ProjectStore, images: np.ndarray, cfg: QueryConfig) -> Encoded:
-    """Pre-train (or load from ``DIR/encoders``) the contrastive encoder over all images."""
-    from medactive.models.contrastive import MocoConfig, pretrain_moco
-
-    batch = max(2, min(cfg.pretrain_batch_size, images.shape[0]))
-    moco = MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs, batch_size=batch,
-                      queue_size=max(4096, batch), seed=cfg.seed)
-    root = store.dir / "encoders"
-    result = pretrain_moco(images, moco, cache_root=root)
-    return Encoded(np.asarray(result.features, np.float32), np.asarray(result.confidence),
-                   np.asarray(result.variability), result.key, str(root / result.key))
-
-
-def _coldstart(name: str, enc: Encoded, images: np.ndarray, rows: np.ndarray, budget: int,
-               cfg: QueryConfig) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    from medactive.coldstart import ColdStartView, get_coldstart_strategy
-
-    view = ColdStartView(enc.features[rows], enc.confidence[rows], enc.variability[rows],
-                         images=images[rows])
-    strat = get_coldstart_strategy(name, **cfg.strategy_params)
-    picked = np.asarray(strat.select(view, budget, np.random.default_rng(cfg.seed)), np.int64)
-    params = dict(getattr(strat, "get_params", dict)())
-    return picked, None, params
-
-
-def _acquire(name: str, enc: Encoded, images: np.ndarray, rows: np.ndarray, labels: np.ndarray,
-             n_classes: int, budget: int, cfg: QueryConfig, checkpoint: Path
-             ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.ndarray,
+             labels: np.ndarray, n_classes: int, budget: int, cfg: QueryConfig,
+             checkpoint: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Train the head on the labelled rows, rank the pool with ``name``; ``(picked positions in
+    rows, their scores or None, parameters to record)``."""
     import torch
 
     from medactive.models import HeadConfig, fit_head
-    from medactive.strategies import (
-        RoundView,
-        ScoreStrategy,
-        check_budget,
-        get_strategy,
-        top_k_with_random_ties,
-    )
+    from medactive.strategies import RoundView, get_strategy
 
-    feats, y = enc.features[rows], labels[rows]
+    feats, y = np.asarray(result.features, np.float32)[rows], labels[rows]
     known = y >= 0
     head_cfg = HeadConfig(epochs=cfg.head_epochs, seed=cfg.seed)
     # one output per project class, labelled or not yet: an unseen class keeps a low logit
@@ -122,31 +97,14 @@ def _acquire(name: str, enc: Encoded, images: np.ndarray, rows: np.ndarray, labe
                      weight=weight, bias=bias, dropout_p=head_cfg.dropout,
                      val_features=feats[known], val_labels=y[known], images=images[rows])
     strat = get_strategy(name, **cfg.strategy_params)
-    rng = np.random.default_rng(cfg.seed)
-    if isinstance(strat, ScoreStrategy):
-        # score once and keep the numbers for the queries table (select() would discard them)
-        check_budget(view, budget)
-        scores = np.asarray(strat.score(view), np.float64)
-        order = top_k_with_random_ties(scores, budget, rng)
-        picked, picked_scores = view.pool_indices[order], scores[order]
-    else:
-        picked, picked_scores = np.asarray(strat.select(view, budget, rng), np.int64), None
+    picked, scores = strat.rank(view, budget, np.random.default_rng(cfg.seed))
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    partial = checkpoint.with_suffix(".part")  # a killed query leaves no truncated checkpoint
     torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
-                "encoder_key": enc.key, "dropout": head_cfg.dropout,
-                "head_config": dataclasses.asdict(head_cfg)}, checkpoint)
-    return picked, picked_scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
-
-
-def _check_name(name: str, cold: bool, cfg: QueryConfig) -> None:
-    if cold:
-        from medactive.coldstart import get_coldstart_strategy
-
-        get_coldstart_strategy(name, **cfg.strategy_params)
-    else:
-        from medactive.strategies import get_strategy
-
-        get_strategy(name, **cfg.strategy_params)
+                "encoder_key": result.key, "dropout": head_cfg.dropout,
+                "head_config": dataclasses.asdict(head_cfg)}, partial)
+    partial.replace(checkpoint)
+    return picked, scores, {**strat.get_params(), "head_epochs": cfg.head_epochs}
 
 
 def run_query(
@@ -167,6 +125,7 @@ def run_query(
     if not isinstance(budget, int) or budget < 1:
         raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
     with ProjectStore.open(project_dir) as store:
+        store.check_writable()  # a read-only project fails now, not after minutes of training
         meta, classes, rows_all = store.meta(), store.classes(), store.images()
         answers = store.current_answers()
         position = {r.id: k for k, r in enumerate(rows_all)}
@@ -183,23 +142,41 @@ def run_query(
             raise StrategyError(f"budget {budget} is larger than the {n_pool} unanswered images")
         cold = not np.any(labels >= 0)
         name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
-        _check_name(name, cold, cfg)  # fail before minutes of pre-training, not after
-        # hashes checked: a model must never train on a file that changed after registration
-        images = load_array([r.path for r in rows_all], int(meta.get("image_size", 28)),
-                            int(meta.get("channels", 3)), [r.sha256 for r in rows_all])
-        enc = encode_project(store, images, cfg)
-        checkpoint: str | None = enc.path
+        request = ColdStartRequest(name, dict(cfg.strategy_params), budget, cfg.seed)
+        # every name and parameter checked before minutes of pre-training, not after
         if cold:
-            picked, scores, params = _coldstart(name, enc, images, rows, budget, cfg)
+            check_request(request, rows.size)
         else:
+            checked_strategy(name, **cfg.strategy_params)
+        # hashes checked: a model must never train on a file that changed after registration
+        images = load_images([r.path for r in rows_all], int(meta.get("image_size", 28)),
+                             int(meta.get("channels", 3)), hashes=[r.sha256 for r in rows_all],
+                             settings=DecodeSettings.from_meta(meta.get("decode")))
+        encoders = store.dir / "encoders"
+        if cold:
+            selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
+                                      cache_root=encoders)
+            result = selection.pretraining
+            assert result is not None
+            positions, scores = selection.indices, selection.scores
+            params = selection.strategy.get_params()
+            checkpoint = str(encoders / result.key)
+        else:
+            result = pretrain(images, _moco(cfg), cache_root=encoders)
             ckpt = store.dir / "models" / f"round-{len(store.rounds()) + 1:03d}-head.pt"
-            picked, scores, params = _acquire(name, enc, images, rows, labels, len(classes),
+            picked, scores, params = _acquire(name, result, images, rows, labels, len(classes),
                                               budget, cfg, ckpt)
+            positions = rows[picked]
             checkpoint = str(ckpt)
-        ids = [rows_all[int(rows[p])].id for p in picked]
+        ids = [rows_all[int(p)].id for p in positions]
         score_list = [None] * len(ids) if scores is None else [float(s) for s in scores]
-        params = {**params, "budget": budget, "seed": cfg.seed, "encoder": enc.key,
+        params = {**params, "budget": budget, "seed": cfg.seed, "encoder": result.key,
                   "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone}
-        round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
-                                                                      strict=True)))
+        try:
+            round_id = store.add_round(name, params, checkpoint,
+                                       list(zip(ids, score_list, strict=True)))
+        except BaseException:
+            if not cold:  # a head no round points at would only mislead
+                Path(checkpoint).unlink(missing_ok=True)
+            raise
     return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start)

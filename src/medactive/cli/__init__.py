@@ -29,8 +29,48 @@ _coldstart.register(app)
 _experiment.register(app)
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes the argument parser raises for a user's mistake.
+
+    typer 0.29 vendors click and raises its own copies (``typer.TyperException`` subclasses,
+    not ``click.ClickException``); older typers raise click's. Both are caught, so a typer
+    upgrade cannot bring tracebacks back (the version range is pinned in pyproject.toml and
+    ``tests/test_cli_usage.py`` drives every command with bad arguments).
+    """
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer >= 0.29 no longer needs click
+        pass
+    return tuple(types)
+
+
+def _show_usage_error(exc: BaseException) -> int:
+    """Print the command's usage line and one ``error: ...`` line; return 2."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+        typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
+        return 2
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(str(message).split())  # one line, whatever the parser wrapped
+    if ctx is not None:
+        typer.echo(ctx.get_usage().splitlines()[0].strip(), err=True)
+        message += f" (see `{ctx.command_path} --help`)"
+    typer.echo(f"error: {message}", err=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    User errors never print a traceback: a :class:`MedactiveError` prints ``error: ...``; a
+    command-line mistake (unknown command or option, wrong type, missing argument) prints the
+    command's usage line and ``error: ...``; both exit 2.
+    """
     try:
         app(args=argv, standalone_mode=False)
     except MedactiveError as exc:
@@ -44,13 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted (finished work is saved; re-run the same command to resume)", err=True)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except _usage_error_types() as exc:
+        return _show_usage_error(exc)
     return 0
 
 

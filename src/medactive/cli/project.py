@@ -1,4 +1,4 @@
-"""``medactive project init|query|serve|status|export|import``: labelling projects.
+"""``medactive project init|query|serve|status|export|import|remove``: labelling projects.
 
 The commands are thin: :mod:`medactive.annotate` does the work and raises
 :class:`~medactive.errors.MedactiveError` for anything a user can get wrong.
@@ -14,22 +14,28 @@ from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
-LOCALHOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 @app.command("init")
 def init(
     project_dir: Path = typer.Argument(..., help="project directory (holds project.db)"),
-    images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/DICOM files"),
+    images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/TIFF/DICOM files"),
     classes: str | None = typer.Option(None, "--classes", help='class names, "a,b,c"'),
     labels: Path | None = typer.Option(None, "--labels", help="CSV image_id,label to import"),
     from_npz: Path | None = typer.Option(None, "--from-npz", help="MedMNIST .npz file"),
     split: str = typer.Option("train", "--split", help="split of --from-npz to use"),
     limit: int | None = typer.Option(None, "--limit", help="use only the first N npz images"),
     image_size: int = typer.Option(64, "--image-size", help="model input side for --images"),
+    window: str | None = typer.Option(
+        None, "--window", help="DICOM window overriding the header: CENTER,WIDTH (e.g. 40,400) "
+        "or a CT preset: brain, lung, mediastinum, abdomen, bone"),
+    frame: int | None = typer.Option(
+        None, "--frame", help="frame of multi-frame files (default: the middle one)"),
+    strict: bool = typer.Option(
+        False, "--strict", help="refuse the folder if any file is unreadable (default: skip)"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import init_from_folder, init_from_npz
+    from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
+    from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     if (images is None) == (from_npz is None):
@@ -37,29 +43,78 @@ def init(
     if images is not None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
-        store = init_from_folder(project_dir, images, names, labels, image_size=image_size)
+        settings = DecodeSettings.parse(window, frame)
+        store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
+                                 settings=settings, strict=strict)
     else:
+        if window is not None or frame is not None:
+            raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
         store = init_from_npz(project_dir, from_npz, split, names, limit, labels)
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
                    f"{len(store.current_answers())} labelled")
+        _report_skipped(skipped_files(store), store.meta().get("labels_not_imported", []))
+
+
+def _report_skipped(skipped: list, unlabelled: list[str], limit: int = 20) -> None:
+    """List the files `init` left out (on stderr: they need the user's attention)."""
+    if not skipped:
+        return
+    typer.echo(f"skipped {len(skipped)} file(s) that cannot be used:", err=True)
+    for item in skipped[:limit]:
+        typer.echo(f"  {item.path.as_posix()}: {item.reason}", err=True)
+    if len(skipped) > limit:
+        typer.echo(f"  ... and {len(skipped) - limit} more (`medactive project status DIR "
+                   "--skipped` lists them all)", err=True)
+    if unlabelled:
+        typer.echo(f"labels of {len(unlabelled)} skipped file(s) were not imported", err=True)
 
 
 @app.command("status")
-def status(project_dir: Path = typer.Argument(..., help="project directory")) -> None:
+def status(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    skipped: bool = typer.Option(False, "--skipped",
+                                 help="also list the files skipped at init and removed images"),
+) -> None:
     """Labelled images per class, rounds so far, and pending queries."""
-    from medactive.annotate.project import project_status
+    from medactive.annotate.project import project_status, skipped_files
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
         st = project_status(store)
+        left_out = skipped_files(store) if skipped else []
+        removals = store.removals() if skipped else []
     labelled = sum(st.per_class.values())
     typer.echo(f"{st.n_images} images, {labelled} labelled, {st.unsure} unsure")
     for name, n in st.per_class.items():
         typer.echo(f"  {n:6d}  {name}")
     last = f" (latest: {st.latest_strategy})" if st.latest_strategy else ""
     typer.echo(f"rounds: {st.rounds}{last}; pending queries: {st.pending}")
+    if st.removed or st.skipped_at_init:
+        typer.echo(f"removed: {st.removed}; skipped at init (unreadable): {st.skipped_at_init}")
+    for item in left_out:
+        typer.echo(f"  skipped  {item.path.as_posix()}: {item.reason}")
+    for r in removals:
+        typer.echo(f"  removed  {r.uid}: {r.reason} ({r.annotator}, {r.created_at})")
+
+
+@app.command("remove")
+def remove(
+    project_dir: Path = typer.Argument(..., help="project directory"),
+    image_ids: list[str] = typer.Argument(..., help="image ids to take out of the project"),
+    reason: str = typer.Option("", "--reason", help="why (recorded with the removal)"),
+    annotator: str = typer.Option("cli", "--annotator", help="who (recorded with the removal)"),
+) -> None:
+    """Take images out of the project: never queried or shown again; their labels are kept in
+    the history. Unknown or already removed ids reject the whole command."""
+    from medactive.annotate.project import remove_images
+    from medactive.annotate.store import ProjectStore
+
+    with ProjectStore.open(project_dir) as store:
+        n = remove_images(store, image_ids, reason, annotator)
+        left = store.n_images()
+    typer.echo(f"removed {n} image(s); {left} remain")
 
 
 @app.command("export")
@@ -115,21 +170,20 @@ def query(
 @app.command("serve")
 def serve(
     project_dir: Path = typer.Argument(..., help="project directory"),
-    port: int = typer.Option(8765, "--port"),
+    port: int = typer.Option(8765, "--port", help="TCP port (0: any free port)"),
     host: str = typer.Option("127.0.0.1", "--host"),
-    token: str | None = typer.Option(None, "--token", help="required unless host is localhost"),
+    token: str | None = typer.Option(
+        None, "--token", envvar="MEDACTIVE_TOKEN",
+        help="shared secret, >= 16 characters; required unless host is localhost. Prefer the "
+             "MEDACTIVE_TOKEN environment variable: a --token shows in `ps`"),
     annotator: str | None = typer.Option(None, "--annotator", help="default annotator name"),
 ) -> None:
     """Serve the labelling page for the latest round."""
-    import uvicorn
+    from medactive.annotate.serve import serve_project
 
-    from medactive.annotate.app import create_app
+    def announce(url: str) -> None:
+        typer.echo(f"labelling {project_dir} at {url}  (Ctrl-C stops; every label is already "
+                   "saved)")
 
-    if host not in LOCALHOSTS and not token:
-        raise ConfigError(f"--host {host} exposes the project beyond this machine; "
-                          "pass --token SECRET (every request must then carry it)")
-    web = create_app(project_dir, token=token, annotator=annotator)
-    suffix = f"/?token={token}" if token else "/"
-    typer.echo(f"labelling {project_dir} at http://{host}:{port}{suffix}  (Ctrl-C stops; "
-               "every label is already saved)")
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    serve_project(project_dir, host=host, port=port, token=token, annotator=annotator,
+                  announce=announce)

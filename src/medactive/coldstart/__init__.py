@@ -1,20 +1,26 @@
 """Cold start: choose the first images to label with zero labels (HaCon and baselines).
 
-Label-free selection lives in :mod:`~medactive.coldstart.hacon`, :mod:`~.strategies` and
-:mod:`~.baselines`; ground-truth analyses are kept apart in :mod:`~.simulation`.
+The interface and registry live in :mod:`~medactive.coldstart.base`; label-free selection in
+:mod:`~.hacon`, :mod:`~.strategies` and :mod:`~.baselines`; ground-truth analyses apart in
+:mod:`~.simulation`. :mod:`~.pipeline` is the one "pre-train (cached), then select" sequence used
+by the CLI, the labelling project and the experiment runner.
 """
 
-from medactive.coldstart.hacon import ColdStartView, hacon_select, kmeans, l2_normalise
-from medactive.coldstart.strategies import (
+from medactive.coldstart import simulation, strategies  # noqa: F401  (importing registers them)
+from medactive.coldstart.base import (
     ColdStartStrategy,
+    ColdStartView,
+    checked_coldstart_strategy,
     get_coldstart_strategy,
     list_coldstart_strategies,
     register_coldstart_strategy,
 )
+from medactive.coldstart.hacon import hacon_select, kmeans, l2_normalise
 
 __all__ = [
     "ColdStartStrategy",
     "ColdStartView",
+    "checked_coldstart_strategy",
     "get_coldstart_strategy",
     "hacon_select",
     "kmeans",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
+from medactive.coldstart.base import check_coldstart_budget
 from medactive.coldstart.embedding import (  # l2_normalise re-exported: long-standing API
     clustering_space,
     l2_normalise,  # noqa: F401
@@ -23,80 +23,6 @@ from medactive.errors import StrategyError
 FAISS_MIN_POINTS = 50_000
 _KMEANS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _KMEANS_CACHE_SIZE = 16
-
-
-@dataclass(eq=False)
-class ColdStartView:
-    """What a cold-start strategy may look at: no labels, only pre-training outputs.
-
-    Attributes:
-        features: ``(N, D)`` float32 contrastive backbone features of the un-augmented images.
-        confidence: ``(N,)`` dataset-map confidence (mean positive-pair probability).
-        variability: ``(N,)`` dataset-map variability (its standard deviation).
-        images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
-        true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
-            :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
-        maps: optional ``{variant name: (N,) confidence}`` of every recorded dataset-map
-            variant (``ContrastiveResult.maps``), for strategies with a ``map`` parameter.
-    """
-
-    features: np.ndarray
-    confidence: np.ndarray
-    variability: np.ndarray
-    images: np.ndarray | None = None
-    true_labels: np.ndarray | None = None
-    maps: Mapping[str, np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        self.features = np.asarray(self.features, dtype=np.float32)
-        if self.features.ndim != 2:
-            raise StrategyError(f"cold-start view: features must be (N, D), got {self.features.shape}")
-        n = self.features.shape[0]
-        self.confidence = np.asarray(self.confidence, dtype=np.float64)
-        self.variability = np.asarray(self.variability, dtype=np.float64)
-        for name in ("confidence", "variability"):
-            if getattr(self, name).shape != (n,):
-                raise StrategyError(
-                    f"cold-start view: {name} shape {getattr(self, name).shape} != ({n},)"
-                )
-        if self.images is not None and self.images.shape[0] != n:
-            raise StrategyError(f"cold-start view: {self.images.shape[0]} images for {n} features")
-        if self.true_labels is not None and np.shape(self.true_labels) != (n,):
-            raise StrategyError(f"cold-start view: true_labels must have shape ({n},)")
-        if not np.all(np.isfinite(self.features)):
-            raise StrategyError("cold-start view: features contain NaN or infinite values")
-        if self.maps is not None:
-            self.maps = {k: np.asarray(v, dtype=np.float64) for k, v in self.maps.items()}
-            bad = [k for k, v in self.maps.items() if v.shape != (n,)]
-            if bad:
-                raise StrategyError(f"cold-start view: map {bad[0]!r} does not have shape ({n},)")
-
-    def map_confidence(self, name: str | None) -> np.ndarray:
-        """``(N,)`` confidence of the recorded map variant ``name`` (``None``: the primary map,
-        :attr:`confidence`).
-
-        Raises:
-            StrategyError: ``name`` was not recorded.
-        """
-        if name is None:
-            return self.confidence
-        if not self.maps or name not in self.maps:
-            known = ", ".join(sorted(self.maps or {})) or "none (only the primary map)"
-            raise StrategyError(f"dataset-map variant {name!r} was not recorded; recorded: {known}")
-        return self.maps[name]
-
-    @property
-    def n(self) -> int:
-        """Pool size ``N``."""
-        return int(self.features.shape[0])
-
-
-def check_coldstart_budget(n: int, budget: int) -> None:
-    """Raise :class:`StrategyError` unless ``1 <= budget <= n``."""
-    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
-        raise StrategyError(f"budget must be a positive integer, got {budget!r}")
-    if budget > n:
-        raise StrategyError(f"budget {budget} is larger than the pool ({n} images)")
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

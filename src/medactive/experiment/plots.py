@@ -3,7 +3,6 @@ counts (Fig. 4–7), and the contrastive dataset map for cold-start runs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from medactive.experiment.results import curves, mean_std, read_jsonl
+from medactive.experiment.results import RunData, curves, mean_std
 
 
 def _grid(n: int, cols: int = 4, size: tuple[float, float] = (5.0, 3.8)):
@@ -24,17 +23,15 @@ def _grid(n: int, cols: int = 4, size: tuple[float, float] = (5.0, 3.8)):
     return fig, list(axes.flat)[:n]
 
 
-def _curve_panels(run_dir: Path, by: str, filename: str) -> Path:
+def _curve_panels(run: RunData, by: str, filename: str) -> Path:
     """Mean ± std test macro AUC against labelled fraction with the "all" and "all-95%" lines.
 
     ``by="initial"``: one panel per initial strategy, one line per acquisition strategy (the
     information-gain paper's Fig. 2–3). ``by="strategy"``: one panel per acquisition strategy,
     one line per initial query (the cold-start paper's Fig. 6).
     """
-    records = read_jsonl(run_dir / "results.jsonl")
-    info = json.loads((run_dir / "dataset.json").read_text())
-    reference = read_jsonl(run_dir / "reference.jsonl")
-    auc = curves(records, "auc")
+    info, reference = run.info, run.reference
+    auc = curves(run.records, "auc")
     panel_of = (lambda k: k[0]) if by == "initial" else (lambda k: k[1])
     line_of = (lambda k: k[1]) if by == "initial" else (lambda k: k[0])
     panels = list(dict.fromkeys(panel_of(k) for k in auc))
@@ -59,22 +56,21 @@ def _curve_panels(run_dir: Path, by: str, filename: str) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(info["name"])
     fig.tight_layout()
-    out = run_dir / filename
+    out = run.path / filename
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
 
 
-def plot_learning_curves(run_dir: Path) -> Path:
+def plot_learning_curves(run: RunData) -> Path:
     """Learning curves, one panel per initial strategy (the information-gain paper's Fig. 2–3)."""
-    return _curve_panels(run_dir, "initial", "learning_curves.png")
+    return _curve_panels(run, "initial", "learning_curves.png")
 
 
-def plot_acquired_per_class(run_dir: Path) -> Path:
+def plot_acquired_per_class(run: RunData) -> Path:
     """Cumulative labelled images per class against labelled fraction, one panel per strategy
     (first initial strategy; mean over repeats)."""
-    records = read_jsonl(run_dir / "results.jsonl")
-    info = json.loads((run_dir / "dataset.json").read_text())
+    records, info = run.records, run.info
     init = sorted({r["initial"] for r in records})[0]
     strategies = list(dict.fromkeys(r["strategy"] for r in records))
     fig, axes = _grid(len(strategies), cols=3, size=(5.0, 3.6))
@@ -94,38 +90,34 @@ def plot_acquired_per_class(run_dir: Path) -> Path:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{info['name']}: images labelled per class (initial: {init})")
     fig.tight_layout()
-    out = run_dir / "acquired_per_class.png"
+    out = run.path / "acquired_per_class.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
 
-def plot_run_dataset_map(run_dir: Path) -> Path | None:
+def plot_run_dataset_map(run: RunData) -> Path | None:
     """Contrastive dataset map coloured by true class, with the first repeat's HaCon selection
     (or the first initial strategy's) marked; ``None`` when the run has no map."""
     from medactive.coldstart.plots import plot_dataset_map
 
-    path = run_dir / "dataset_map.npz"
-    if not path.exists():
+    data, info = run.dataset_map, run.info
+    if data is None:
         return None
-    data = np.load(path)
-    info = json.loads((run_dir / "dataset.json").read_text())
-    selections = [k for k in data.files if k.startswith("initial:")]
+    selections = [k for k in data if k.startswith("initial:")]
     key = "initial:hacon" if "initial:hacon" in selections else selections[0]
     return plot_dataset_map(
-        data["confidence"], data["variability"], data[key], run_dir / "dataset_map.png",
+        data["confidence"], data["variability"], data[key], run.path / "dataset_map.png",
         groups=data["labels"], group_names=info["class_names"],
         title=f"{info['name']}: contrastive dataset map ({key.split(':', 1)[1]} selection)",
     )
 
 
-def write_plots(run_dir: Path) -> list[Path]:
-    """All plots of a run folder."""
-    run_dir = Path(run_dir)
-    out = [plot_learning_curves(run_dir)]
-    initials = {r["initial"] for r in read_jsonl(run_dir / "results.jsonl")}
-    if len(initials) > 1:
-        out.append(_curve_panels(run_dir, "strategy", "initial_query_curves.png"))
-    out.append(plot_acquired_per_class(run_dir))
-    dm = plot_run_dataset_map(run_dir)
+def write_plots(run: RunData) -> list[Path]:
+    """All plots of a run."""
+    out = [plot_learning_curves(run)]
+    if len({r["initial"] for r in run.records}) > 1:
+        out.append(_curve_panels(run, "strategy", "initial_query_curves.png"))
+    out.append(plot_acquired_per_class(run))
+    dm = plot_run_dataset_map(run)
     return out + ([dm] if dm else [])

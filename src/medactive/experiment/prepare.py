@@ -30,6 +30,8 @@ class Prepared:
             (cold-start strategies cluster these).
         head_train, head_val, head_test: what the head sees — the same features standardised
             with the training pool's per-dimension mean and std (label-free), or the raw ones.
+        feature_mean, feature_std: ``(D,)`` float64 statistics of that standardisation (None
+            when the head sees raw features); the one place they are computed.
         confidence, variability: ``(N_train,)`` contrastive dataset map (MoCo encoder only).
         encoder_info: what produced the encoder (for the report).
     """
@@ -45,11 +47,18 @@ class Prepared:
     head_train: np.ndarray | None = None
     head_val: np.ndarray | None = None
     head_test: np.ndarray | None = None
+    feature_mean: np.ndarray | None = None
+    feature_std: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.head_train is None:
             self.head_train, self.head_val, self.head_test = (
                 self.train_features, self.val_features, self.test_features)
+
+
+def feature_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)``, each ``(D,)`` float64, of ``(N, D)`` pool features (std + 1e-6)."""
+    return train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64) + 1e-6
 
 
 def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -59,8 +68,7 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     head converges in ~5x fewer epochs to a better optimum (docs/results.md), and the affine
     map is fixed for the whole experiment, i.e. part of the frozen encoder.
     """
-    mean = train.mean(axis=0, dtype=np.float64)
-    std = train.std(axis=0, dtype=np.float64) + 1e-6
+    mean, std = feature_statistics(train)
     return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
@@ -103,19 +111,22 @@ def load_splits(config: ExperimentConfig) -> DatasetSplits:
     return limited
 
 
-def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
-    """Load data and build/cached-load the encoder and its features for ``config``."""
-    splits = load_splits(config)
+def prepare(config: ExperimentConfig, progress: bool = True,
+            splits: DatasetSplits | None = None) -> Prepared:
+    """Load data (or take ``splits``, already loaded by :func:`load_splits`) and
+    build/cached-load the encoder and its features for ``config``."""
+    splits = splits if splits is not None else load_splits(config)
     mc = config.model
     train = splits.train
     in_channels, image_size = train.image_shape[2], train.image_shape[0]
     confidence = variability = None
     if mc.encoder == "moco":
-        from medactive.models.contrastive import MocoConfig, pretrain_moco
+        from medactive.coldstart.pipeline import pretrain
+        from medactive.models.contrastive import MocoConfig
 
         moco_cfg = MocoConfig(backbone=mc.backbone, seed=config.run.seed, device=config.run.device,
                               **mc.pretrain.as_kwargs())
-        result = pretrain_moco(train.images, moco_cfg, progress=progress)
+        result = pretrain(train.images, moco_cfg, progress=progress)
         encoder = result.encoder
         train_features = np.asarray(result.features, dtype=np.float32)
         confidence = np.asarray(result.confidence, dtype=np.float64)
@@ -135,7 +146,11 @@ def prepare(config: ExperimentConfig, progress: bool = True) -> Prepared:
                                     progress=progress)
     test_features = extract_features(encoder, splits.test.images, device=config.run.device,
                                      progress=progress)
-    heads = (standardize(train_features, val_features, test_features)
-             if mc.head.standardize else [None, None, None])
+    if not mc.head.standardize:
+        return Prepared(splits, encoder, train_features, val_features, test_features,
+                        confidence, variability, info)
+    head_train, head_val, head_test = standardize(train_features, val_features, test_features)
+    mean, std = feature_statistics(train_features)
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
-                    variability, info, *heads)
+                    variability, info, head_train=head_train, head_val=head_val,
+                    head_test=head_test, feature_mean=mean, feature_std=std)

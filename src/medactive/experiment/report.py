@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr
 
-from medactive.errors import MedactiveError
 from medactive.experiment.results import (
+    RunData,
     curves,
     fraction_to_reach,
     mean_std,
     minority_classes,
     minority_share,
-    read_jsonl,
 )
 from medactive.metrics import class_coverage, label_diversity_entropy
 
@@ -24,15 +22,11 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def summarize(run_dir: Path) -> str:
-    """Markdown summary of a run folder (tables like the papers' Tables 1–4)."""
-    run_dir = Path(run_dir)
-    records = read_jsonl(run_dir / "results.jsonl")
-    if not records:
-        raise MedactiveError(f"{run_dir}: no results.jsonl records to report")
-    config = json.loads((run_dir / "config.json").read_text())
-    info = json.loads((run_dir / "dataset.json").read_text())
-    reference = read_jsonl(run_dir / "reference.jsonl")
+def summarize(run: RunData | Path) -> str:
+    """Markdown summary of a run (tables like the papers' Tables 1–4)."""
+    if not isinstance(run, RunData):
+        run = RunData.load(run)
+    records, config, info, reference = run.records, run.config, run.info, run.reference
     n_classes = len(info["class_names"])
     lines = [f"# {config['name']}", ""]
     if config.get("description"):
@@ -153,14 +147,17 @@ def _correlation_section(auc_curves, initials, strategies, corr) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(run_dir: Path, prepared: object | None = None) -> Path:
-    """Write ``summary.md`` and the PNG plots into ``run_dir``; return the summary path."""
+def write_report(run_dir: Path) -> Path:
+    """Write ``summary.md`` and the PNG plots into ``run_dir``; return the summary path.
+
+    The folder is read once (:class:`RunData`) and shared by the summary and every plot.
+    """
     from medactive.experiment.plots import write_plots
 
-    run_dir = Path(run_dir)
-    text = summarize(run_dir)
-    summary = run_dir / "summary.md"
-    plots = write_plots(run_dir)
+    run = RunData.load(run_dir)
+    text = summarize(run)
+    summary = run.path / "summary.md"
+    plots = write_plots(run)
     if plots:
         text += "## Plots\n\n" + "".join(f"![{p.stem}]({p.name})\n" for p in plots)
     summary.write_text(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,52 @@ def read_jsonl(path: Path) -> list[dict]:
                 break  # a write interrupted mid-line: that cell is redone
             raise MedactiveError(f"{path}: line {i + 1} is not valid JSON") from None
     return records
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run folder read once, for the report and every plot.
+
+    Attributes:
+        path: the folder.
+        records: ``results.jsonl`` (one dict per strategy / repeat / round).
+        reference: ``reference.jsonl`` (full-data runs; empty when not asked for).
+        config: ``config.json`` (the resolved experiment configuration).
+        info: ``dataset.json`` (class names, pool counts, split sizes, encoder).
+        dataset_map: ``dataset_map.npz`` arrays (confidence, variability, labels and each
+            initial strategy's repeat-0 query as ``initial:<name>``), or None.
+    """
+
+    path: Path
+    records: list[dict]
+    reference: list[dict]
+    config: dict
+    info: dict
+    dataset_map: dict[str, np.ndarray] | None
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunData:
+        """Read every file of ``run_dir``.
+
+        Raises:
+            MedactiveError: no records, or ``config.json`` / ``dataset.json`` missing.
+        """
+        run_dir = Path(run_dir)
+        records = read_jsonl(run_dir / "results.jsonl")
+        if not records:
+            raise MedactiveError(f"{run_dir}: no results.jsonl records to report")
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+            info = json.loads((run_dir / "dataset.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MedactiveError(f"{run_dir}: unreadable run folder ({exc})") from None
+        map_path = run_dir / "dataset_map.npz"
+        dataset_map = None
+        if map_path.exists():
+            with np.load(map_path) as data:
+                dataset_map = {k: data[k] for k in data.files}
+        return cls(run_dir, records, read_jsonl(run_dir / "reference.jsonl"), config, info,
+                   dataset_map)
 
 
 def drop_incomplete_cells(path: Path, n_points: int) -> set[tuple[str, str, int]]:
@@ -99,10 +146,3 @@ def minority_share(records: list[dict], minority: np.ndarray) -> dict[tuple[str,
         if acquired.sum() > 0:
             out[(init, strat)].append(float(acquired[minority].sum() / acquired.sum()))
     return out
-
-
-def validate_record(record: dict) -> None:
-    """Raise :class:`MedactiveError` if a record misses a required field."""
-    missing = [k for k in REQUIRED_FIELDS if k not in record]
-    if missing:
-        raise MedactiveError(f"results record misses fields: {', '.join(missing)}")

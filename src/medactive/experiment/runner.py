@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medactive.data import DatasetSplits
 from medactive.errors import ConfigError, StrategyError
 from medactive.experiment.config import ExperimentConfig, StrategySpec
-from medactive.experiment.prepare import Prepared, prepare
+from medactive.experiment.prepare import Prepared, load_splits, prepare
 from medactive.experiment.results import drop_incomplete_cells, read_jsonl
 from medactive.metrics import evaluate_probabilities
 from medactive.models import (
@@ -34,8 +35,9 @@ from medactive.models import (
     head_proba,
     predict_proba,
 )
+from medactive.models.device import select_device
 from medactive.progress import progress_bar
-from medactive.strategies import RoundView, get_strategy
+from medactive.strategies import RoundView, checked_strategy, get_strategy
 
 RESULTS = "results.jsonl"
 REFERENCE = "reference.jsonl"
@@ -81,51 +83,64 @@ class Runner:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self._prepared: Prepared | None = None
+        self._splits: DatasetSplits | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_out_dir(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """Refuse a folder holding results of another configuration (a folder with a
+        ``config.json`` but no results, e.g. from a run that failed, may be reused); write
+        nothing (called only once everything else is checked)."""
         resolved = self.config.model_dump(mode="json")
         path = self.out_dir / CONFIG
-        if path.exists():
-            previous = json.loads(path.read_text())
-            if previous != resolved:
-                raise ConfigError(
-                    f"{self.out_dir} holds results of a different configuration; "
-                    "choose another --out or remove that folder"
-                )
-        else:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True))
-            tmp.replace(path)
+        if path.exists() and json.loads(path.read_text()) != resolved and any(
+                read_jsonl(self.out_dir / name) for name in (RESULTS, REFERENCE)):
+            raise ConfigError(
+                f"{self.out_dir} holds results of a different configuration; "
+                "choose another --out or remove that folder"
+            )
+
+    def _write_config(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / CONFIG
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.config.model_dump(mode="json"), indent=2, sort_keys=True))
+        tmp.replace(path)
 
     @property
     def prepared(self) -> Prepared:
         """Splits, encoder and cached features (computed on first use)."""
         if self._prepared is None:
-            self._prepared = prepare(self.config, progress=self.progress)
+            self._prepared = prepare(self.config, progress=self.progress, splits=self._splits)
         return self._prepared
 
     def _validate_strategies(self) -> None:
-        from medactive.coldstart import list_coldstart_strategies
+        """Every strategy name and parameter value, checked before any data or training."""
+        from medactive.coldstart import checked_coldstart_strategy
 
-        cold = set(list_coldstart_strategies(include_simulation=True))
         for spec in self.config.initial.strategies:
-            if spec.name not in cold:
-                raise ConfigError(
-                    f"unknown initial strategy {spec.name!r}; known: {', '.join(sorted(cold))}"
-                )
+            checked_coldstart_strategy(spec.name, **spec.params)
         for spec in self.config.acquisition.strategies:
-            get_strategy(spec.name, **spec.params)  # raises StrategyError with the known names
-        names = [s.display for s in self.config.acquisition.strategies]
-        if len(set(names)) != len(names):
-            raise ConfigError("acquisition strategies must have distinct names/labels")
+            checked_strategy(spec.name, **spec.params)
+        for specs, what in ((self.config.initial.strategies, "initial"),
+                            (self.config.acquisition.strategies, "acquisition")):
+            names = [s.display for s in specs]
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{what} strategies must have distinct names/labels")
 
     # ------------------------------------------------------------------ run
     def run(self) -> Path:
-        """Run every unfinished cell; return the results file."""
+        """Run every unfinished cell; return the results file.
+
+        Everything that can be wrong is checked before the first write: strategies, the
+        device, the output folder, the dataset and whether the budget schedule fits its pool
+        (a failed run leaves the folder as it was).
+        """
         self._validate_strategies()
+        select_device(self.config.run.device)  # `[run] device = "bogus"` fails here
         self._check_out_dir()
+        self._splits = load_splits(self.config)
+        budget_schedule(self.config, len(self._splits.train))
+        self._write_config()  # the run really starts here
         results = self.out_dir / RESULTS
         cfg = self.config
         n_points = (cfg.acquisition.rounds if cfg.acquisition.schedule is None
@@ -181,22 +196,17 @@ class Runner:
         return self.config.run.seed * 1000 + repeat
 
     def _initial_query(self, spec: StrategySpec, repeat: int, budget: int) -> np.ndarray:
+        """The cell's initial labelled set, sorted: the labelled set is a set, so training must
+        not depend on the order a strategy happened to pick it in."""
         from medactive.coldstart import ColdStartView, get_coldstart_strategy
+        from medactive.coldstart.pipeline import select_initial
 
         p = self.prepared
         rng = np.random.default_rng([self._seed(repeat), stable_hash("initial:" + spec.display)])
-        n = len(p.splits.train)
-        if spec.name == "random":
-            return np.sort(rng.choice(n, size=budget, replace=False))
-        if p.confidence is None or p.variability is None:
-            raise ConfigError(
-                f"initial strategy {spec.name!r} needs a contrastive dataset map: "
-                "set model.encoder = 'moco'"
-            )
         view = ColdStartView(p.train_features, p.confidence, p.variability,
                              images=p.splits.train.images, true_labels=p.splits.train.labels)
         strategy = get_coldstart_strategy(spec.name, **spec.params)
-        return np.asarray(strategy.select(view, budget, rng), dtype=np.int64)
+        return np.sort(select_initial(strategy, view, budget, rng).indices)
 
     def _train_and_view(self, labeled: np.ndarray, seed: int) -> tuple[np.ndarray, RoundView]:
         """Train on the labelled set; return test probabilities and the round's view."""
@@ -224,9 +234,12 @@ class Runner:
 
         model = self._fresh_classifier(seed)
         f = mc.finetune
-        fit_classifier(model, train.subset(labeled), None, TrainConfig(
+        # Early stopping watches validation macro AUC, so it needs the validation split.
+        val = p.splits.val if f.early_stopping_patience is not None else None
+        fit_classifier(model, train.subset(labeled), val, TrainConfig(
             epochs=f.epochs, lr=f.lr, weight_decay=f.weight_decay, lr_decay=f.lr_decay,
-            batch_size=f.batch_size, seed=seed, device=self.config.run.device, progress=False))
+            batch_size=f.batch_size, early_stopping_patience=f.early_stopping_patience,
+            seed=seed, device=self.config.run.device, progress=False))
         view = build_round_view(model, train.images, mask, labels, p.splits.val.images,
                                 p.splits.val.labels, device=self.config.run.device,
                                 include_images=True, true_labels=train.labels)
@@ -238,10 +251,8 @@ class Runner:
         standardised features the standardisation is folded into the head."""
         p, mc = self.prepared, self.config.model
         w, b = weight.astype(np.float64), bias.astype(np.float64)
-        if mc.head.standardize:
-            mean = p.train_features.mean(axis=0, dtype=np.float64)
-            std = p.train_features.std(axis=0, dtype=np.float64) + 1e-6
-            w, b = w / std, b - (w / std) @ mean
+        if p.feature_mean is not None and p.feature_std is not None:
+            w, b = w / p.feature_std, b - (w / p.feature_std) @ p.feature_mean
         model = Classifier(p.encoder, p.splits.n_classes, mc.dropout)
         with torch.no_grad():
             model.head.weight.copy_(torch.from_numpy(w.astype(np.float32)))
@@ -327,5 +338,5 @@ def run_experiment(config: ExperimentConfig, out_dir: Path, progress: bool = Tru
     if report:
         from medactive.experiment.report import write_report
 
-        write_report(out_dir, prepared=runner._prepared)
+        write_report(out_dir)
     return Path(out_dir)

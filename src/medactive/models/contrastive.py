@@ -26,8 +26,11 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
+import pickle
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,8 @@ from medactive.models.datamap import (
 from medactive.models.device import autocast, memory_format, seed_everything, select_device
 from medactive.models.training import extract_features
 from medactive.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 # Config fields that do not change the result and so stay out of the cache key.
 _NON_KEY_FIELDS = ("device", "amp", "num_threads")
@@ -207,16 +212,38 @@ def _batches(n_items: int, batch_size: int, gen: torch.Generator) -> list[np.nda
     return np.array_split(perm, max(1, math.ceil(n_items / batch_size)))
 
 
-def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig, key: str) -> ContrastiveResult:
-    meta = json.loads((folder / "meta.json").read_text())
-    arrays = np.load(folder / "map.npz")
-    backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
-    backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True))
+# what reading a cut-short or corrupt cache file raises (json, zip/npz, torch's zip + pickle)
+_CACHE_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile,
+                      pickle.UnpicklingError)
+
+
+def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
+                 key: str) -> ContrastiveResult | None:
+    """The result cached in ``folder``, or None when it is incomplete or corrupt (``meta.json``
+    present but ``encoder.pt`` or ``map.npz`` missing, cut short or of the wrong size: a copy
+    interrupted, a full disk); :func:`pretrain_moco` then rebuilds it instead of failing on
+    every later call."""
+    n = images.shape[0]
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "map.npz") as arrays:
+            features, confidence, variability = (
+                np.asarray(arrays[name]) for name in ("features", "confidence", "variability"))
+            extra = _read_maps(arrays, meta)
+        backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
+        backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu",
+                                            weights_only=True))
+    except _CACHE_READ_ERRORS as exc:
+        log.warning("encoder cache %s is incomplete or corrupt (%s); rebuilding it", folder,
+                    type(exc).__name__)
+        return None
+    if features.ndim != 2 or features.shape[0] != n or confidence.shape != (n,) \
+            or variability.shape != (n,):
+        log.warning("encoder cache %s does not match the %d images; rebuilding it", folder, n)
+        return None
     backbone.eval()
-    return ContrastiveResult(backbone, arrays["features"], arrays["confidence"],
-                             arrays["variability"], config, key,
-                             float(meta.get("images_per_second", 0.0)), from_cache=True,
-                             **_read_maps(arrays, meta))
+    return ContrastiveResult(backbone, features, confidence, variability, config, key,
+                             float(meta.get("images_per_second", 0.0)), from_cache=True, **extra)
 
 
 def _read_maps(arrays: np.lib.npyio.NpzFile, meta: dict) -> dict[str, object]:
@@ -224,8 +251,8 @@ def _read_maps(arrays: np.lib.npyio.NpzFile, meta: dict) -> dict[str, object]:
     names = meta.get("map_names", [])
     if not names or "map_trajectory" not in arrays:
         return {}
-    return {"maps": {n: arrays[f"map:{n}"] for n in names},
-            "map_trajectory": arrays["map_trajectory"]}
+    return {"maps": {n: np.asarray(arrays[f"map:{n}"]) for n in names},
+            "map_trajectory": np.asarray(arrays["map_trajectory"])}
 
 
 def pretrain_moco(
@@ -257,7 +284,10 @@ def pretrain_moco(
     key = cache_key(images, cfg)
     folder = Path(cache_root) / key
     if (folder / "meta.json").is_file():
-        return _load_cached(folder, images, cfg, key)
+        cached = _load_cached(folder, images, cfg, key)
+        if cached is not None:
+            return cached
+        (folder / "meta.json").unlink()  # no longer "complete" until the rebuild finishes
     folder.mkdir(parents=True, exist_ok=True)
 
     previous_threads = torch.get_num_threads()

@@ -10,18 +10,39 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from medactive.errors import ConfigError
+
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device`` if given, else CUDA when available, else CPU.
 
     ``$MEDACTIVE_DEVICE`` overrides the automatic choice (e.g. ``cpu`` on a shared GPU box).
+
+    Raises:
+        ConfigError: a device name torch does not know (``--device bogus``), or CUDA / MPS
+            asked for on a machine without it — before any work, instead of a traceback from
+            deep inside a training loop.
     """
-    if device is not None:
-        return torch.device(device)
-    env = os.environ.get("MEDACTIVE_DEVICE")
-    if env:
-        return torch.device(env)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    source = "device"
+    if device is None and os.environ.get("MEDACTIVE_DEVICE"):
+        device, source = os.environ["MEDACTIVE_DEVICE"], "$MEDACTIVE_DEVICE"
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown {source} {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{source} {str(device)!r}: CUDA is not available on this machine")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ConfigError(f"{source} {str(device)!r}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{source} {str(device)!r}: MPS is not available on this machine")
+    elif chosen.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{source} {str(device)!r} is not supported; use cpu, cuda or cuda:N")
+    return chosen
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -32,9 +32,13 @@ class BADGE(Strategy):
     """k-means++ seeding over gradient embeddings: the first centre is the largest embedding
     (as in the paper's code), each next one is drawn with probability ∝ squared distance to the
     nearest chosen centre — uncertain (large ‖r‖) *and* diverse images. No parameters.
+    The score of a pick is its squared gradient-embedding distance to the nearest earlier
+    centre when it was drawn (the first centre: its squared embedding norm).
     """
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         check_budget(view, budget)
         pool = PoolFeatures(view)
         n = pool.indices.size
@@ -42,6 +46,7 @@ class BADGE(Strategy):
         r_sq = np.einsum("ij,ij->i", r, r)
         g_sq = r_sq * pool.sq_norms  # ‖r ⊗ h‖² = ‖r‖² ‖h‖²
         chosen = np.empty(budget, dtype=np.int64)
+        picked_d2 = np.empty(budget, dtype=np.float64)
         taken = np.zeros(n, bool)
         min_d2 = np.full(n, np.inf)
         for step in range(budget):
@@ -55,8 +60,9 @@ class BADGE(Strategy):
                 else:  # every remaining embedding coincides with a centre: uniform fallback
                     i = int(rng.choice(np.flatnonzero(~taken)))
             chosen[step] = i
+            picked_d2[step] = g_sq[i] if step == 0 else min_d2[i]
             taken[i] = True
             hh = pool.dot(pool.row(i)[None, :])[:, 0]
             d2 = g_sq + g_sq[i] - 2.0 * (r @ r[i]) * hh
             np.minimum(min_d2, np.maximum(d2, 0.0), out=min_d2)
-        return pool.indices[chosen]
+        return pool.indices[chosen], picked_d2

@@ -6,10 +6,14 @@ classifier; every strategy then works on cached arrays.
 Indices are always positions in the *whole* training set (``view.features``), so a strategy's
 output can be checked against ``view.labeled_mask`` directly.
 
-Score-based strategies implement :meth:`ScoreStrategy.score`, returning one float per pool image
-(``view.pool_indices`` order), higher = acquire first; selection is the top-B with ties broken by
-the round's random generator. Batch-aware strategies (CoreSet, BADGE, BatchBALD, diversity wrapper)
-override :meth:`Strategy.select` directly.
+Every strategy implements :meth:`Strategy.rank`, returning the picked indices in acquisition order
+*and* the score that put each one there (``None`` when a strategy has no per-image score, e.g.
+random) — baal's ``get_ranks`` and scikit-activeml's ``return_utilities``: callers that show or
+store scores never re-implement a ranking. :meth:`Strategy.select` is the thin indices-only
+wrapper. Score-based strategies implement :meth:`ScoreStrategy.score` instead, returning one float
+per pool image (``view.pool_indices`` order), higher = acquire first; their ranking is the top-B
+with ties broken by the round's random generator. Batch-aware strategies (CoreSet, BADGE,
+BatchBALD, the diversity wrapper) implement :meth:`Strategy.rank` directly.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from medactive.errors import StrategyError
-from medactive.registry import Registry
+from medactive.registry import Parametrized, Registry
 
 # Rows processed at once by chunked helpers: 16k x 512 float64 = 64 MB at most per temporary.
 _CHUNK_ROWS = 16384
@@ -169,42 +173,55 @@ def top_k_with_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator)
     return order[:k].astype(np.int64)
 
 
-class Strategy(ABC):
-    """An acquisition strategy; constructor stores parameters, validation happens at call time."""
-
-    name: ClassVar[str] = ""
+class Strategy(Parametrized, ABC):
+    """An acquisition strategy; the constructor stores parameters (``check_params`` validates
+    them when the registry creates the strategy)."""
 
     @abstractmethod
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Choose ``budget`` pool images.
+
+        Args:
+            view: the round's cached arrays.
+            budget: how many images, ``1 <= budget <= pool size``.
+            rng: the round's generator (every random choice of the strategy comes from it,
+                unless a ``seed`` parameter fixes it).
+
+        Returns:
+            ``(indices, scores)``: ``(budget,)`` distinct int64 training-set indices, none
+            already labelled, in acquisition order; and ``(budget,)`` float64 scores of those
+            images (higher = wanted more; the value that decided each pick), or ``None`` when
+            the strategy has no per-image score.
+        """
+
     def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        """Return ``(budget,)`` distinct int64 training-set indices, none already labelled,
-        in acquisition order."""
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (for logging and reproducibility)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+        """The indices of :meth:`rank` only: ``(budget,)`` int64 in acquisition order."""
+        return self.rank(view, budget, rng)[0]
 
 
 class ScoreStrategy(Strategy):
-    """A strategy defined by a per-image score; selection is the top-B scores."""
+    """A strategy defined by a per-image score; its ranking is the top-B scores."""
 
     @abstractmethod
-    def score(self, view: RoundView) -> np.ndarray:
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         """``(N_pool,)`` float64 scores aligned with ``view.pool_indices``; higher = acquire
-        first."""
+        first. ``rng`` is the round's generator for strategies whose score is random (MC
+        dropout, augmentations); ``None`` gives their fixed default (seed 0, or ``seed``)."""
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         check_budget(view, budget)
-        scores = self.score(view)
+        scores = np.asarray(self.score(view, rng), dtype=np.float64)
         if scores.shape != view.pool_indices.shape:
             raise StrategyError(
                 f"{self.name}: score returned shape {scores.shape}, "
                 f"expected {view.pool_indices.shape}"
             )
-        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
+        order = top_k_with_random_ties(scores, budget, rng)
+        return view.pool_indices[order], scores[order]
 
 
 def _load_builtin_strategies() -> None:
@@ -227,6 +244,16 @@ def get_strategy(name: str, **params: Any) -> Strategy:
         StrategyError: unknown name (the message lists the known ones) or bad parameters.
     """
     return _REGISTRY.create(name, **params)
+
+
+def checked_strategy(name: str, **params: Any) -> Strategy:
+    """:func:`get_strategy` plus a check of every parameter value, for callers about to start
+    expensive work (training, pre-training) who want bad input to fail first.
+
+    Raises:
+        StrategyError: unknown name, unknown parameter or impossible value.
+    """
+    return _REGISTRY.checked(name, **params)
 
 
 def list_strategies() -> list[str]:
@@ -252,10 +279,3 @@ def require_network(view: RoundView, name: str, need_model: bool = True) -> None
         raise StrategyError(
             f"{name}: view has {view.images.shape[0]} images but {view.features.shape[0]} features"
         )
-
-
-def torch_seed(seed: int | None, rng: np.random.Generator | None) -> int:
-    """Seed for torch-side randomness: ``seed`` if given, else drawn from ``rng`` (else 0)."""
-    if seed is not None:
-        return int(seed)
-    return 0 if rng is None else int(rng.integers(2**31 - 1))

@@ -9,14 +9,12 @@ from medactive.errors import StrategyError
 from medactive.models.classifier import images_to_tensor
 from medactive.models.device import select_device
 from medactive.models.training import make_augmentation
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
-    check_budget,
     register_strategy,
     require_network,
-    top_k_with_random_ties,
-    torch_seed,
 )
 
 
@@ -49,10 +47,13 @@ class Consistency(ScoreStrategy):
         self.seed = seed
         self.device = device
 
-    def _score(self, view: RoundView, seed: int) -> np.ndarray:
-        require_network(view, self.name)
+    def check_params(self) -> None:
         if not isinstance(self.n_augment, (int, np.integer)) or self.n_augment < 2:
             raise StrategyError(f"n_augment must be an integer >= 2, got {self.n_augment!r}")
+
+    def _score(self, view: RoundView, seed: int) -> np.ndarray:
+        require_network(view, self.name)
+        self.check_params()
         dev = select_device(self.device)
         model = view.model.to(dev).eval()
         augment = make_augmentation(float(self.rotation_degrees)).to(dev)
@@ -68,10 +69,5 @@ class Consistency(ScoreStrategy):
                 out[start : start + x.shape[0]] = probs.var(dim=0).sum(dim=1).cpu().numpy()
         return out
 
-    def score(self, view: RoundView) -> np.ndarray:
-        return self._score(view, torch_seed(self.seed, None))
-
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
-        scores = self._score(view, torch_seed(self.seed, rng))
-        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
+        return self._score(view, seed_or_draw(self.seed, rng))

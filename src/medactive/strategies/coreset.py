@@ -72,15 +72,20 @@ class CoreSet(Strategy):
     labelled image the first centre is drawn by the round's rng.
 
     Memory: O(N_pool) floats plus row chunks (no N x N matrix); time O((L + B) · N · D).
+    The score of a pick is its distance to the nearest centre when it was taken (``inf`` for a
+    first centre drawn at random).
     """
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         check_budget(view, budget)
         pool = PoolFeatures(view)
         n = pool.indices.size
         labelled = view.features[view.labeled_mask]
         min_d2 = pool.sq_dist_to(labelled) if labelled.shape[0] else np.full(n, np.inf)
         chosen = np.empty(budget, dtype=np.int64)
+        distance = np.empty(budget, dtype=np.float64)
         taken = np.zeros(n, bool)
         for step in range(budget):
             if np.isinf(min_d2).all():
@@ -91,6 +96,7 @@ class CoreSet(Strategy):
             if taken[i]:
                 raise StrategyError("coreset: internal error, re-selected an image")
             chosen[step] = i
+            distance[step] = np.sqrt(min_d2[i])
             taken[i] = True
             np.minimum(min_d2, pool.sq_dist_to(pool.row(i)), out=min_d2)
-        return pool.indices[chosen]
+        return pool.indices[chosen], distance

@@ -9,28 +9,31 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from medactive.errors import StrategyError
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
     Strategy,
     check_budget,
+    checked_strategy,
     get_strategy,
     register_strategy,
-    top_k_with_random_ties,
 )
 
 GROUPINGS = ("kmeans", "true")
 
 
-def round_robin(order: np.ndarray, groups: np.ndarray, budget: int) -> np.ndarray:
-    """Take ``budget`` items of ``order`` cycling over groups, each group in ``order``'s order.
+def interleave_groups(groups: np.ndarray, budget: int) -> np.ndarray:
+    """Positions of ``budget`` items taken cycling over groups, each group in position order.
 
     Args:
-        order: ``(M,)`` items, most wanted first. groups: ``(M,)`` group of each item.
+        groups: ``(M,)`` group of each item of a list already sorted most-wanted first.
         budget: how many to take, ``<= M``.
 
-    Groups are visited in the order of their best item; an exhausted group is skipped, so the
-    result is as balanced as the groups allow.
+    Returns:
+        ``(budget,)`` int64 positions into that list. Groups are visited in the order of their
+        best item; an exhausted group is skipped, so the result is as balanced as the groups
+        allow.
     """
     queues: dict[Any, list[int]] = {}
     for pos, g in enumerate(groups):
@@ -42,11 +45,11 @@ def round_robin(order: np.ndarray, groups: np.ndarray, budget: int) -> np.ndarra
             if cursor[g] < len(q) and len(taken) < budget:
                 taken.append(q[cursor[g]])
                 cursor[g] += 1
-    return order[np.array(taken, dtype=np.int64)]
+    return np.array(taken, dtype=np.int64)
 
 
 @register_strategy("diversity")
-class LabelDiversity(Strategy):
+class ClusterDiversity(Strategy):
     """Wrap ``strategy`` and balance its picks over groups of the pool.
 
     Args:
@@ -57,8 +60,9 @@ class LabelDiversity(Strategy):
         strategy_params: keyword arguments of the wrapped strategy.
         seed: K-means seed (None: drawn from the round's rng).
 
-    The wrapped strategy's order is its full score ranking (score strategies), or its own
-    selection of ``min(pool, budget × groups)`` images (batch strategies such as CoreSet).
+    The wrapped strategy's order is its ranking of ``min(pool, budget × groups)`` images (the
+    whole pool for score strategies, whose ranking is free once scored); the scores returned are
+    the wrapped strategy's scores of the picks.
     """
 
     def __init__(
@@ -87,7 +91,7 @@ class LabelDiversity(Strategy):
         if k < 1:
             raise StrategyError(f"n_groups must be >= 1, got {self.n_groups!r}")
         k = min(k, idx.size)
-        seed = int(self.seed) if self.seed is not None else int(rng.integers(2**31 - 1))
+        seed = seed_or_draw(self.seed, rng)
         feats = view.features[idx]
         # Full K-means is fine for ordinary pools; mini-batch keeps huge ones tractable.
         if idx.size > 50_000:
@@ -96,20 +100,30 @@ class LabelDiversity(Strategy):
             model = KMeans(k, random_state=seed, n_init=3)
         return model.fit_predict(feats)
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
+    def check_params(self) -> None:
         if self.groups not in GROUPINGS:
             raise StrategyError(f"groups must be one of {GROUPINGS}, got {self.groups!r}")
         if self.strategy == "diversity":
             raise StrategyError("diversity cannot wrap itself")
+        if self.n_groups is not None and (
+            not isinstance(self.n_groups, (int, np.integer)) or self.n_groups < 1
+        ):
+            raise StrategyError(f"n_groups must be a positive integer, got {self.n_groups!r}")
+        checked_strategy(self.strategy, **(self.strategy_params or {}))  # the wrapped one's
+
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        check_budget(view, budget)
+        self.check_params()
         inner = get_strategy(self.strategy, **(self.strategy_params or {}))
         labels = self._group_labels(view, rng)
         n_pool = view.pool_indices.size
-        if isinstance(inner, ScoreStrategy):
-            scores = inner.score(view)
-            order = view.pool_indices[top_k_with_random_ties(scores, n_pool, rng)]
-        else:
-            n_groups = np.unique(labels).size
-            order = inner.select(view, min(n_pool, budget * n_groups), rng)
+        # A score strategy's full ranking costs nothing more than its top-B; other strategies
+        # are asked for enough candidates to fill every group.
+        wanted = n_pool if isinstance(inner, ScoreStrategy) else min(
+            n_pool, budget * np.unique(labels).size)
+        order, scores = inner.rank(view, wanted, rng)
         positions = np.searchsorted(view.pool_indices, order)
-        return round_robin(order, labels[positions], budget)
+        taken = interleave_groups(labels[positions], budget)
+        return order[taken], None if scores is None else scores[taken]

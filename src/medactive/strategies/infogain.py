@@ -315,7 +315,15 @@ class _InfoGain(ScoreStrategy):
         self.step_size = step_size
         self.weight_decay = weight_decay
 
-    def score(self, view: RoundView) -> np.ndarray:
+    def check_params(self) -> None:
+        for key, value, low in (("step_size", self.step_size, 0.0),
+                                ("weight_decay", self.weight_decay, None)):
+            number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            if not number or not np.isfinite(value) or (value < 0 if low is None else value <= 0):
+                what = "a positive finite number" if low is not None else "a finite number >= 0"
+                raise StrategyError(f"{key} must be {what}, got {value!r}")
+
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         if view.val_features is None or view.val_labels is None:
             raise StrategyError(
                 f"{self.name} needs validation features and labels in the round view "

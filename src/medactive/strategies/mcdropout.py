@@ -32,6 +32,26 @@ def dropout_masks(n_samples: int, dim: int, p: float, rng: np.random.Generator) 
     return (keep / (1.0 - p)).astype(np.float32)
 
 
+def view_dropout_masks(
+    view: RoundView, n_samples: int, seed: int | None, rng: np.random.Generator | None
+) -> np.ndarray:
+    """``(T, D)`` masks for ``view``'s head input at its dropout rate.
+
+    Drawn from ``rng`` (the round's generator) unless ``seed`` fixes them; with neither, from
+    seed 0 — so a strategy's ``score(view)`` alone is deterministic.
+    """
+    if seed is not None or rng is None:
+        rng = np.random.default_rng(0 if seed is None else seed)
+    return dropout_masks(int(n_samples), view.features.shape[1], view.dropout_p, rng)
+
+
+def check_n_samples(n_samples: object) -> None:
+    """Raise :class:`StrategyError` unless ``n_samples`` is a positive integer."""
+    if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) \
+            or n_samples < 1:
+        raise StrategyError(f"n_samples must be a positive integer, got {n_samples!r}")
+
+
 def mc_probabilities(
     features: np.ndarray, weight: np.ndarray, bias: np.ndarray, masks: np.ndarray
 ) -> np.ndarray:
@@ -48,37 +68,27 @@ def mc_probabilities(
 
 class _MCDropout(ScoreStrategy):
     """Shared parameters: ``n_samples`` T (default 20) and ``seed`` of the masks (None: drawn
-    from the round's rng in :meth:`select`; :meth:`score` alone then uses seed 0)."""
+    from the round's rng; ``score(view)`` without a generator then uses seed 0)."""
 
     def __init__(self, n_samples: int = 20, seed: int | None = None) -> None:
         self.n_samples = n_samples
         self.seed = seed
 
-    def _masks(self, view: RoundView, rng: np.random.Generator | None) -> np.ndarray:
-        if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 1:
-            raise StrategyError(f"n_samples must be a positive integer, got {self.n_samples!r}")
-        if self.seed is not None or rng is None:
-            rng = np.random.default_rng(0 if self.seed is None else self.seed)
-        return dropout_masks(int(self.n_samples), view.features.shape[1], view.dropout_p, rng)
+    def check_params(self) -> None:
+        check_n_samples(self.n_samples)
 
     def _from_probs(self, probs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _score(self, view: RoundView, masks: np.ndarray) -> np.ndarray:
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
+        self.check_params()
+        masks = view_dropout_masks(view, int(self.n_samples), self.seed, rng)
         out = np.empty(view.pool_indices.size, dtype=np.float64)
         # 8192 images x T x C float64 at a time keeps memory flat for any pool size.
         for start, feats in iter_pool_chunks(view, 8192):
             probs = mc_probabilities(feats, view.weight, view.bias, masks)
             out[start : start + feats.shape[0]] = self._from_probs(probs)
         return out
-
-    def score(self, view: RoundView) -> np.ndarray:
-        return self._score(view, self._masks(view, None))
-
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
-        scores = self._score(view, self._masks(view, rng))
-        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
 
 
 @register_strategy("mc-entropy")
@@ -119,12 +129,18 @@ class BatchBALD(Strategy):
         self.max_configs = max_configs
         self.seed = seed
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
+    def check_params(self) -> None:
+        check_n_samples(self.n_samples)
         if not isinstance(self.max_configs, (int, np.integer)) or self.max_configs < 1:
             raise StrategyError(f"max_configs must be a positive integer, got {self.max_configs!r}")
-        helper = _MCDropout(self.n_samples, self.seed)
-        masks = helper._masks(view, rng)
+
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy picks; the score of a pick is the batch's mutual-information gain it added."""
+        check_budget(view, budget)
+        self.check_params()
+        masks = view_dropout_masks(view, int(self.n_samples), self.seed, rng)
         local = rng if self.seed is None else np.random.default_rng(self.seed + 1)
         probs = np.concatenate(
             [mc_probabilities(f, view.weight, view.bias, masks) for _, f in iter_pool_chunks(view)]
@@ -137,10 +153,20 @@ class BatchBALD(Strategy):
         log_scale = np.zeros(1)
         available = np.ones(n, bool)
         chosen: list[int] = []
+        gains: list[float] = []
+        batch_mi = 0.0  # mutual information of the batch chosen so far
+        batch_cond = 0.0  # Σ over the chosen images of E_t H(y_i | ω_t)
         for _ in range(budget):
             joint = self._joint_entropy(table, by_t, n, c, sampled_t is not None, log_scale)
             cand = np.flatnonzero(available)
-            best = int(cand[top_k_with_random_ties(joint[cand] - cond[cand], 1, local)[0]])
+            # The chosen images' conditional entropies are the same for every candidate, so the
+            # argmax only needs the candidate's own term.
+            mi = joint[cand] - cond[cand]
+            best_pos = int(top_k_with_random_ties(mi, 1, local)[0])
+            best = int(cand[best_pos])
+            new_mi = float(mi[best_pos]) - batch_cond
+            gains.append(new_mi - batch_mi)
+            batch_mi, batch_cond = new_mi, batch_cond + float(cond[best])
             chosen.append(best)
             available[best] = False
             px = probs[best].T  # (C, T)
@@ -163,7 +189,7 @@ class BatchBALD(Strategy):
             scale = table.max(axis=1, keepdims=True)
             table /= scale
             log_scale += np.log(scale[:, 0])
-        return view.pool_indices[np.array(chosen, dtype=np.int64)]
+        return view.pool_indices[np.array(chosen, dtype=np.int64)], np.asarray(gains)
 
     @staticmethod
     def _joint_entropy(

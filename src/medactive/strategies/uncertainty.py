@@ -24,16 +24,18 @@ def entropy_rows(proba: np.ndarray) -> np.ndarray:
 class RandomSampling(Strategy):
     """Uniformly random pool images (the usual baseline); only the round's ``rng`` decides."""
 
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
+    def rank(
+        self, view: RoundView, budget: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, None]:
         check_budget(view, budget)
-        return rng.choice(view.pool_indices, size=budget, replace=False).astype(np.int64)
+        return rng.choice(view.pool_indices, size=budget, replace=False).astype(np.int64), None
 
 
 @register_strategy("least-confidence")
 class LeastConfidence(ScoreStrategy):
     """Score ``1 - max_c p(c|x)``: images whose top class is least certain come first."""
 
-    def score(self, view: RoundView) -> np.ndarray:
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         return 1.0 - view.pool_probabilities.max(axis=1)
 
 
@@ -41,7 +43,7 @@ class LeastConfidence(ScoreStrategy):
 class Margin(ScoreStrategy):
     """Score ``-(p_(1) - p_(2))``: smallest gap between the two most likely classes first."""
 
-    def score(self, view: RoundView) -> np.ndarray:
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         # partition is O(C) per row; the two largest end up in the last two columns.
         top2 = np.partition(view.pool_probabilities, -2, axis=1)[:, -2:]
         return -(top2[:, 1] - top2[:, 0])
@@ -51,5 +53,5 @@ class Margin(ScoreStrategy):
 class Entropy(ScoreStrategy):
     """Score = predictive entropy ``-sum_c p log p`` (nats) of the deterministic head."""
 
-    def score(self, view: RoundView) -> np.ndarray:
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
         return entropy_rows(view.pool_probabilities)

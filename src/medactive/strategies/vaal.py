@@ -16,14 +16,12 @@ from torch.nn import functional as F
 from medactive.errors import StrategyError
 from medactive.models.classifier import images_to_tensor
 from medactive.models.device import select_device
+from medactive.rng import seed_or_draw
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
-    check_budget,
     register_strategy,
     require_network,
-    top_k_with_random_ties,
-    torch_seed,
 )
 
 
@@ -90,10 +88,13 @@ class VAAL(ScoreStrategy):
         x = images_to_tensor(images, dev)
         return F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
 
-    def _score(self, view: RoundView, seed: int) -> np.ndarray:
-        require_network(view, self.name, need_model=False)
+    def check_params(self) -> None:
         if not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
             raise StrategyError(f"epochs must be a positive integer, got {self.epochs!r}")
+
+    def _score(self, view: RoundView, seed: int) -> np.ndarray:
+        require_network(view, self.name, need_model=False)
+        self.check_params()
         labelled_idx = np.flatnonzero(view.labeled_mask)
         if labelled_idx.size == 0:
             raise StrategyError("vaal needs at least one labelled image to learn what it is")
@@ -146,10 +147,5 @@ class VAAL(ScoreStrategy):
                     out[start : start + x.shape[0]] = (1.0 - p_labelled).double().cpu().numpy()
         return out
 
-    def score(self, view: RoundView) -> np.ndarray:
-        return self._score(view, torch_seed(self.seed, None))
-
-    def select(self, view: RoundView, budget: int, rng: np.random.Generator) -> np.ndarray:
-        check_budget(view, budget)
-        scores = self._score(view, torch_seed(self.seed, rng))
-        return view.pool_indices[top_k_with_random_ties(scores, budget, rng)]
+    def score(self, view: RoundView, rng: np.random.Generator | None = None) -> np.ndarray:
+        return self._score(view, seed_or_draw(self.seed, rng))

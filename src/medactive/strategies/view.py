@@ -6,12 +6,13 @@ import numpy as np
 import torch
 
 from medactive.errors import StrategyError
+from medactive.models.classifier import Classifier
 from medactive.models.training import extract_features
 from medactive.strategies.base import RoundView
 
 
 def build_round_view(
-    model,  # medactive.models.Classifier (untyped to keep this import light)
+    model: Classifier,
     train_images: np.ndarray,
     labeled_mask: np.ndarray,
     labels: np.ndarray,
