@@ -121,26 +121,36 @@ def main() -> None:
     runs = [(label, *VARIANTS[label]) for label in args.variants]
     if not args.no_oracle:
         runs.append((ORACLE, "label-diversity", {"base": "random"}))
-    rows = []
-    for budget in args.budgets:
-        for draw in range(args.draws):
-            key, f_train, f_test, view, oracle_view = encoders[draw % len(encoders)]
-            for label, name, params in runs:
-                strat = get_coldstart_strategy(name, **params)
-                sel = strat.select(oracle_view if label == ORACLE else view, budget,
-                                   np.random.default_rng([draw, budget]))
-                y = train.labels[sel]
-                w, b = fit_head(f_train[sel], y, c, HeadConfig(seed=draw))
-                auc = macro_auc(test.labels, head_proba(f_test, w, b))
-                rows.append({"variant": label, "budget": budget, "draw": draw, "encoder": key,
-                             "coverage": class_coverage(y, c), "auc": auc,
-                             "n_classes": int(np.unique(y).size), "selected": sel.tolist()})
-            print(f"budget {budget} draw {draw} done ({time.perf_counter() - t0:.0f}s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "draws.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = _resume(args.out / "draws.csv", [e[0] for e in encoders])
+    done = {(r["variant"], r["budget"], r["draw"]) for r in rows}
+    with (args.out / "draws.csv").open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if f.tell() == 0:
+            writer.writeheader()
+        for draw in range(args.draws):  # draws outermost: an interrupted run is balanced
+            key, f_train, f_test, view, oracle_view = encoders[draw % len(encoders)]
+            for budget in args.budgets:
+                scored: dict[tuple[int, ...], float] = {}  # same picks, same head seed: same AUC
+                for label, name, params in runs:
+                    if (label, budget, draw) in done:
+                        continue
+                    strat = get_coldstart_strategy(name, **params)
+                    sel = strat.select(oracle_view if label == ORACLE else view, budget,
+                                       np.random.default_rng([draw, budget]))
+                    y = train.labels[sel]
+                    if tuple(sel.tolist()) not in scored:
+                        w, b = fit_head(f_train[sel], y, c, HeadConfig(seed=draw))
+                        scored[tuple(sel.tolist())] = macro_auc(test.labels, head_proba(f_test, w, b))
+                    row = {"variant": label, "budget": budget, "draw": draw, "encoder": key,
+                           "coverage": class_coverage(y, c), "auc": scored[tuple(sel.tolist())],
+                           "n_classes": int(np.unique(y).size), "selected": sel.tolist()}
+                    writer.writerow(row)
+                    rows.append(row)
+                f.flush()
+                print(f"draw {draw} budget {budget} done ({time.perf_counter() - t0:.0f}s)",
+                      flush=True)
+    rows = [r for r in rows if r["draw"] < args.draws and r["budget"] in args.budgets]
     table = summarise(rows, args.budgets, [r[0] for r in runs], c)
     (args.out / "table.md").write_text(table)
     (args.out / "meta.json").write_text(json.dumps(
@@ -148,6 +158,24 @@ def main() -> None:
          "encoders": [e[0] for e in encoders], "draws": args.draws, "budgets": args.budgets,
          "variants": {r[0]: [r[1], r[2]] for r in runs}}, indent=2, ensure_ascii=False))
     print(table)
+
+
+FIELDS = ["variant", "budget", "draw", "encoder", "coverage", "auc", "n_classes", "selected"]
+
+
+def _resume(path: Path, encoders: list[str]) -> list[dict]:
+    """Rows already in ``path`` (an interrupted or shorter run with the same encoders)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or any(r["encoder"] not in encoders for r in rows):
+        path.unlink()  # another setting or encoder: start afresh
+        return []
+    return [{**r, "budget": int(r["budget"]), "draw": int(r["draw"]),
+             "coverage": float(r["coverage"]), "auc": float(r["auc"]),
+             "n_classes": int(r["n_classes"]), "selected": json.loads(r["selected"])}
+            for r in rows]
 
 
 def summarise(rows: list[dict], budgets: list[int], names: list[str], c: int) -> str:
