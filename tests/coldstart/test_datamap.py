@@ -204,3 +204,15 @@ def test_pretraining_records_the_catalogue_and_the_probe_leaves_training_alone(b
     again = pretrain_moco(images, probed.config, cache_root=tmp_path, progress=False)
     assert again.from_cache and set(again.maps) == set(probed.maps)
     np.testing.assert_array_equal(again.map_trajectory, probed.map_trajectory)
+
+
+def test_experiment_config_reaches_the_map_options():
+    from medactive.experiment.config import PretrainConfig
+
+    kwargs = PretrainConfig(map_rule="hit", map_competitors="batch+queue", probe_pairs=2,
+                            probe_epochs=3).as_kwargs()
+    cfg = MocoConfig(**kwargs)
+    cfg.validate()
+    assert cfg.map_name == "batch+queue:hit" and cfg.probe_pairs == 2 and cfg.probe_epochs == 3
+    with pytest.raises(ValueError):
+        PretrainConfig(map_competitors="queue")

@@ -33,6 +33,8 @@ class Prepared:
         feature_mean, feature_std: ``(D,)`` float64 statistics of that standardisation (None
             when the head sees raw features); the one place they are computed.
         confidence, variability: ``(N_train,)`` contrastive dataset map (MoCo encoder only).
+        maps: every recorded dataset-map variant, ``{name: (N_train,)}`` (MoCo encoder only),
+            for cold-start strategies with a ``map`` parameter.
         encoder_info: what produced the encoder (for the report).
     """
 
@@ -49,6 +51,7 @@ class Prepared:
     head_test: np.ndarray | None = None
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
+    maps: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.head_train is None:
@@ -119,7 +122,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     mc = config.model
     train = splits.train
     in_channels, image_size = train.image_shape[2], train.image_shape[0]
-    confidence = variability = None
+    confidence = variability = maps = None
     if mc.encoder == "moco":
         from medactive.coldstart.pipeline import pretrain
         from medactive.models.contrastive import MocoConfig
@@ -131,6 +134,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         train_features = np.asarray(result.features, dtype=np.float32)
         confidence = np.asarray(result.confidence, dtype=np.float64)
         variability = np.asarray(result.variability, dtype=np.float64)
+        maps = result.maps or None
         info = {"encoder": "moco", "backbone": mc.backbone, "cache_key": result.key,
                 "images_per_second": getattr(result, "images_per_second", None)}
     else:
@@ -148,9 +152,9 @@ def prepare(config: ExperimentConfig, progress: bool = True,
                                      progress=progress)
     if not mc.head.standardize:
         return Prepared(splits, encoder, train_features, val_features, test_features,
-                        confidence, variability, info)
+                        confidence, variability, info, maps=maps)
     head_train, head_val, head_test = standardize(train_features, val_features, test_features)
     mean, std = feature_statistics(train_features)
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
                     variability, info, head_train=head_train, head_val=head_val,
-                    head_test=head_test, feature_mean=mean, feature_std=std)
+                    head_test=head_test, feature_mean=mean, feature_std=std, maps=maps)
