@@ -10,6 +10,7 @@ implementation the authors used) with a fixed ``random_state``, which makes it d
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -54,7 +55,9 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15,
                         random_state=int(seed), n_jobs=1,
                         # spectral initialisation needs a connected, not-too-small graph
                         init="spectral" if n > 3 * n_neighbors else "random")
-    out = np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    with warnings.catch_warnings():  # UMAP notes that a seed turns off its parallel SGD
+        warnings.simplefilter("ignore", UserWarning)
+        out = np.asarray(reducer.fit_transform(x), dtype=np.float32)
     _UMAP_CACHE[key] = out
     if len(_UMAP_CACHE) > _UMAP_CACHE_SIZE:
         _UMAP_CACHE.popitem(last=False)
