@@ -69,6 +69,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "kmeans-centroid K=30": ("kmeans-centroid", {"n_clusters": 30}),
     "kmeans-centroid UMAP": ("kmeans-centroid", {"embedding": "umap"}),
     "kmeans-centroid UMAP K=30": ("kmeans-centroid", {"n_clusters": 30, "embedding": "umap"}),
+    # K as a function of the budget: K = 2B, clusters visited at random or spread-first
+    "kmeans-centroid K=2B": ("kmeans-centroid", {"oversample": 2.0}),
+    "kmeans-centroid K=2B farthest": ("kmeans-centroid", {"oversample": 2.0, "order": "farthest"}),
     "kmeans-pixels": ("kmeans-pixels", {}),
     "typiclust": ("typiclust", {}),
     "probcover": ("probcover", {}),

@@ -48,6 +48,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--probe-pairs", type=int, default=2)
     p.add_argument("--last-epochs", type=int, nargs="+", default=[1, 3, 5, 10],
                    help="also report cross-seed stability of maps from only the last P epochs")
+    p.add_argument("--plots", action="store_true",
+                   help="also draw the seed's dataset map and embedding with HaCon's and "
+                        "kmeans-centroid's B=16 picks")
     p.add_argument("--epochs", type=int, default=None, help="MoCo epochs (default MocoConfig)")
     p.add_argument("--limit", type=int, default=None, help="first N training images (smoke test)")
     p.add_argument("--out", type=Path, default=Path("docs/results/coldstart/maps"))
@@ -152,6 +155,26 @@ def main() -> None:
     (out / "maps.json").write_text(json.dumps(
         {"rows": rows, "encoders": [r.key for r in runs], "probe_cost": probe_cost}, indent=2))
     print(table)
+    if args.plots:
+        make_plots(runs[0], train, out)
+
+
+def make_plots(res: ContrastiveResult, train, out: Path) -> None:
+    """Dataset map (colour = true class, simulation view) with HaCon's B=16 picks, and the 2-D
+    embedding with HaCon's (top) and kmeans-centroid's picks."""
+    from medactive.coldstart import ColdStartView, get_coldstart_strategy
+    from medactive.coldstart.plots import plot_dataset_map, plot_embedding
+
+    view = ColdStartView(res.features, res.confidence, res.variability)
+    names = list(train.class_names)
+    for strategy in ("hacon", "kmeans-centroid"):
+        sel = get_coldstart_strategy(strategy, seed=0).select(view, 16, np.random.default_rng(0))
+        plot_dataset_map(res.confidence, res.variability, sel,
+                         out / f"dataset_map_{strategy}.png", groups=train.labels,
+                         group_names=names,
+                         title=f"Dataset map ({res.config.map_name}), {strategy} B=16")
+        plot_embedding(res.features, sel, out / f"embedding_{strategy}.png", groups=train.labels,
+                       group_names=names, title=f"MoCo v2 features, {strategy} B=16")
 
 
 def _cache_folder(res: ContrastiveResult) -> Path:

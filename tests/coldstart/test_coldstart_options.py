@@ -93,3 +93,27 @@ def test_kmeans_centroid_on_umap_and_parameters_round_trip():
     for name in ("hacon", "easy-to-contrast", "kmeans-centroid", "kmeans-pixels"):
         s = get_coldstart_strategy(name)
         assert get_coldstart_strategy(name, **s.get_params()).get_params() == s.get_params()
+
+
+def test_farthest_first_order_spreads_and_puts_tiny_clusters_last():
+    from medactive.coldstart.hacon import farthest_first_order
+
+    cents = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [5.0, 5.0], [-50.0, 0.0]])
+    sizes = np.array([30, 40, 10, 8, 2])  # cluster 4 is far away but tiny: an outlier
+    # largest (1) first, then the farthest from it (2: distance 9 > 0: 1, 3: 6.4), then the
+    # farthest from {1, 2}: 3 (min distance 5.7) before 0 (1.0); the tiny cluster last
+    np.testing.assert_array_equal(farthest_first_order(cents, sizes), [1, 2, 3, 0, 4])
+
+
+def test_oversampled_clusters_visited_spread_first():
+    x, blob = blobs(n_per=40, k=4)
+    view = ColdStartView(x, np.zeros(160), np.zeros(160))
+    for order in ("random", "farthest"):
+        strat = get_coldstart_strategy("kmeans-centroid", oversample=3.0, order=order, seed=0)
+        sel = strat.select(view, 4, np.random.default_rng(0))
+        assert sel.shape == (4,) and len(set(sel.tolist())) == 4
+        if order == "farthest":  # 12 clusters over 4 blobs: spread-first reaches every blob
+            assert sorted(blob[sel].tolist()) == [0, 1, 2, 3]
+    for bad in ({"oversample": 0.5}, {"order": "nearest"}):
+        with pytest.raises(StrategyError):
+            get_coldstart_strategy("kmeans-centroid", **bad).select(view, 4, np.random.default_rng(0))

@@ -97,8 +97,39 @@ def round_robin(groups: Sequence[np.ndarray], budget: int, order: np.ndarray) ->
     return np.asarray(out, dtype=np.int64)
 
 
+def farthest_first_order(centroids: np.ndarray, sizes: np.ndarray, min_size: int = 5) -> np.ndarray:
+    """Visiting order of clusters that spreads the first picks over the embedding.
+
+    Starts at the largest cluster; each next cluster is the one whose centroid is farthest from
+    every centroid already chosen (k-centre greedy on centroids, Gonzalez 1985). Clusters smaller
+    than ``min_size`` (likely outliers, as TypiClust's rule) come last, largest first.
+
+    Args:
+        centroids: ``(K, D)`` cluster centres.
+        sizes: ``(K,)`` member counts.
+        min_size: smallest cluster that competes on spread.
+
+    Returns:
+        ``(K,)`` permutation of ``range(K)``.
+    """
+    k = centroids.shape[0]
+    big = np.flatnonzero(sizes >= min_size)
+    if big.size == 0:
+        big = np.arange(k)
+    order = [int(big[np.argmax(sizes[big])])]
+    nearest = np.linalg.norm(centroids[big] - centroids[order[0]], axis=1)
+    for _ in range(big.size - 1):
+        nearest[np.isin(big, order)] = -1.0
+        nxt = int(big[np.argmax(nearest)])
+        order.append(nxt)
+        nearest = np.minimum(nearest, np.linalg.norm(centroids[big] - centroids[nxt], axis=1))
+    rest = [c for c in np.argsort(-sizes, kind="stable") if c not in set(order)]
+    return np.asarray(order + [int(c) for c in rest], dtype=np.int64)
+
+
 def clustered_selection(
-    cluster_labels: np.ndarray, rank_key: np.ndarray, budget: int, seed: int = 0
+    cluster_labels: np.ndarray, rank_key: np.ndarray, budget: int, seed: int = 0,
+    order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Within each cluster order by ``rank_key`` ascending (ties: lower index), then round-robin
     over clusters in the order ``np.random.default_rng(seed).permutation(K)``.
@@ -108,13 +139,15 @@ def clustered_selection(
         rank_key: ``(N,)`` floats, smaller = taken first within its cluster.
         budget: total number of indices.
         seed: seed of the cluster visiting order.
+        order: explicit visiting order (a permutation of the K clusters) instead of the seeded one.
     """
     k = int(cluster_labels.max()) + 1
     groups = []
     for c in range(k):
         members = np.flatnonzero(cluster_labels == c)
         groups.append(members[np.argsort(rank_key[members], kind="stable")])
-    order = np.random.default_rng(seed).permutation(k)
+    if order is None:
+        order = np.random.default_rng(seed).permutation(k)
     return round_robin(groups, budget, order)
 
 

@@ -158,7 +158,8 @@ def select_initial(
     indices = np.asarray(indices, dtype=np.int64)
     clusters = None
     if cluster_seed is not None:
-        k = getattr(strategy, "n_clusters", None) or budget
+        k = getattr(strategy, "n_clusters", None) or int(
+            np.ceil(getattr(strategy, "oversample", 1.0) * budget - 1e-9))
         space = clustering_space(view.features, getattr(strategy, "embedding", "features"),
                                  int(cluster_seed))
         labels, _ = kmeans(space, int(k), int(cluster_seed))

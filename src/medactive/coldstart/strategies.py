@@ -18,7 +18,12 @@ from medactive.coldstart.base import (
 )
 from medactive.coldstart.baselines import probcover_select, typiclust_select
 from medactive.coldstart.embedding import EMBEDDINGS, clustering_space
-from medactive.coldstart.hacon import clustered_selection, hacon_select, kmeans
+from medactive.coldstart.hacon import (
+    clustered_selection,
+    farthest_first_order,
+    hacon_select,
+    kmeans,
+)
 from medactive.errors import StrategyError
 from medactive.rng import seed_or_draw
 
@@ -81,6 +86,7 @@ class HaCon(ColdStartStrategy):
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        self.check_params()
         confidence = view.map_confidence(self.map, self.name)
         idx = hacon_select(view.features, self._direction * confidence, budget,
                            n_clusters=self.n_clusters, seed=seed_or_draw(self.seed, rng),
@@ -100,27 +106,40 @@ class KMeansCentroid(ColdStartStrategy):
     """Ablation "without hard-to-contrast": the images closest to each cluster centroid.
 
     Args:
-        n_clusters: K (``None`` = budget).
+        n_clusters: K (``None``: ``ceil(oversample * budget)``).
         seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
         embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP of the features).
+        oversample: K per image of budget when ``n_clusters`` is unset (1.0: K = budget).
+        order: which clusters are visited first when K > budget: ``"random"`` (seeded
+            permutation) or ``"farthest"`` (:func:`~medactive.coldstart.hacon.farthest_first_order`:
+            the largest cluster, then the farthest centroids; clusters of < 5 images last).
     """
 
     def __init__(self, n_clusters: int | None = None, seed: int | None = None,
-                 embedding: str = "features") -> None:
+                 embedding: str = "features", oversample: float = 1.0,
+                 order: str = "random") -> None:
         self.n_clusters = n_clusters
         self.seed = seed
         self.embedding = embedding
+        self.oversample = oversample
+        self.order = order
 
     def check_params(self) -> None:
         _check_clusters(self.n_clusters)
         _check_embedding(self.embedding)
+        if not (_is_number(self.oversample) and float(self.oversample) >= 1.0):
+            raise StrategyError(f"oversample must be a number >= 1, got {self.oversample!r}")
+        if self.order not in ("random", "farthest"):
+            raise StrategyError(f"order must be 'random' or 'farthest', got {self.order!r}")
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
+        self.check_params()
         seed = seed_or_draw(self.seed, rng)
         x = clustering_space(view.features, self.embedding, seed)
-        return _centroid_selection(x, budget, self.n_clusters or budget, seed)
+        k = self.n_clusters or int(np.ceil(self.oversample * budget - 1e-9))
+        return _centroid_selection(x, budget, k, seed, self.order)
 
 
 @register_coldstart_strategy("hard-to-contrast-global")
@@ -174,12 +193,15 @@ class KMeansPixels(ColdStartStrategy):
         return _centroid_selection(self._cache[1], budget, self.n_clusters or budget, seed)
 
 
-def _centroid_selection(x: np.ndarray, budget: int, k: int,
-                        seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _centroid_selection(x: np.ndarray, budget: int, k: int, seed: int,
+                        order: str = "random") -> tuple[np.ndarray, np.ndarray]:
     """Nearest-to-centroid first in each K-means cluster; score = minus that distance."""
     labels, cents = kmeans(x, k, seed)
     dist = np.linalg.norm(x - cents[labels], axis=1)
-    idx = clustered_selection(labels, dist, budget, seed)
+    visit = None
+    if order == "farthest":
+        visit = farthest_first_order(cents, np.bincount(labels, minlength=cents.shape[0]))
+    idx = clustered_selection(labels, dist, budget, seed, order=visit)
     return idx, -dist[idx].astype(np.float64)
 
 
