@@ -143,6 +143,8 @@ def main() -> None:
             for budget in args.budgets:
                 todo = [(label, name, params) for label, name, params in runs
                         if (label, budget, draw) not in done]
+                if not todo:
+                    continue
                 picks = [get_coldstart_strategy(name, **params).select(
                     oracle_view if label == ORACLE else view, budget,
                     np.random.default_rng([draw, budget])) for label, name, params in todo]
