@@ -1,14 +1,23 @@
-"""Evidence for docs/coldstart.md: cold-start strategies on real BloodMNIST.
+"""Evidence for docs/coldstart.md: label-free initial queries scored on labelled benchmarks.
 
-For every budget and strategy, ``--draws`` selections (each with its own generator: K-means seed,
-cluster order, random draws) are scored by
-* class coverage of the selected images (fraction of the 8 classes present), and
-* test macro AUC of a linear head (``fit_head``) trained on only the selected images, on top of
-  the frozen MoCo v2 encoder features (standardised with label-free pool statistics).
+For one setting (``coldstart_settings.py``: BloodMNIST, long-tailed, grey-scale, 4-class subset),
+every budget and every strategy variant (``VARIANTS``), ``--draws`` selections are made. Draw
+``d`` uses the encoder of MoCo seed ``seeds[d % len(seeds)]`` and the generator
+``np.random.default_rng([d, B])`` — the same for every variant, so variants of one draw share
+K-means / UMAP seeds. Each selection is scored by
 
-Usage (about 10 minutes on 2 CPU cores once the encoder is cached)::
+* class coverage (share of the classes present among the picks; "all" = share of draws with every
+  class), and
+* test macro AUC of a dropout + linear head (``fit_head`` defaults, seed ``d``) trained on only the
+  picked images' frozen MoCo features (standardised with label-free pool statistics) — the
+  product's head mode.
 
-    nice .venv/bin/python benchmarks/coldstart_evidence.py --out docs/results/coldstart
+Usage (one command per table of docs/coldstart.md; encoders come from the cache, see
+``coldstart_pretrain.py``)::
+
+    nice -n 10 env OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/coldstart_evidence.py \\
+        --data ../shared/data/bloodmnist.npz --setting blood --seeds 0 1 --draws 10 \\
+        --out docs/results/coldstart/blood
 """
 
 from __future__ import annotations
@@ -21,130 +30,257 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from coldstart_pretrain import study_config
+from coldstart_settings import SETTINGS, build_setting
 from threadpoolctl import threadpool_limits
+from torch import nn
 
-from medactive.coldstart import ColdStartView, get_coldstart_strategy, kmeans, l2_normalise
-from medactive.coldstart.plots import plot_dataset_map, plot_embedding
-from medactive.data.loading import load_dataset
+from medactive.coldstart import ColdStartView, get_coldstart_strategy
 from medactive.metrics import class_coverage, macro_auc
 from medactive.models import HeadConfig, extract_features, fit_head, head_proba
-from medactive.models.contrastive import MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
 
-STRATEGIES = ["hacon", "easy-to-contrast", "kmeans-centroid", "hard-to-contrast-global",
-              "kmeans-pixels", "typiclust", "probcover", "random"]
-# simulation-only reference (reads ground truth): random with a perfectly class-balanced budget
-ORACLE = ("label-diversity", {"base": "random"})
+# label -> (registered strategy, parameters). "code" = the authors' public code (CSVAL).
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "random": ("random", {}),
+    # HaCon as the paper's text states it, then one option of the authors' code at a time
+    "hacon": ("hacon", {}),
+    "hacon K=30": ("hacon", {"n_clusters": 30}),
+    "hacon τ=0.001": ("hacon", {"map": "batch:tau=0.001"}),
+    "hacon hit": ("hacon", {"map": "batch:hit"}),
+    "hacon queue τ=0.05": ("hacon", {"map": "batch+queue:tau=0.05"}),
+    "hacon queue hit": ("hacon", {"map": "batch+queue:hit"}),
+    "hacon UMAP K=30": ("hacon", {"n_clusters": 30, "embedding": "umap"}),
+    "hacon code (UMAP K=30 τ=0.001)": ("hacon", {"n_clusters": 30, "embedding": "umap",
+                                                 "map": "batch:tau=0.001"}),
+    # lower-noise maps (issue 10 item 7) and a temperature-free rule
+    "hacon rank": ("hacon", {"map": "batch:rank"}),
+    "hacon probe τ=0.05": ("hacon", {"map": "probe:tau=0.05"}),
+    "hacon probe rank": ("hacon", {"map": "probe:rank"}),
+    "hacon probe τ=0.2": ("hacon", {"map": "probe:tau=0.2"}),
+    # typical AND hard: hardest among the members nearest the centroid
+    "hacon typical 10%": ("hacon", {"typical_fraction": 0.1}),
+    "hacon typical 25%": ("hacon", {"typical_fraction": 0.25}),
+    "hacon probe typical 25%": ("hacon", {"map": "probe:tau=0.05", "typical_fraction": 0.25}),
+    # ablations and label-free baselines
+    "easy-to-contrast": ("easy-to-contrast", {}),
+    "hard-to-contrast-global": ("hard-to-contrast-global", {}),
+    "kmeans-centroid": ("kmeans-centroid", {}),
+    "kmeans-centroid K=30": ("kmeans-centroid", {"n_clusters": 30}),
+    "kmeans-centroid UMAP": ("kmeans-centroid", {"embedding": "umap"}),
+    "kmeans-centroid UMAP K=30": ("kmeans-centroid", {"n_clusters": 30, "embedding": "umap"}),
+    # K as a function of the budget: K = 2B, clusters visited at random or spread-first
+    "kmeans-centroid K=2B": ("kmeans-centroid", {"oversample": 2.0}),
+    "kmeans-centroid K=2B farthest": ("kmeans-centroid", {"oversample": 2.0, "order": "farthest"}),
+    "kmeans-pixels": ("kmeans-pixels", {}),
+    "typiclust": ("typiclust", {}),
+    "probcover": ("probcover", {}),
+}
+# simulation-only reference (reads ground truth): random with the budget spread over true classes
+ORACLE = "oracle: class-balanced random"
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="bloodmnist")
-    p.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32])
-    p.add_argument("--draws", type=int, default=20)
-    p.add_argument("--strategies", nargs="+", default=STRATEGIES)
-    p.add_argument("--epochs", type=int, default=None, help="MoCo epochs (default MocoConfig)")
-    p.add_argument("--tau-map", type=float, default=None)
-    p.add_argument("--crop-min-scale", type=float, default=None)
-    p.add_argument("--n-clusters", type=int, default=None, help="K for hacon & co (default B)")
-    p.add_argument("--out", type=Path, default=Path("docs/results/coldstart"))
+    p.add_argument("--setting", default="blood", choices=SETTINGS)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="MoCo seeds (encoders)")
+    p.add_argument("--probe-pairs", type=int, default=2, help="as in coldstart_pretrain.py")
+    p.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 20, 40])
+    p.add_argument("--draws", type=int, default=10)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--no-oracle", action="store_true")
+    p.add_argument("--epochs", type=int, default=None, help="MoCo epochs (default MocoConfig)")
+    p.add_argument("--check-heads", action="store_true",
+                   help="compare the batched head training with fit_head and exit")
+    p.add_argument("--limit", type=int, default=None, help="first N training images (smoke test)")
+    p.add_argument("--out", type=Path, default=Path("docs/results/coldstart/blood"))
     return p.parse_args()
 
 
 def main() -> None:
     args = parse()
-    # One thread: the per-draw work is thousands of tiny ops (a head on 8-32 images, K-means),
+    # One thread: the per-draw work is thousands of tiny ops (a head on 8-40 images, K-means),
     # where OpenMP hand-offs dominate; on a shared 2-core box two threads were ~100x slower.
     torch.set_num_threads(1)
     threadpool_limits(1)
-    splits = load_dataset(args.data)
-    train, test = splits.train, splits.test
-    c = splits.n_classes
-    over = {k: v for k, v in {"epochs": args.epochs, "tau_map": args.tau_map,
-                              "crop_min_scale": args.crop_min_scale}.items() if v is not None}
-    cfg = MocoConfig(**over)
+    splits = build_setting(args.setting, args.data)
+    train, test, c = splits.train, splits.test, splits.n_classes
+    if args.limit:
+        train = train.subset(np.arange(min(args.limit, len(train))))
+    over = {} if args.epochs is None else {"epochs": args.epochs}
     t0 = time.perf_counter()
-    res = pretrain_moco(train.images, cfg, progress=True)
-    print(f"encoder {res.key}: {'cached' if res.from_cache else 'trained'} "
-          f"({time.perf_counter() - t0:.0f}s), {res.images_per_second:.0f} images/s", flush=True)
-    # label-free standardisation: statistics of the unlabelled pool only
-    mu, sd = res.features.mean(0), res.features.std(0) + 1e-6
-    f_train = (res.features - mu) / sd
-    f_test = (extract_features(res.encoder, test.images, progress=False) - mu) / sd
-    view = ColdStartView(res.features, res.confidence, res.variability, train.images)
-    oracle_view = ColdStartView(res.features, res.confidence, res.variability, train.images,
-                                train.labels)
-    runs = [(s, get_coldstart_strategy(s), view) for s in args.strategies]
+    encoders = []
+    for seed in args.seeds:
+        res = pretrain_moco(train.images, study_config(seed, args.probe_pairs, **over),
+                            progress=False)
+        # label-free standardisation: statistics of the unlabelled pool only
+        mu, sd = res.features.mean(0), res.features.std(0) + 1e-6
+        f_test = (extract_features(res.encoder, test.images, progress=False) - mu) / sd
+        view = ColdStartView(res.features, res.confidence, res.variability, train.images,
+                             maps=res.maps)
+        oracle_view = ColdStartView(res.features, res.confidence, res.variability,
+                                    true_labels=train.labels)
+        encoders.append((res.key, (res.features - mu) / sd, f_test, view, oracle_view))
+        print(f"encoder seed {seed}: {res.key} ({'cached' if res.from_cache else 'trained'})",
+              flush=True)
+    if args.check_heads:
+        print(f"batched vs fit_head, no dropout: max |Δ| = "
+              f"{check_heads(encoders[0][1], train.labels, c):.2e}")
+        return
+    runs = [(label, *VARIANTS[label]) for label in args.variants]
     if not args.no_oracle:
-        runs.append(("oracle: label-diversity random", get_coldstart_strategy(ORACLE[0], **ORACLE[1]),
-                     oracle_view))
-    if args.n_clusters is not None:
-        runs = [(n, get_coldstart_strategy(n, n_clusters=args.n_clusters), v)
-                if n in ("hacon", "easy-to-contrast", "kmeans-centroid", "kmeans-pixels") else
-                (n, s, v) for n, s, v in runs]
-    rows = []
-    for budget in args.budgets:
-        for draw in range(args.draws):
-            for name, strat, v in runs:
-                # same generator for every strategy of a draw: they share K-means seeds (memoised)
-                sel = strat.select(v, budget, np.random.default_rng([draw, budget]))
-                y = train.labels[sel]
-                w, b = fit_head(f_train[sel], y, c, HeadConfig(seed=draw))
-                auc = macro_auc(test.labels, head_proba(f_test, w, b))
-                rows.append({"strategy": name, "budget": budget, "draw": draw,
-                             "coverage": class_coverage(y, c), "auc": auc,
-                             "n_classes": int(np.unique(y).size), "selected": sel.tolist()})
-            print(f"budget {budget} draw {draw} done ({time.perf_counter() - t0:.0f}s)", flush=True)
+        runs.append((ORACLE, "label-diversity", {"base": "random"}))
     args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "draws.csv").open("w", newline="") as f:
-        w_ = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w_.writeheader()
-        w_.writerows(rows)
+    rows = _resume(args.out / "draws.csv", [e[0] for e in encoders])
+    done = {(r["variant"], r["budget"], r["draw"]) for r in rows}
+    with (args.out / "draws.csv").open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if f.tell() == 0:
+            writer.writeheader()
+        for draw in range(args.draws):  # draws outermost: an interrupted run is balanced
+            key, f_train, f_test, view, oracle_view = encoders[draw % len(encoders)]
+            for budget in args.budgets:
+                todo = [(label, name, params) for label, name, params in runs
+                        if (label, budget, draw) not in done]
+                if not todo:
+                    continue
+                picks = [get_coldstart_strategy(name, **params).select(
+                    oracle_view if label == ORACLE else view, budget,
+                    np.random.default_rng([draw, budget])) for label, name, params in todo]
+                aucs = score_picks(picks, train.labels, f_train, f_test, test.labels, c, draw)
+                for (label, _, _), sel, auc in zip(todo, picks, aucs, strict=True):
+                    y = train.labels[sel]
+                    row = {"variant": label, "budget": budget, "draw": draw, "encoder": key,
+                           "coverage": class_coverage(y, c), "auc": auc,
+                           "n_classes": int(np.unique(y).size), "selected": sel.tolist()}
+                    writer.writerow(row)
+                    rows.append(row)
+                f.flush()
+                print(f"draw {draw} budget {budget} done ({time.perf_counter() - t0:.0f}s)",
+                      flush=True)
+    rows = [r for r in rows if r["draw"] < args.draws and r["budget"] in args.budgets]
     table = summarise(rows, args.budgets, [r[0] for r in runs], c)
     (args.out / "table.md").write_text(table)
     (args.out / "meta.json").write_text(json.dumps(
-        {"encoder_key": res.key, "config": vars(cfg), "images_per_second": res.images_per_second,
-         "draws": args.draws, "budgets": args.budgets}, indent=2))
+        {"setting": args.setting, "n_train": len(train), "n_test": len(test), "classes": c,
+         "encoders": [e[0] for e in encoders], "draws": args.draws, "budgets": args.budgets,
+         "variants": {r[0]: [r[1], r[2]] for r in runs}}, indent=2, ensure_ascii=False))
     print(table)
-    make_plots(res, train, args.out, rows)
+
+
+def fit_heads(x: torch.Tensor, y: torch.Tensor, c: int, cfg: HeadConfig) -> tuple[torch.Tensor,
+                                                                                 torch.Tensor]:
+    """``fit_head`` for V labelled sets of equal size at once (the evaluation's bottleneck).
+
+    Same algorithm as :func:`medactive.models.fit_head` with ``M <= batch_size`` (full batch):
+    every head starts from the ``nn.Linear`` initialisation seeded by ``cfg.seed``, then
+    ``cfg.epochs`` Adam steps on the mean cross-entropy of dropout-perturbed features. Adam acts
+    per element, so summing the V mean losses trains V independent heads. Only the dropout
+    masks differ from V sequential calls (with ``dropout=0`` the heads match ``fit_head`` to
+    float precision, checked by ``--check-heads``).
+
+    Args:
+        x: ``(V, M, D)`` float32 features; y: ``(V, M)`` int64 labels.
+
+    Returns:
+        ``(W (V, C, D), b (V, C))``.
+    """
+    v, m, d = x.shape
+    torch.manual_seed(cfg.seed)
+    proto = nn.Linear(d, c)
+    w = proto.weight.detach().expand(v, c, d).clone().requires_grad_(True)
+    b = proto.bias.detach().expand(v, c).clone().requires_grad_(True)
+    opt = torch.optim.Adam([w, b], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    with torch.enable_grad():
+        for _ in range(cfg.epochs):
+            xd = nn.functional.dropout(x, cfg.dropout, training=True)
+            logits = torch.einsum("vmd,vcd->vmc", xd, w) + b[:, None, :]
+            loss = nn.functional.cross_entropy(logits.reshape(v * m, c), y.reshape(-1),
+                                               reduction="none").reshape(v, m).mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return w.detach(), b.detach()
+
+
+def score_picks(picks: list[np.ndarray], labels: np.ndarray, f_train: np.ndarray,
+                f_test: np.ndarray, test_labels: np.ndarray, c: int, seed: int) -> list[float]:
+    """Test macro AUC of a head trained on each pick (identical picks are trained once)."""
+    unique = list(dict.fromkeys(tuple(p.tolist()) for p in picks))
+    idx = np.asarray(unique, dtype=np.int64)  # (U, B)
+    w, b = fit_heads(torch.from_numpy(f_train[idx].astype(np.float32)),
+                     torch.from_numpy(labels[idx].astype(np.int64)), c, HeadConfig(seed=seed))
+    auc = {}
+    for u, key in enumerate(unique):
+        auc[key] = macro_auc(test_labels, head_proba(f_test, w[u].numpy(), b[u].numpy()))
+    return [auc[tuple(p.tolist())] for p in picks]
+
+
+def check_heads(f_train: np.ndarray, labels: np.ndarray, c: int) -> float:
+    """Largest difference between :func:`fit_heads` and sequential ``fit_head`` (no dropout)."""
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.choice(len(labels), 16, replace=False) for _ in range(3)])
+    cfg = HeadConfig(seed=3, dropout=0.0)
+    w, b = fit_heads(torch.from_numpy(f_train[idx].astype(np.float32)),
+                     torch.from_numpy(labels[idx]), c, cfg)
+    worst = 0.0
+    for v in range(3):
+        w1, b1 = fit_head(f_train[idx[v]], labels[idx[v]], c, cfg)
+        worst = max(worst, float(np.abs(w[v].numpy() - w1).max()),
+                    float(np.abs(b[v].numpy() - b1).max()))
+    return worst
+
+
+FIELDS = ["variant", "budget", "draw", "encoder", "coverage", "auc", "n_classes", "selected"]
+
+
+def _resume(path: Path, encoders: list[str]) -> list[dict]:
+    """Rows already in ``path`` (an interrupted or shorter run with the same encoders)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or any(r["encoder"] not in encoders for r in rows):
+        path.unlink()  # another setting or encoder: start afresh
+        return []
+    return [{**r, "budget": int(r["budget"]), "draw": int(r["draw"]),
+             "coverage": float(r["coverage"]), "auc": float(r["auc"]),
+             "n_classes": int(r["n_classes"]), "selected": json.loads(r["selected"])}
+            for r in rows]
 
 
 def summarise(rows: list[dict], budgets: list[int], names: list[str], c: int) -> str:
-    """Markdown table: mean ± std of AUC and coverage; ``all 8`` = share of draws with all classes."""
-    head = "| strategy | " + " | ".join(
-        f"B={b} AUC | B={b} coverage (all {c})" for b in budgets) + " |"
-    lines = [head, "|---|" + "---|---|" * len(budgets)]
-    rand = {b: np.mean([r["auc"] for r in rows if r["strategy"] == "random" and r["budget"] == b])
-            for b in budgets}
+    """Markdown: mean ± std AUC per budget (↑ above random's mean, ★ above kmeans-centroid's too),
+    then coverage (mean, and in brackets the share of draws covering all ``c`` classes)."""
+    def cell(name: str, b: int, field: str) -> np.ndarray:
+        return np.array([r[field] for r in rows if r["variant"] == name and r["budget"] == b])
+
+    ref = {b: (cell("random", b, "auc").mean() if "random" in names else np.nan,
+               cell("kmeans-centroid", b, "auc").mean() if "kmeans-centroid" in names else np.nan)
+           for b in budgets}
+    head = "| variant | " + " | ".join(f"B={b} AUC" for b in budgets) + " | beats random at every B |"
+    lines = [head, "|---|" + "---|" * (len(budgets) + 1)]
+    for name in names:
+        cells, wins = [], []
+        for b in budgets:
+            auc = cell(name, b, "auc")
+            up = auc.mean() > ref[b][0]
+            star = " ★" if up and auc.mean() > ref[b][1] else (" ↑" if up else "")
+            wins.append(up)
+            cells.append(f"{auc.mean():.3f} ± {auc.std():.3f}{star}")
+        verdict = "—" if name == "random" else ("yes" if all(wins) else "no")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {verdict} |")
+    lines += ["", f"Class coverage (mean share of the {c} classes; in brackets: draws with all {c}):",
+              "", "| variant | " + " | ".join(f"B={b}" for b in budgets) + " |",
+              "|---|" + "---|" * len(budgets)]
     for name in names:
         cells = []
         for b in budgets:
-            sub = [r for r in rows if r["strategy"] == name and r["budget"] == b]
-            auc = np.array([r["auc"] for r in sub])
-            cov = np.array([r["coverage"] for r in sub])
-            full = np.mean([r["n_classes"] == c for r in sub])
-            mark = " ↑" if name != "random" and auc.mean() > rand[b] else ""
-            cells += [f"{auc.mean():.3f} ± {auc.std():.3f}{mark}",
-                      f"{cov.mean():.2f} ± {cov.std():.2f} ({full:.0%})"]
+            cov, ncls = cell(name, b, "coverage"), cell(name, b, "n_classes")
+            cells.append(f"{cov.mean():.2f} ({np.mean(ncls == c):.0%})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def make_plots(res, train, out: Path, rows: list[dict]) -> None:
-    """Dataset maps (by true class — simulation view — and by cluster) with hacon's B=16 pick."""
-    pick = [r for r in rows if r["strategy"] == "hacon" and r["budget"] == 16 and r["draw"] == 0]
-    if not pick:
-        return
-    sel = np.asarray(pick[0]["selected"])
-    names = list(train.class_names)
-    clusters, _ = kmeans(l2_normalise(res.features), 16, 0)
-    plot_dataset_map(res.confidence, res.variability, sel, out / "dataset_map_true_class.png",
-                     groups=train.labels, group_names=names,
-                     title="BloodMNIST dataset map (colour = true class), HaCon B=16")
-    plot_dataset_map(res.confidence, res.variability, sel, out / "dataset_map_clusters.png",
-                     groups=clusters, title="BloodMNIST dataset map (colour = K-means cluster)")
-    plot_embedding(res.features, sel, out / "embedding_true_class.png", groups=train.labels,
-                   group_names=names, title="MoCo v2 features, HaCon B=16")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ different generators give the spread reported in docs/coldstart.md.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ class ColdStartView:
         images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
         true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
             :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
+        maps: optional ``{variant name: (N,) confidence}`` of every recorded dataset-map
+            variant (``ContrastiveResult.maps``), for strategies with a ``map`` parameter.
     """
 
     features: np.ndarray
@@ -42,6 +44,7 @@ class ColdStartView:
     variability: np.ndarray | None = None
     images: np.ndarray | None = None
     true_labels: np.ndarray | None = None
+    maps: Mapping[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float32)
@@ -62,6 +65,11 @@ class ColdStartView:
             raise StrategyError(f"cold-start view: true_labels must have shape ({n},)")
         if not np.all(np.isfinite(self.features)):
             raise StrategyError("cold-start view: features contain NaN or infinite values")
+        if self.maps is not None:
+            self.maps = {k: np.asarray(v, dtype=np.float64) for k, v in self.maps.items()}
+            bad = [k for k, v in self.maps.items() if v.shape != (n,)]
+            if bad:
+                raise StrategyError(f"cold-start view: map {bad[0]!r} does not have shape ({n},)")
 
     @property
     def n(self) -> int:
@@ -76,8 +84,9 @@ class ColdStartView:
             return None if arr is None else np.asarray(arr)[idx]
 
         images = None if self.images is None else take(self.images, idx)  # lazy stays lazy
+        maps = None if self.maps is None else {k: v[idx] for k, v in self.maps.items()}
         return ColdStartView(self.features[idx], pick(self.confidence), pick(self.variability),
-                             images, pick(self.true_labels))
+                             images, pick(self.true_labels), maps)
 
     def dataset_map(self, who: str) -> tuple[np.ndarray, np.ndarray]:
         """``(confidence, variability)``, each ``(N,)``.
@@ -89,6 +98,21 @@ class ColdStartView:
             raise StrategyError(f"{who} needs a contrastive dataset map (MoCo v2 pre-training); "
                                 "these features come without one")
         return self.confidence, self.variability
+
+    def map_confidence(self, name: str | None, who: str) -> np.ndarray:
+        """``(N,)`` confidence of the recorded map variant ``name`` (``None``: the primary map,
+        :attr:`confidence`).
+
+        Raises:
+            StrategyError: no map, or ``name`` was not recorded (naming ``who`` needed it).
+        """
+        if name is None:
+            return self.dataset_map(who)[0]
+        if not self.maps or name not in self.maps:
+            known = ", ".join(sorted(self.maps or {})) or "none (only the primary map)"
+            raise StrategyError(f"{who}: dataset-map variant {name!r} was not recorded; "
+                                f"recorded: {known}")
+        return self.maps[name]
 
 
 def check_coldstart_budget(n: int, budget: int) -> None:

@@ -28,7 +28,8 @@ from medactive.coldstart.base import (
     check_coldstart_budget,
     checked_coldstart_strategy,
 )
-from medactive.coldstart.hacon import kmeans, l2_normalise
+from medactive.coldstart.embedding import clustering_space
+from medactive.coldstart.hacon import kmeans
 from medactive.errors import StrategyError
 from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
 from medactive.models.device import select_device
@@ -157,8 +158,11 @@ def select_initial(
     indices = np.asarray(indices, dtype=np.int64)
     clusters = None
     if cluster_seed is not None:
-        k = getattr(strategy, "n_clusters", None) or budget
-        labels, _ = kmeans(l2_normalise(view.features), int(k), int(cluster_seed))
+        k = getattr(strategy, "n_clusters", None) or int(
+            np.ceil(getattr(strategy, "oversample", 1.0) * budget - 1e-9))
+        space = clustering_space(view.features, getattr(strategy, "embedding", "features"),
+                                 int(cluster_seed))
+        labels, _ = kmeans(space, int(k), int(cluster_seed))
         clusters = labels[indices]
     has_map = view.confidence is not None and view.variability is not None
     return ColdStartSelection(
@@ -218,7 +222,8 @@ def run_coldstart(
     result = None
     if features is None:
         result = pretrain(images, moco, cache_root=cache_root, progress=progress)
-        view = ColdStartView(result.features, result.confidence, result.variability, images)
+        view = ColdStartView(result.features, result.confidence, result.variability,
+                             images, maps=result.maps or None)
     else:
         view = ColdStartView(features, None, None, images)
     view = view.subset(rows)

@@ -17,7 +17,13 @@ from medactive.coldstart.base import (
     register_coldstart_strategy,
 )
 from medactive.coldstart.baselines import probcover_select, typiclust_select
-from medactive.coldstart.hacon import clustered_selection, hacon_select, kmeans, l2_normalise
+from medactive.coldstart.embedding import EMBEDDINGS, clustering_space
+from medactive.coldstart.hacon import (
+    clustered_selection,
+    farthest_first_order,
+    hacon_select,
+    kmeans,
+)
 from medactive.data.lazy import is_lazy
 from medactive.errors import StrategyError
 from medactive.rng import seed_or_draw
@@ -35,47 +41,106 @@ def _check_clusters(n_clusters: object) -> None:
         raise StrategyError(f"n_clusters must be a positive integer, got {n_clusters!r}")
 
 
+def _check_embedding(embedding: object) -> None:
+    if embedding not in EMBEDDINGS:
+        raise StrategyError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+
+
 @register_coldstart_strategy("hacon")
 class HaCon(ColdStartStrategy):
-    """Hard-to-contrast images, round-robin over K-means clusters (the paper's method)."""
+    """Hard-to-contrast images, round-robin over K-means clusters (the paper's method).
 
-    def __init__(self, n_clusters: int | None = None, seed: int | None = None) -> None:
+    Defaults follow the paper's text: K = budget, K-means on the features, the primary map
+    (in-batch softmax at τ = 0.05 unless the pre-training was configured otherwise). The authors'
+    public code corresponds to ``n_clusters=30, embedding="umap", map="batch:tau=0.001"`` (its
+    temperature loop divided in place: effective τ = 0.001; ``"batch:hit"`` is the τ → 0 limit).
+    See docs/coldstart.md for what each option does to the selection.
+
+    Args:
+        n_clusters: K (``None`` = budget).
+        seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
+        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP of the features).
+        map: a recorded dataset-map variant (``ContrastiveResult.maps``, e.g.
+            ``"batch+queue:tau=0.05"``, ``"probe:tau=0.2"``); ``None`` = the primary map.
+        typical_fraction: only the members nearest their centroid (this fraction of each
+            cluster) compete on hardness first; 1.0 = the paper (all members).
+    """
+
+    _direction = 1.0  # +1: lowest confidence (hardest) first; -1: easiest first
+
+    def __init__(self, n_clusters: int | None = None, seed: int | None = None,
+                 embedding: str = "features", map: str | None = None,
+                 typical_fraction: float = 1.0) -> None:
         self.n_clusters = n_clusters
         self.seed = seed
+        self.embedding = embedding
+        self.map = map
+        self.typical_fraction = typical_fraction
 
     def check_params(self) -> None:
         _check_clusters(self.n_clusters)
+        _check_embedding(self.embedding)
+        if self.map is not None and not isinstance(self.map, str):
+            raise StrategyError(f"map must be a map variant name or None, got {self.map!r}")
+        if not (_is_number(self.typical_fraction) and 0.0 < float(self.typical_fraction) <= 1.0):
+            raise StrategyError(f"typical_fraction must be in (0, 1], got {self.typical_fraction!r}")
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        confidence, _ = view.dataset_map(self.name)
-        idx = hacon_select(view.features, confidence, budget, n_clusters=self.n_clusters,
-                           seed=seed_or_draw(self.seed, rng))
-        return idx, 1.0 - confidence[idx]
+        self.check_params()
+        confidence = view.map_confidence(self.map, self.name)
+        idx = hacon_select(view.features, self._direction * confidence, budget,
+                           n_clusters=self.n_clusters, seed=seed_or_draw(self.seed, rng),
+                           embedding=self.embedding, typical_fraction=self.typical_fraction)
+        return idx, (1.0 - confidence[idx]) if self._direction > 0 else confidence[idx]
 
 
 @register_coldstart_strategy("easy-to-contrast")
 class EasyToContrast(HaCon):
     """Ablation: the *highest*-confidence (easy-to-contrast) images of each cluster."""
 
-    def rank(self, view: ColdStartView, budget: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        confidence, _ = view.dataset_map(self.name)
-        idx = hacon_select(view.features, -confidence, budget, n_clusters=self.n_clusters,
-                           seed=seed_or_draw(self.seed, rng))
-        return idx, confidence[idx]
+    _direction = -1.0
 
 
 @register_coldstart_strategy("kmeans-centroid")
-class KMeansCentroid(HaCon):
-    """Ablation "without hard-to-contrast": the images closest to each cluster centroid."""
+class KMeansCentroid(ColdStartStrategy):
+    """Ablation "without hard-to-contrast": the images closest to each cluster centroid.
+
+    Args:
+        n_clusters: K (``None``: ``ceil(oversample * budget)``).
+        seed: K-means / UMAP / cluster-order seed (``None`` = drawn from ``rng``).
+        embedding: ``"features"`` (cosine K-means) or ``"umap"`` (2-D UMAP of the features).
+        oversample: K per image of budget when ``n_clusters`` is unset (1.0: K = budget).
+        order: which clusters are visited first when K > budget: ``"random"`` (seeded
+            permutation) or ``"farthest"`` (:func:`~medactive.coldstart.hacon.farthest_first_order`:
+            the largest cluster, then the farthest centroids; clusters of < 5 images last).
+    """
+
+    def __init__(self, n_clusters: int | None = None, seed: int | None = None,
+                 embedding: str = "features", oversample: float = 1.0,
+                 order: str = "random") -> None:
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.embedding = embedding
+        self.oversample = oversample
+        self.order = order
+
+    def check_params(self) -> None:
+        _check_clusters(self.n_clusters)
+        _check_embedding(self.embedding)
+        if not (_is_number(self.oversample) and float(self.oversample) >= 1.0):
+            raise StrategyError(f"oversample must be a number >= 1, got {self.oversample!r}")
+        if self.order not in ("random", "farthest"):
+            raise StrategyError(f"order must be 'random' or 'farthest', got {self.order!r}")
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         check_coldstart_budget(view.n, budget)
+        self.check_params()
         seed = seed_or_draw(self.seed, rng)
-        x = l2_normalise(view.features)
-        return _centroid_selection(x, budget, self.n_clusters or budget, seed)
+        x = clustering_space(view.features, self.embedding, seed)
+        k = self.n_clusters or int(np.ceil(self.oversample * budget - 1e-9))
+        return _centroid_selection(x, budget, k, seed, self.order)
 
 
 @register_coldstart_strategy("hard-to-contrast-global")
@@ -92,7 +157,7 @@ class HardToContrastGlobal(ColdStartStrategy):
 
 
 @register_coldstart_strategy("kmeans-pixels")
-class KMeansPixels(HaCon):
+class KMeansPixels(ColdStartStrategy):
     """Ablation "without contrastive features": K-means on raw pixels, closest to centroid.
 
     Pixels are scaled to [0, 1] and, for speed, projected on their first ``pca_dim`` principal
@@ -102,12 +167,13 @@ class KMeansPixels(HaCon):
 
     def __init__(self, n_clusters: int | None = None, seed: int | None = None,
                  pca_dim: int | None = 50) -> None:
-        super().__init__(n_clusters, seed)
+        self.n_clusters = n_clusters
+        self.seed = seed
         self.pca_dim = pca_dim
         self._cache: tuple[int, np.ndarray] | None = None
 
     def check_params(self) -> None:
-        super().check_params()
+        _check_clusters(self.n_clusters)
         if self.pca_dim is not None and (not isinstance(self.pca_dim, (int, np.integer))
                                          or self.pca_dim < 1):
             raise StrategyError(f"pca_dim must be a positive integer or None, got {self.pca_dim!r}")
@@ -133,12 +199,15 @@ class KMeansPixels(HaCon):
         return _centroid_selection(self._cache[1], budget, self.n_clusters or budget, seed)
 
 
-def _centroid_selection(x: np.ndarray, budget: int, k: int,
-                        seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _centroid_selection(x: np.ndarray, budget: int, k: int, seed: int,
+                        order: str = "random") -> tuple[np.ndarray, np.ndarray]:
     """Nearest-to-centroid first in each K-means cluster; score = minus that distance."""
     labels, cents = kmeans(x, k, seed)
     dist = np.linalg.norm(x - cents[labels], axis=1)
-    idx = clustered_selection(labels, dist, budget, seed)
+    visit = None
+    if order == "farthest":
+        visit = farthest_first_order(cents, np.bincount(labels, minlength=cents.shape[0]))
+    idx = clustered_selection(labels, dist, budget, seed, order=visit)
     return idx, -dist[idx].astype(np.float64)
 
 

@@ -54,6 +54,10 @@ class PretrainConfig(_Strict):
     lr: float | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, gt=0)
     tau_map: float | None = Field(default=None, gt=0)
+    map_rule: Literal["softmax", "hit", "rank"] | None = None
+    map_competitors: Literal["batch", "batch+queue", "probe"] | None = None
+    probe_pairs: int | None = Field(default=None, ge=0)
+    probe_epochs: int | None = Field(default=None, ge=1)
     momentum: float | None = Field(default=None, gt=0, lt=1)
     queue_size: int | None = Field(default=None, ge=0)
     repeats: int | None = Field(default=None, ge=1)

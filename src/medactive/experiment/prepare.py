@@ -33,6 +33,8 @@ class Prepared:
         feature_mean, feature_std: ``(D,)`` float64 statistics of that standardisation (None
             when the head sees raw features); the one place they are computed.
         confidence, variability: ``(N_train,)`` contrastive dataset map (MoCo encoder only).
+        maps: every recorded dataset-map variant, ``{name: (N_train,)}`` (MoCo encoder only),
+            for cold-start strategies with a ``map`` parameter.
         encoder_info: what produced the encoder (for the report).
     """
 
@@ -49,6 +51,7 @@ class Prepared:
     head_test: np.ndarray | None = None
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
+    maps: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.head_train is None:
@@ -122,7 +125,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     mc = config.model
     train = splits.train
     in_channels, image_size = train.image_shape[2], train.image_shape[0]
-    confidence = variability = None
+    confidence = variability = maps = None
     if mc.encoder == "moco":
         from medactive.coldstart.pipeline import pretrain
         from medactive.models.contrastive import MocoConfig
@@ -134,6 +137,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         train_features = np.asarray(result.features, dtype=np.float32)
         confidence = np.asarray(result.confidence, dtype=np.float64)
         variability = np.asarray(result.variability, dtype=np.float64)
+        maps = result.maps or None
         info = {"encoder": "moco", "backbone": mc.backbone, "cache_key": result.key,
                 "images_per_second": getattr(result, "images_per_second", None)}
     elif mc.encoder == "features":  # your own embeddings: no backbone at all
@@ -154,7 +158,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     val_features = _features(encoder, splits.val.images, config, progress)
     test_features = _features(encoder, splits.test.images, config, progress)
     return _prepared(mc.head.standardize, splits, encoder, train_features, val_features,
-                     test_features, confidence, variability, info)
+                     test_features, confidence, variability, info, maps)
 
 
 def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
@@ -170,13 +174,13 @@ def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
 def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | None,
               train_features: np.ndarray, val_features: np.ndarray, test_features: np.ndarray,
               confidence: np.ndarray | None, variability: np.ndarray | None,
-              info: dict) -> Prepared:
+              info: dict, maps: dict[str, np.ndarray] | None = None) -> Prepared:
     """The :class:`Prepared` of these features, standardised for the head when asked."""
     if not standardise:
         return Prepared(splits, encoder, train_features, val_features, test_features,
-                        confidence, variability, info)
+                        confidence, variability, info, maps=maps)
     head_train, head_val, head_test = standardize(train_features, val_features, test_features)
     mean, std = feature_statistics(train_features)
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
                     variability, info, head_train=head_train, head_val=head_val,
-                    head_test=head_test, feature_mean=mean, feature_std=std)
+                    head_test=head_test, feature_mean=mean, feature_std=std, maps=maps)

@@ -205,7 +205,8 @@ class Runner:
         p = self.prepared
         rng = np.random.default_rng([self._seed(repeat), stable_hash("initial:" + spec.display)])
         view = ColdStartView(p.train_features, p.confidence, p.variability,
-                             images=p.splits.train.images, true_labels=p.splits.train.labels)
+                             images=p.splits.train.images, true_labels=p.splits.train.labels,
+                             maps=p.maps)
         strategy = get_coldstart_strategy(spec.name, **spec.params)
         return np.sort(select_initial(strategy, view, budget, rng).indices)
 

@@ -2,13 +2,17 @@
 
 Query encoder = backbone + 2-layer MLP projection (128-d); the key encoder is its momentum copy;
 InfoNCE over the positive key and a queue of negatives. At every iteration the *dataset map* is
-updated: for each image of the batch, the probability of its positive pair among the 2N−1 other
-in-batch views (cosine similarity / ``tau_map``), averaged over both directions (Eq. 1–2). Over all
-iterations, confidence = mean and variability = standard deviation of that probability.
+updated (:mod:`medactive.models.datamap`): for each image of the batch, the probability of its
+positive pair among the 2N−1 other in-batch views (cosine similarity / ``tau_map``), averaged over
+both directions (Eq. 1–2). Over all iterations, confidence = mean and variability = standard
+deviation of that probability.
 
-Temperature of the map: the paper states τ = 0.05. The public reference code divided by its
-temperature cumulatively (an effective τ ≈ 0.001, which saturates every probability at 0 or 1); we
-follow the paper's stated value and keep ``tau_map`` a parameter.
+Temperature of the map: the paper states τ = 0.05 (our default). The public reference code divided
+its logits in place by a list of temperatures (an effective τ = 0.001: the map becomes "how often
+is my other view my nearest neighbour"). ``tau_map``, ``map_rule`` ("softmax" / "hit" / "rank")
+and ``map_competitors`` ("batch" / "batch+queue" / "probe") choose the *primary* map
+(``confidence``); every run also records a catalogue of variants (``ContrastiveResult.maps``) from
+the same projections, so comparing them needs no extra pre-training.
 
 Results (encoder weights, map, un-augmented features) are cached under
 ``cache_dir()/encoders/<key>`` where ``key`` hashes the image bytes and the config, so the CLI,
@@ -39,6 +43,14 @@ from medactive.errors import ConfigError
 from medactive.models import distributed
 from medactive.models.augment import DEFAULT_CROP_MIN_SCALE, contrastive_augmentation, normalise, to_unit
 from medactive.models.backbones import build_backbone
+from medactive.models.datamap import (
+    MapAccumulator,
+    catalogue,
+    pair_map_values,
+    parse_map_name,
+    positive_pair_probability,  # noqa: F401  (re-exported: part of this module's API)
+    probe_map_values,
+)
 from medactive.models.device import autocast, memory_format, seed_everything, select_device
 from medactive.models.training import extract_features
 from medactive.progress import progress_bar
@@ -47,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # Config fields that do not change the result and so stay out of the cache key.
 _NON_KEY_FIELDS = ("device", "amp", "num_threads")
+# Bumped when the recorded map catalogue or its file layout changes (part of the cache key).
+_MAP_FORMAT = "maps-v2"
 
 
 @dataclass
@@ -59,6 +73,12 @@ class MocoConfig:
     ``lr`` is the absolute rate for ``batch_size`` (paper: 0.03 x batch/256; a small network and
     short schedule prefer a larger one). ``repeats`` > 1 is the paper's repeated augmentation
     (Table 4): each image appears ``repeats`` times per epoch.
+
+    Dataset map (:mod:`medactive.models.datamap`): the primary map is
+    ``"<map_competitors>:<rule>"`` with rule ``tau=<tau_map>`` for ``map_rule="softmax"`` (paper
+    Eq. 1, τ = 0.05), else ``hit`` / ``rank``. ``probe_pairs`` > 0 adds a forward-only pass at
+    the end of each of the last ``probe_epochs`` epochs (``None`` = every epoch): that many
+    augmentation pairs per image against ``probe_negatives`` fixed negative images.
     """
 
     backbone: str = "compact"
@@ -70,6 +90,11 @@ class MocoConfig:
     warmup_epochs: float = 1.0
     temperature: float = 0.2
     tau_map: float = 0.05
+    map_rule: str = "softmax"
+    map_competitors: str = "batch"
+    probe_pairs: int = 0
+    probe_epochs: int | None = None
+    probe_negatives: int = 4096
     momentum: float = 0.99
     queue_size: int = 4096
     proj_dim: int = 128
@@ -95,6 +120,26 @@ class MocoConfig:
             raise ConfigError("MocoConfig: crop_min_scale must be in (0, 1]")
         if self.queue_size < self.batch_size:
             raise ConfigError("MocoConfig: queue_size must be >= batch_size")
+        if self.map_rule not in ("softmax", "hit", "rank"):
+            raise ConfigError(f"MocoConfig: map_rule must be softmax, hit or rank, got {self.map_rule!r}")
+        parse_map_name(self.map_name)  # validates map_competitors
+        if self.probe_pairs < 0 or self.probe_negatives < 1:
+            raise ConfigError("MocoConfig: probe_pairs >= 0 and probe_negatives >= 1 required")
+        if self.probe_epochs is not None and self.probe_epochs < 1:
+            raise ConfigError("MocoConfig: probe_epochs must be >= 1 (or None for every epoch)")
+        if self.map_competitors == "probe" and self.probe_pairs == 0:
+            raise ConfigError("MocoConfig: map_competitors='probe' needs probe_pairs >= 1")
+
+    @property
+    def map_name(self) -> str:
+        """Name of the primary map variant, e.g. ``"batch:tau=0.05"``."""
+        rule = f"tau={self.tau_map:g}" if self.map_rule == "softmax" else self.map_rule
+        return f"{self.map_competitors}:{rule}"
+
+    def probed(self, epoch: int) -> bool:
+        """Whether the probe pass runs at the end of (0-based) ``epoch``."""
+        first = 0 if self.probe_epochs is None else self.epochs - self.probe_epochs
+        return self.probe_pairs > 0 and epoch >= first
 
 
 @dataclass
@@ -104,13 +149,18 @@ class ContrastiveResult:
     Attributes:
         encoder: the query backbone (no projection head), eval mode, on CPU.
         features: ``(N, D)`` float32 backbone features of the un-augmented images.
-        confidence: ``(N,)`` float64 mean probability of the positive pair (Eq. 3).
+        confidence: ``(N,)`` float64 mean probability of the positive pair (Eq. 3), primary map.
         variability: ``(N,)`` float64 standard deviation of that probability.
         config: the configuration used.
         key: cache key (hash of image bytes + config).
         images_per_second: augmented pairs processed per second of training (0 on a cache hit
             without a recorded figure).
         from_cache: True when loaded from the cache without training.
+        maps: ``{variant name: (N,) float64 confidence}`` for every recorded map variant
+            (:func:`medactive.models.datamap.catalogue`); ``maps[config.map_name]`` is
+            ``confidence``.
+        map_trajectory: ``(E, V, N)`` float32 per-epoch means of the variants in ``maps`` order
+            (NaN where an epoch recorded nothing), for noise studies.
     """
 
     encoder: nn.Module
@@ -121,6 +171,8 @@ class ContrastiveResult:
     key: str
     images_per_second: float
     from_cache: bool = False
+    maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    map_trajectory: np.ndarray | None = None
 
 
 class MocoNet(nn.Module):
@@ -137,27 +189,6 @@ class MocoNet(nn.Module):
         return nn.functional.normalize(self.projector(self.backbone(x)).float(), dim=1)
 
 
-def positive_pair_probability(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
-    """Dataset-map probability of each image's positive pair (Eq. 1–2).
-
-    Args:
-        z1: ``(N, P)`` projections of the first views (any norm; cosine similarity is used).
-        z2: ``(N, P)`` projections of the second views, row ``n`` pairs with ``z1[n]``.
-        tau: temperature of the map.
-
-    Returns:
-        ``(N,)`` float64: ``(p[n -> n'] + p[n' -> n]) / 2`` where ``p[i -> j]`` is the softmax of
-        ``sim(z_i, z_j) / tau`` over the 2N−1 views other than ``i``.
-    """
-    n = z1.shape[0]
-    z = nn.functional.normalize(torch.cat([z1, z2]).double(), dim=1)
-    logits = z @ z.T / tau
-    logits.fill_diagonal_(float("-inf"))  # a view is never its own candidate
-    logp = torch.log_softmax(logits, dim=1)
-    idx = torch.arange(n, device=z.device)
-    return 0.5 * (logp[idx, idx + n].exp() + logp[idx + n, idx].exp())
-
-
 def cache_key(images: np.ndarray, config: MocoConfig) -> str:
     """MD5 of the image bytes and shape plus the result-relevant config fields (16 hex chars)."""
     h = hashlib.md5()
@@ -165,6 +196,7 @@ def cache_key(images: np.ndarray, config: MocoConfig) -> str:
     h.update(content_digest(images))  # a lazy store view hashes its content key, no pixel read
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NON_KEY_FIELDS}
     h.update(json.dumps(fields, sort_keys=True).encode())
+    h.update(_MAP_FORMAT.encode())
     return h.hexdigest()[:16]
 
 
@@ -199,6 +231,7 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         with np.load(folder / "map.npz") as arrays:
             features, confidence, variability = (
                 np.asarray(arrays[name]) for name in ("features", "confidence", "variability"))
+            extra = _read_maps(arrays, meta)
         backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
         backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu",
                                             weights_only=True))
@@ -212,7 +245,16 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         return None
     backbone.eval()
     return ContrastiveResult(backbone, features, confidence, variability, config, key,
-                             float(meta.get("images_per_second", 0.0)), from_cache=True)
+                             float(meta.get("images_per_second", 0.0)), from_cache=True, **extra)
+
+
+def _read_maps(arrays: np.lib.npyio.NpzFile, meta: dict) -> dict[str, object]:
+    # map catalogue of a cached result (absent from folders written before it existed)
+    names = meta.get("map_names", [])
+    if not names or "map_trajectory" not in arrays:
+        return {}
+    return {"maps": {n: np.asarray(arrays[f"map:{n}"]) for n in names},
+            "map_trajectory": np.asarray(arrays["map_trajectory"])}
 
 
 def pretrain_moco(
@@ -281,13 +323,16 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     optimizer = torch.optim.SGD(query.parameters(), lr=cfg.lr, momentum=cfg.sgd_momentum,
                                 weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    # running sums of the map probability per image (float64: up to epochs*repeats terms)
-    p_sum, p_sq, p_cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+    # running sums of every recorded map variant per image (float64: up to epochs*repeats terms)
+    names = catalogue(cfg.map_name, cfg.probe_pairs > 0)
+    variants = [parse_map_name(v) for v in names]
+    acc = MapAccumulator(names, n, cfg.epochs)
+    probe_negatives = _probe_negatives(n, cfg)
     items = n * cfg.repeats
     per_epoch = max(1, math.ceil(items / cfg.batch_size))
     total_steps = per_epoch * cfg.epochs
     warmup = round(cfg.warmup_epochs * per_epoch)
-    start_epoch, train_seconds, pairs_done = 0, 0.0, 0
+    start_epoch, train_seconds, pairs_done, probe_seconds = 0, 0.0, 0, 0.0
 
     ckpt_path = folder / "checkpoint.pt"
     if ckpt_path.is_file():  # resume after an interruption: same key = same data and config
@@ -296,7 +341,8 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
         keyenc.load_state_dict(ck["key"])
         optimizer.load_state_dict(ck["optimizer"])
         queue, ptr = ck["queue"].to(device), ck["ptr"]
-        p_sum, p_sq, p_cnt = ck["p_sum"], ck["p_sq"], ck["p_cnt"]
+        acc.load_state_dict(ck["map"])
+        probe_seconds = ck.get("probe_seconds", 0.0)
         gen.set_state(ck["gen"])
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, train_seconds, pairs_done = ck["epoch"] + 1, ck["seconds"], ck["pairs"]
@@ -305,7 +351,7 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
         query.train()
         keyenc.train()
         batches = [distributed.shard(pos, dist) for pos in _batches(items, cfg.batch_size, gen)]
-        epoch_start = [p_sum.copy(), p_sq.copy(), p_cnt.copy()]
+        epoch_start = acc.sums()  # what every rank agreed on before this epoch
         loader = prefetch_batches(images, [pos % n for pos in batches])
         bar = progress_bar(batches, desc=f"moco {epoch + 1}/{cfg.epochs}", unit="batch",
                            enabled=progress and dist.primary)
@@ -333,6 +379,8 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
             scaler.step(optimizer)
             scaler.update()
             with torch.no_grad():
+                # the map sees the queue *before* this batch's keys join it (no self-competition)
+                acc.add(epoch, idx, pair_map_values(q.detach(), k.detach(), variants, queue))
                 for pq, pk in zip(query.parameters(), keyenc.parameters(), strict=True):
                     pk.mul_(cfg.momentum).add_(pq.detach(), alpha=1.0 - cfg.momentum)
                 kk = distributed.all_gather_rows(k.detach(), dist)  # the global batch's keys
@@ -344,29 +392,31 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
                     queue[ptr:] = kk[:cut]
                     queue[: end - cfg.queue_size] = kk[cut:]
                 ptr = end % cfg.queue_size
-                prob = positive_pair_probability(q.detach(), k.detach(), cfg.tau_map).cpu().numpy()
-            np.add.at(p_sum, idx, prob)
-            np.add.at(p_sq, idx, prob * prob)
-            np.add.at(p_cnt, idx, 1.0)
             pairs_done += len(idx)
             if progress and hasattr(bar, "set_postfix"):
                 rate = pairs_done / max(1e-9, train_seconds + time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{rate:.0f}")
         train_seconds += time.perf_counter() - t0
         # every rank's map sums for this epoch, added up (identity in a single process)
-        p_sum, p_sq, p_cnt = distributed.reduce_increments((p_sum, p_sq, p_cnt), epoch_start, dist)
+        acc.set_sums(distributed.reduce_increments(acc.sums()[:3], epoch_start[:3], dist)
+                     + distributed.reduce_increments(acc.sums()[3:], epoch_start[3:], dist))
         if not dist.primary:
-            continue  # rank 0 writes the checkpoint
+            continue  # rank 0 probes (the whole pool, once) and writes the checkpoint
+        if cfg.probed(epoch):
+            t1 = time.perf_counter()
+            acc.add(epoch, np.arange(n), _probe(keyenc, images, augment, variants,
+                                                probe_negatives, cfg, epoch, device, fmt))
+            probe_seconds += time.perf_counter() - t1
         torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
                     "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,
-                    "p_sum": p_sum, "p_sq": p_sq, "p_cnt": p_cnt, "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                    "seconds": train_seconds, "pairs": pairs_done}, ckpt_path.with_suffix(".tmp"))
+                    "map": acc.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "epoch": epoch, "seconds": train_seconds,
+                    "probe_seconds": probe_seconds, "pairs": pairs_done},
+                   ckpt_path.with_suffix(".tmp"))
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)  # atomic: never a half-written checkpoint
 
-    cnt = np.maximum(p_cnt, 1.0)
-    confidence = p_sum / cnt
-    variability = np.sqrt(np.maximum(p_sq / cnt - confidence**2, 0.0))
+    maps, spreads, trajectory = acc.summary()
+    confidence, variability = maps[cfg.map_name], spreads[cfg.map_name]
     encoder = query.backbone
     features = extract_features(encoder, images, device=device, progress=False)
     encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
@@ -374,9 +424,33 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     if not dist.primary:  # rank 0 writes the cache entry
         return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
     torch.save(encoder.state_dict(), folder / "encoder.pt")
-    np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability)
+    np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability,
+             map_trajectory=trajectory, **{f"map:{k}": v for k, v in maps.items()})
     meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),
-            "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done}
+            "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done,
+            "probe_seconds": probe_seconds, "map_names": names}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))  # written last = complete
     ckpt_path.unlink(missing_ok=True)
-    return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
+    return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate,
+                             maps=maps, map_trajectory=trajectory)
+
+
+def _probe_negatives(n: int, cfg: MocoConfig) -> np.ndarray:
+    # the probe's fixed negative images: drawn once per run from the config seed
+    rng = np.random.default_rng([cfg.seed, 7])
+    return np.sort(rng.choice(n, min(n, cfg.probe_negatives), replace=False))
+
+
+def _probe(net: nn.Module, images: np.ndarray, augment: nn.Module, variants: list,
+           negatives: np.ndarray, cfg: MocoConfig, epoch: int, device: torch.device,
+           fmt: torch.memory_format) -> dict[str, np.ndarray]:
+    # Forward-only probe with the key encoder. Its augmentations come from a forked RNG seeded
+    # by (seed, epoch), so probing never changes the training trajectory: a run with the probe
+    # trains exactly the encoder of the same run without it.
+    def view(batch: np.ndarray) -> torch.Tensor:
+        return normalise(augment(to_unit(batch, device))).contiguous(memory_format=fmt)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        with autocast(device, cfg.amp):
+            return probe_map_values(net, images, view, variants, negatives, cfg.probe_pairs, device)
