@@ -59,6 +59,7 @@ from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
 from medactive.data.lazy import take
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
 from medactive.strategies import SelectionHealth, checked_strategy
@@ -66,10 +67,7 @@ from medactive.strategies import SelectionHealth, checked_strategy
 if TYPE_CHECKING:
     from medactive.models.contrastive import ContrastiveResult, MocoConfig
 
-DEFAULT_COLDSTART = "hacon"
-# with your own embeddings there is no contrastive dataset map, which hacon needs
-DEFAULT_COLDSTART_FEATURES = "kmeans-centroid"
-DEFAULT_STRATEGY = "aeig"
+DEFAULT_STRATEGY = DEFAULT_ACQUISITION  # the name this module has always exported
 
 
 @dataclass
@@ -315,8 +313,8 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     if budget > pool.size:
         raise StrategyError(f"budget {budget} is larger than the {pool.size} unanswered images")
     cold = not np.any(lab.train >= 0)
-    cold_default = DEFAULT_COLDSTART_FEATURES if meta.get("features") else DEFAULT_COLDSTART
-    name = strategy or (cold_default if cold else DEFAULT_STRATEGY)
+    # the default cold start needs no dataset map, so it also serves your own embeddings
+    name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
     round_no = len(store.rounds()) + 1
     rng = np.random.default_rng([cfg.seed, round_no])
     val_counts = np.bincount(lab.validation[lab.validation >= 0], minlength=len(classes))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -243,8 +244,8 @@ def query(
     project_dir: Path = typer.Argument(..., help="project directory"),
     budget: int = typer.Option(..., "--budget", "-b", help="how many images to ask for"),
     strategy: str | None = typer.Option(
-        None, "--strategy", help="default: hacon with no labels yet (kmeans-centroid with your "
-        "own --features), aeig afterwards"),
+        None, "--strategy", help=f"default: {DEFAULT_COLDSTART} with no labels yet, "
+        f"{DEFAULT_ACQUISITION} afterwards"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                       help="contrastive pre-training epochs (first query only)"),

@@ -30,6 +30,7 @@ from medactive.coldstart.base import (
 )
 from medactive.coldstart.embedding import clustering_space
 from medactive.coldstart.hacon import kmeans
+from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import StrategyError
 from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
 from medactive.models.device import select_device
@@ -62,7 +63,7 @@ class ColdStartRequest:
     ``allow_simulation`` admits ground-truth analyses (experiments only, never a real project).
     """
 
-    strategy: str = "hacon"
+    strategy: str = DEFAULT_COLDSTART
     params: dict[str, Any] = field(default_factory=dict)
     budget: int = 20
     seed: int = 0
