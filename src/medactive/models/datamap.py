@@ -109,8 +109,11 @@ def rule_values(pos: torch.Tensor, others: torch.Tensor, variant: MapVariant) ->
     """
     pos, others = pos.double(), others.double()
     if variant.rule == "softmax":
-        logits = torch.cat([pos[:, None], others], dim=1) / variant.tau
-        return (pos / variant.tau - torch.logsumexp(logits, dim=1)).exp()
+        tau = variant.tau
+        if tau is None:  # parse_map_name always sets it; a hand-built variant might not
+            raise ConfigError(f"map variant {variant.competitors}:softmax has no temperature")
+        logits = torch.cat([pos[:, None], others], dim=1) / tau
+        return (pos / tau - torch.logsumexp(logits, dim=1)).exp()
     if variant.rule == "hit":
         return (pos > others.max(dim=1).values).double()
     valid = torch.isfinite(others)
@@ -237,7 +240,8 @@ class MapAccumulator:
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore :meth:`state_dict`'s arrays (same names and shapes)."""
-        if list(state["names"]) != self.names:  # type: ignore[arg-type]
+        names = state["names"]
+        if not isinstance(names, Sequence) or list(names) != self.names:
             raise ConfigError("checkpoint map variants differ from this configuration")
         for key in ("total", "total_sq", "count", "epoch_total", "epoch_count"):
             setattr(self, key, np.asarray(state[key], dtype=np.float64))
