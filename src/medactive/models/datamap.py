@@ -29,13 +29,14 @@ all-reduce the sum arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from medactive.data.lazy import LazyImages
 from medactive.errors import ConfigError
 
 COMPETITORS = ("batch", "batch+queue", "probe")
@@ -263,8 +264,8 @@ class MapAccumulator:
 @torch.no_grad()
 def probe_map_values(
     net: nn.Module,
-    images: np.ndarray,
-    view: nn.Module,
+    images: np.ndarray | LazyImages,
+    view: Callable[[np.ndarray], torch.Tensor],
     variants: Sequence[MapVariant],
     negative_idx: np.ndarray,
     pairs: int,
@@ -275,7 +276,7 @@ def probe_map_values(
 
     Args:
         net: projection network (``(B, C, H, W)`` -> ``(B, P)``), run in eval mode.
-        images: uint8 ``(N, H, W, C)``.
+        images: uint8 ``(N, H, W, C)``, in memory or lazy (indexed one batch at a time).
         view: maps uint8 images ``(B, H, W, C)`` to one augmented, normalised input batch.
         variants: ``probe`` variants (others are skipped).
         negative_idx: ``(M,)`` indices of the negative images (one augmented view each); an
