@@ -58,7 +58,7 @@ from medactive.annotate.planning import (
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
-from medactive.data.lazy import take
+from medactive.data.lazy import LazyImages, take
 from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
@@ -153,9 +153,9 @@ def _labels(store: ProjectStore, position: dict[int, int], n: int) -> _Labels:
     return out
 
 
-def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.ndarray,
-             lab: _Labels, n_classes: int, budget: int, n_second: int, cfg: QueryConfig,
-             checkpoint: Path, report: Progress
+def _acquire(name: str, result: ContrastiveResult | OwnFeatures, images: np.ndarray | LazyImages,
+             rows: np.ndarray, lab: _Labels, n_classes: int, budget: int, n_second: int,
+             cfg: QueryConfig, checkpoint: Path, report: Progress
              ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[float], np.ndarray,
                         dict[str, Any]]:
     """Train the head on the training labels, rank the pool with ``name``, pick second reads.
@@ -343,7 +343,11 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     if cold:
         selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
                                   cache_root=encoders, features=own)
-        result = selection.pretraining or OwnFeatures(own)  # type: ignore[arg-type]
+        if own is not None:
+            result: ContrastiveResult | OwnFeatures = OwnFeatures(own)
+        else:  # run_coldstart pre-trains whenever it is given no features of its own
+            assert selection.pretraining is not None
+            result = selection.pretraining
         positions, scores = selection.indices, selection.scores
         params = selection.strategy.get_params()
         checkpoint = str(store.dir / FEATURES_FILE if own is not None

@@ -34,9 +34,10 @@ def register(app: typer.Typer) -> None:
         folder = data.lower().endswith(".csv")
         options = {"image_size": image_size, "lazy": True} if folder else {}
         train = load_dataset(data, **options).train
+        defaults = MocoConfig()
         cfg = MocoConfig(backbone=backbone, seed=seed,
-                         **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size))
-                            if v is not None})
+                         epochs=defaults.epochs if epochs is None else epochs,
+                         batch_size=defaults.batch_size if batch_size is None else batch_size)
         result = run_pretrain(train.images, cfg, progress=progress)
         if ctx.primary:
             typer.echo(f"encoder {result.key}: {len(train)} images, {ctx.world} process(es), "

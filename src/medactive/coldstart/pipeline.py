@@ -30,6 +30,7 @@ from medactive.coldstart.base import (
 )
 from medactive.coldstart.embedding import clustering_space
 from medactive.coldstart.hacon import kmeans
+from medactive.data.lazy import LazyImages
 from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import StrategyError
 from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
@@ -165,16 +166,16 @@ def select_initial(
                                  int(cluster_seed))
         labels, _ = kmeans(space, int(k), int(cluster_seed))
         clusters = labels[indices]
-    has_map = view.confidence is not None and view.variability is not None
+    # a view holds both halves of the map or neither (checked in ColdStartView)
     return ColdStartSelection(
         indices, None if scores is None else np.asarray(scores, np.float64), clusters,
-        view.confidence[indices] if has_map else None,  # type: ignore[index]
-        view.variability[indices] if has_map else None,  # type: ignore[index]
+        None if view.confidence is None else view.confidence[indices],
+        None if view.variability is None else view.variability[indices],
         strategy)
 
 
 def pretrain(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     moco: MocoConfig | None = None,
     *,
     cache_root: Path | None = None,
@@ -186,7 +187,7 @@ def pretrain(
 
 
 def run_coldstart(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     request: ColdStartRequest,
     moco: MocoConfig | None = None,
     *,

@@ -189,9 +189,10 @@ class Runner:
         (self.out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
         if p.confidence is not None and p.variability is not None:
             selections = {f"initial:{name}": idx for name, idx in first_queries.items()}
+            # numeric arrays only: no pickle on writing, as np.load allows none on reading
             np.savez_compressed(self.out_dir / "dataset_map.npz", confidence=p.confidence,
                                 variability=p.variability, labels=p.splits.train.labels,
-                                **selections)
+                                allow_pickle=False, **selections)
 
     def _seed(self, repeat: int) -> int:
         return self.config.run.seed * 1000 + repeat
@@ -268,11 +269,14 @@ class Runner:
 
         torch.manual_seed(seed)
         p, mc = self.prepared, self.config.model
+        if p.encoder is None:  # ModelConfig already refuses mode = "finetune" without one
+            raise ConfigError("fine-tuning needs an encoder; encoder = 'features' trains the head only")
         backbone = copy.deepcopy(p.encoder)
         if mc.encoder == "random":
             for module in backbone.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
         return Classifier(backbone, p.splits.n_classes, mc.dropout)
 
     def _run_cell(self, repeat: int, init: StrategySpec, acq: StrategySpec,

@@ -42,9 +42,10 @@ from medactive.data.lazy import LazyImages, content_digest, prefetch_batches
 from medactive.errors import ConfigError
 from medactive.models import distributed
 from medactive.models.augment import DEFAULT_CROP_MIN_SCALE, contrastive_augmentation, normalise, to_unit
-from medactive.models.backbones import build_backbone
+from medactive.models.backbones import backbone_out_dim, build_backbone
 from medactive.models.datamap import (
     MapAccumulator,
+    MapVariant,
     catalogue,
     pair_map_values,
     parse_map_name,
@@ -181,7 +182,7 @@ class MocoNet(nn.Module):
     def __init__(self, backbone: nn.Module, proj_dim: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
-        d = int(backbone.out_dim)
+        d = backbone_out_dim(backbone)
         self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +190,7 @@ class MocoNet(nn.Module):
         return nn.functional.normalize(self.projector(self.backbone(x)).float(), dim=1)
 
 
-def cache_key(images: np.ndarray, config: MocoConfig) -> str:
+def cache_key(images: np.ndarray | LazyImages, config: MocoConfig) -> str:
     """MD5 of the image bytes and shape plus the result-relevant config fields (16 hex chars)."""
     h = hashlib.md5()
     h.update(str(images.shape).encode())
@@ -219,7 +220,7 @@ _CACHE_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError, zip
                       pickle.UnpicklingError)
 
 
-def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
+def _load_cached(folder: Path, images: np.ndarray | LazyImages, config: MocoConfig,
                  key: str) -> ContrastiveResult | None:
     """The result cached in ``folder``, or None when it is incomplete or corrupt (``meta.json``
     present but ``encoder.pt`` or ``map.npz`` missing, cut short or of the wrong size: a copy
@@ -231,7 +232,7 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         with np.load(folder / "map.npz") as arrays:
             features, confidence, variability = (
                 np.asarray(arrays[name]) for name in ("features", "confidence", "variability"))
-            extra = _read_maps(arrays, meta)
+            maps, trajectory = _read_maps(arrays, meta)
         backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
         backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu",
                                             weights_only=True))
@@ -245,20 +246,22 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         return None
     backbone.eval()
     return ContrastiveResult(backbone, features, confidence, variability, config, key,
-                             float(meta.get("images_per_second", 0.0)), from_cache=True, **extra)
+                             float(meta.get("images_per_second", 0.0)), from_cache=True, maps=maps,
+                             map_trajectory=trajectory)
 
 
-def _read_maps(arrays: np.lib.npyio.NpzFile, meta: dict) -> dict[str, object]:
+def _read_maps(arrays: np.lib.npyio.NpzFile,
+               meta: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     # map catalogue of a cached result (absent from folders written before it existed)
     names = meta.get("map_names", [])
     if not names or "map_trajectory" not in arrays:
-        return {}
-    return {"maps": {n: np.asarray(arrays[f"map:{n}"]) for n in names},
-            "map_trajectory": np.asarray(arrays["map_trajectory"])}
+        return {}, None
+    return ({n: np.asarray(arrays[f"map:{n}"]) for n in names},
+            np.asarray(arrays["map_trajectory"]))
 
 
 def pretrain_moco(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     config: MocoConfig | None = None,
     *,
     cache_root: Path | None = None,
@@ -267,7 +270,8 @@ def pretrain_moco(
     """Pre-train MoCo v2 on uint8 ``(N, H, W, C)`` images and record the dataset map.
 
     Args:
-        images: unlabelled training images, ``C`` in {1, 3}.
+        images: unlabelled training images, ``C`` in {1, 3}, in memory or lazy
+            (:class:`~medactive.data.lazy.LazyImages`: read in prefetched batches).
         config: hyper-parameters (defaults: :class:`MocoConfig`).
         cache_root: folder holding ``<key>/`` result folders (default ``cache_dir()/encoders``).
         progress: show a progress bar with images/second.
@@ -309,7 +313,8 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     gen = seed_everything(cfg.seed)
     n, size, channels = images.shape[0], images.shape[1], images.shape[-1]
     query = MocoNet(build_backbone(cfg.backbone, channels, size), cfg.proj_dim).to(device)
-    query = query.to(memory_format=fmt)
+    # in place (Module.to returns self); torch's stubs lack Module.to(memory_format=...)
+    query.to(memory_format=fmt)  # type: ignore[call-overload]
     trained = distributed.wrap(query, dist, device)  # query itself in a single process
     if dist.active:  # same weights (DDP broadcasts them), different augmentations per rank
         torch.manual_seed(cfg.seed + 1000 * dist.rank)
@@ -419,13 +424,17 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     confidence, variability = maps[cfg.map_name], spreads[cfg.map_name]
     encoder = query.backbone
     features = extract_features(encoder, images, device=device, progress=False)
-    encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
+    # in place, like every Module.to; torch's stubs lack Module.to(memory_format=...)
+    encoder.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    encoder.eval()
     rate = pairs_done / max(train_seconds, 1e-9)
     if not dist.primary:  # rank 0 writes the cache entry
         return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
     torch.save(encoder.state_dict(), folder / "encoder.pt")
+    # numeric arrays only: no pickle on writing, as np.load allows none on reading
     np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability,
-             map_trajectory=trajectory, **{f"map:{k}": v for k, v in maps.items()})
+             map_trajectory=trajectory, allow_pickle=False,
+             **{f"map:{k}": v for k, v in maps.items()})
     meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),
             "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done,
             "probe_seconds": probe_seconds, "map_names": names}
@@ -441,9 +450,9 @@ def _probe_negatives(n: int, cfg: MocoConfig) -> np.ndarray:
     return np.sort(rng.choice(n, min(n, cfg.probe_negatives), replace=False))
 
 
-def _probe(net: nn.Module, images: np.ndarray, augment: nn.Module, variants: list,
-           negatives: np.ndarray, cfg: MocoConfig, epoch: int, device: torch.device,
-           fmt: torch.memory_format) -> dict[str, np.ndarray]:
+def _probe(net: nn.Module, images: np.ndarray | LazyImages, augment: nn.Module,
+           variants: list[MapVariant], negatives: np.ndarray, cfg: MocoConfig, epoch: int,
+           device: torch.device, fmt: torch.memory_format) -> dict[str, np.ndarray]:
     # Forward-only probe with the key encoder. Its augmentations come from a forked RNG seeded
     # by (seed, epoch), so probing never changes the training trajectory: a run with the probe
     # trains exactly the encoder of the same run without it.
