@@ -324,10 +324,11 @@ class Runner:
         """Full-data ("all") performance, once per repeat."""
         path = self.out_dir / REFERENCE
         done = {r["repeat"] for r in read_jsonl(path)}
+        todo = [rep for rep in range(self.config.run.repeats) if rep not in done]
         p = None
-        for rep in range(self.config.run.repeats):
-            if rep in done:
-                continue
+        # one model on every pool label per repeat: minutes on a CPU, so it shows progress
+        for rep in progress_bar(todo, desc="full-data reference", unit="repeat",
+                                enabled=self.progress):
             p = p or self.prepared
             proba, _ = self._train_and_view(np.arange(len(p.splits.train)), self._seed(rep) * 100)
             rec = {"repeat": rep, "seed": self._seed(rep), "n_labeled": len(p.splits.train),
