@@ -65,7 +65,7 @@ from medactive.progress import listen
 from medactive.strategies import SelectionHealth, checked_strategy
 
 if TYPE_CHECKING:
-    from medactive.models.contrastive import ContrastiveResult, MocoConfig
+    from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
 
 DEFAULT_STRATEGY = DEFAULT_ACQUISITION  # the name this module has always exported
 
@@ -99,7 +99,7 @@ class QueryResult:
 
 
 def _moco(cfg: QueryConfig) -> MocoConfig:
-    from medactive.models.contrastive import MocoConfig
+    from medactive.models.contrastive_config import MocoConfig
 
     assert cfg.pretrain_epochs is not None
     return MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs,

@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
             run_coldstart,
         )
         from medactive.data.loading import load_dataset
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         params = {} if n_clusters is None else {"n_clusters": n_clusters}
         request = ColdStartRequest(strategy, params, budget, seed)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         from medactive.coldstart.pipeline import pretrain as run_pretrain
         from medactive.data.loading import load_dataset
         from medactive.models import distributed
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         ctx = distributed.init_from_env()
         folder = data.lower().endswith(".csv")

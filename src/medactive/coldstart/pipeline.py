@@ -33,7 +33,8 @@ from medactive.coldstart.hacon import kmeans
 from medactive.data.lazy import LazyImages
 from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import StrategyError
-from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
 from medactive.models.device import select_device
 
 

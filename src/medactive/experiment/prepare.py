@@ -123,7 +123,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     confidence = variability = maps = None
     if mc.encoder == "moco":
         from medactive.coldstart.pipeline import pretrain
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         moco_cfg = MocoConfig(backbone=mc.backbone, seed=config.run.seed, device=config.run.device,
                               **mc.pretrain.as_kwargs())
