@@ -25,6 +25,7 @@ What a run is asked and what it returns (``MocoConfig``, ``ContrastiveResult``) 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -32,8 +33,10 @@ import json
 import logging
 import math
 import pickle
+import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -180,20 +183,51 @@ def pretrain_moco(
         cache_root = cache_dir() / "encoders"
     key = cache_key(images, cfg)
     folder = Path(cache_root) / key
-    if (folder / "meta.json").is_file():
-        cached = _load_cached(folder, images, cfg, key)
-        if cached is not None:
-            return cached
-        (folder / "meta.json").unlink()  # no longer "complete" until the rebuild finishes
-    folder.mkdir(parents=True, exist_ok=True)
+    # one writer per cache entry: a second process asking for the same encoder waits, then
+    # reads the finished entry (without the lock both would train into one checkpoint and the
+    # last to finish would replace the other's encoder under the same key). Data-parallel ranks
+    # other than 0 never write, so only rank 0 takes it (they would deadlock otherwise).
+    with _entry_lock(folder, enabled=distributed.current().primary, progress=progress):
+        if (folder / "meta.json").is_file():
+            cached = _load_cached(folder, images, cfg, key)
+            if cached is not None:
+                return cached
+            (folder / "meta.json").unlink()  # no longer "complete" until the rebuild finishes
+        folder.mkdir(parents=True, exist_ok=True)
 
-    previous_threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(cfg.num_threads)
+        previous_threads = torch.get_num_threads()
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        try:
+            return _train(images, cfg, key, folder, progress)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+
+@contextlib.contextmanager
+def _entry_lock(folder: Path, enabled: bool, progress: bool) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``<folder>.lock`` (POSIX ``flock``; released by the
+    kernel if the process dies, so a killed run never leaves the entry locked)."""
     try:
-        return _train(images, cfg, key, folder, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock available
+        enabled = False
+    if not enabled:
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"waiting for another process pre-training the same encoder ({folder.name})",
+                      file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: Path,
