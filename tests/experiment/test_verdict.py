@@ -30,7 +30,7 @@ def test_paired_deltas_wins_and_holds() -> None:
         ("typi", "good"): [[0.84, 0.86, 0.89], [0.83, 0.86, 0.88]],
     }))
     v = default_verdict(run, coldstart="typi", acquisition="good")
-    cold, from_random, from_typi = v.comparisons
+    cold, from_random, from_typi, pipeline = v.comparisons
     assert cold.what == "cold start" and cold.labels == [40]
     assert cold.deltas == pytest.approx([(0.04 + 0.01) / 2]) and cold.wins == [2] and cold.holds
     assert from_random.initial == "random" and from_random.labels == [80, 120]
@@ -38,6 +38,9 @@ def test_paired_deltas_wins_and_holds() -> None:
     assert from_random.deltas == pytest.approx([0.005, 0.015]) and from_random.wins == [1, 2]
     assert from_random.holds
     assert from_typi.deltas == pytest.approx([-0.005, -0.01]) and not from_typi.holds
+    # the whole pipeline (typi, then good) against all-random, every round including round 0
+    assert pipeline.what == "pipeline" and pipeline.labels == [40, 80, 120]
+    assert pipeline.deltas == pytest.approx([0.025, 0.005, -0.005]) and not pipeline.holds
     assert not v.holds
     text = "\n".join(v.markdown())
     assert "does NOT beat random" in text and "@80: " in text

@@ -6,11 +6,15 @@ at once whether the product earned its keep on their data:
 * the default cold start against a random start of the same size: test AUC of the model trained
   on the initial query alone (round 0), paired by repeat;
 * the default acquisition against random acquisition from the same initial query: paired by
-  repeat (same initial set, same round-0 model), at every round after the initial one.
+  repeat (same initial set, same round-0 model), at every round after the initial one;
+* the whole default pipeline (default cold start, then default acquisition) against the
+  all-random one (random start, random acquisition), paired by repeat, at every round: what a
+  user gets from medactive against labelling at random.
 
 "Holds" means the mean over repeats is at or above random's — at round 0 for the cold start, at
-*every* round for the acquisition. With few repeats the standard error of a paired difference is
-a few thousandths of AUC, so the counts of repeats above random are printed beside the means.
+*every* round for the acquisition and the pipeline. With few repeats the standard error of a
+paired difference is a few thousandths of AUC, so the counts of repeats above random are printed
+beside the means.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ class Comparison:
     """One default against random.
 
     Attributes:
-        what: ``"cold start"`` or ``"acquisition"``.
-        default: the default strategy's name.
-        initial: the initial query both arms started from (acquisition) or ``None``.
+        what: ``"cold start"``, ``"acquisition"`` or ``"pipeline"``.
+        default: the default (acquisition) strategy's name.
+        initial: the initial query both arms started from (acquisition), the default cold
+            start (pipeline), or ``None``.
         labels: ``(R,)`` labelled-set sizes compared (one per round).
         deltas: ``(R,)`` mean paired AUC difference, default − random, per round.
         wins: ``(R,)`` repeats in which the default was at or above random, per round.
@@ -58,12 +63,18 @@ class Comparison:
     def line(self) -> str:
         """One line for a terminal or a Markdown list."""
         start = "" if self.initial is None else f" from a {self.initial} start"
+        if self.what == "pipeline":
+            start = f" (`{self.initial}` start, then `{self.default}`) vs all-random"
+            verdict = "is at or above it" if self.holds else "is NOT at or above it"
+            return f"pipeline{start} {verdict}: {self._cells()}"
         verdict = "beats random" if self.holds else "does NOT beat random"
-        cells = ", ".join(
+        return f"{self.what} `{self.default}`{start} {verdict}: {self._cells()}"
+
+    def _cells(self) -> str:
+        return ", ".join(
             f"@{n}: {a:.4f} vs {r:.4f} ({d:+.4f}, {w}/{self.repeats})"
             for n, a, r, d, w in zip(self.labels, self.default_auc, self.random_auc,
                                      self.deltas, self.wins, strict=True))
-        return f"{self.what} `{self.default}`{start} {verdict}: {cells}"
 
 
 @dataclass
@@ -87,7 +98,8 @@ class Verdict:
                 "Mean test AUC of the default vs random, paired by repeat (same seed, same "
                 "initial set), the difference, and the repeats where the default was at or "
                 "above random. Cold start: the model on the initial query alone; acquisition: "
-                "every round after it.", "", head, "",
+                "every round after it; pipeline: the default start and acquisition against a "
+                "random start and random acquisition, every round.", "", head, "",
                 *[f"- {c.line()}" for c in self.comparisons], ""]
 
 
@@ -132,7 +144,8 @@ def default_verdict(run: RunData, coldstart: str = DEFAULT_COLDSTART,
     Returns:
         A :class:`Verdict`; the cold-start comparison uses any acquisition arm's round 0 (it is
         the same model in every arm of a repeat), the acquisition comparisons one per initial
-        query the run holds.
+        query the run holds, and the pipeline comparison the default cold start followed by the
+        default acquisition against random followed by random.
     """
     records = run.records
     initials = list(dict.fromkeys(r["initial"] for r in records))
@@ -152,4 +165,11 @@ def default_verdict(run: RunData, coldstart: str = DEFAULT_COLDSTART,
                          _auc_by(records, init, RANDOM), rounds)
             if c is not None:
                 out.comparisons.append(c)
+    if {coldstart, RANDOM} <= set(initials) and {acquisition, RANDOM} <= set(strategies):
+        ours = _auc_by(records, coldstart, acquisition)
+        rounds = sorted({rnd for _, rnd in ours})
+        c = _compare("pipeline", acquisition, coldstart, ours,
+                     _auc_by(records, RANDOM, RANDOM), rounds)
+        if c is not None:
+            out.comparisons.append(c)
     return out
