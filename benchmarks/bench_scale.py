@@ -123,7 +123,8 @@ def folder_files(work: Path, n: int | None = None) -> list[Path]:
 
 # --------------------------------------------------------------------------- children
 def child_build(work: Path, n: int) -> None:
-    from medactive.data.store import StoreSettings, build_store, hash_files
+    from medactive.data.imagestore import StoreSettings
+    from medactive.data.store import build_store, hash_files
 
     files = folder_files(work, n)
     t0 = time.perf_counter()
@@ -138,7 +139,7 @@ def child_build(work: Path, n: int) -> None:
 
 
 def _store(work: Path):
-    from medactive.data.store import ImageStore
+    from medactive.data.imagestore import ImageStore
 
     info = json.loads((work / "store.json").read_text())
     return ImageStore.open(info["folder"])

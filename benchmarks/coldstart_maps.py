@@ -37,7 +37,8 @@ from threadpoolctl import threadpool_limits
 
 from medactive.coldstart import kmeans, l2_normalise
 from medactive.coldstart.baselines import typicality
-from medactive.models.contrastive import ContrastiveResult, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import ContrastiveResult
 
 
 def parse() -> argparse.Namespace:

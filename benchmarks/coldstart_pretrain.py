@@ -17,7 +17,8 @@ import time
 
 from coldstart_settings import SETTINGS, build_setting
 
-from medactive.models.contrastive import MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import MocoConfig
 
 
 def study_config(seed: int, probe_pairs: int = 2, **overrides: object) -> MocoConfig:

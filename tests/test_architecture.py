@@ -1,7 +1,7 @@
 """The house rules of ``src/medactive``, checked from the source with :mod:`ast`.
 
-* Layers: errors -> progress | rng | registry | metrics | geometry -> data -> models -> strategies |
-  coldstart -> experiment | annotate -> cli -> __main__. A module imports only from its own
+* Layers: errors | defaults -> progress | rng | registry | metrics | geometry -> data -> models
+  -> strategies | coldstart -> experiment | annotate -> cli -> __main__. A module imports only from its own
   package or from a lower layer (function-level imports included), so no import runs back up and
   sibling packages of one layer stay independent.
 * No import circle among modules (function-level imports included; ``TYPE_CHECKING`` blocks
@@ -17,7 +17,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "medactive"
 LAYERS = {
-    "errors": 0,
+    "errors": 0, "defaults": 0,
     "progress": 1, "rng": 1, "registry": 1, "metrics": 1, "geometry": 1,
     "data": 2,
     "models": 3,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from medactive.annotate.app import MAX_BODY, create_app
+from medactive.annotate.app import create_app
+from medactive.annotate.guard import MAX_BODY
 from medactive.annotate.store import ProjectStore
 
 

@@ -1,7 +1,8 @@
 """The full human-in-the-loop cycle on real BloodMNIST, through the CLI.
 
-init from npz (600 train images) -> cold-start query (HaCon on a 2-epoch MoCo encoder) -> the
-true labels of the queried images imported as if a clinician gave them -> query with aeig.
+init from npz (600 train images) -> cold-start query (the default cold start on a 2-epoch MoCo
+encoder) -> the true labels of the queried images imported as if a clinician gave them -> query
+with the default acquisition.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from medactive.annotate.store import ProjectStore
 from medactive.cli import main
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 
 N_IMAGES = 600
 BUDGET = 24
@@ -28,12 +30,12 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
     assert main(["project", "settings", str(proj), "--validation-share", "0"]) == 0
     assert main(["project", "query", str(proj), "--budget", str(BUDGET),
                  "--pretrain-epochs", "2"]) == 0
-    assert "hacon chose 24 images" in capsys.readouterr().out
+    assert f"{DEFAULT_COLDSTART} chose 24 images" in capsys.readouterr().out
 
     with ProjectStore.open(proj) as store:
         (r1,) = store.rounds()
         first = [q.uid for q in store.queue(r1.id)]
-        assert r1.strategy == "hacon" and len(set(first)) == BUDGET
+        assert r1.strategy == DEFAULT_COLDSTART and len(set(first)) == BUDGET
         assert Path(r1.checkpoint, "meta.json").is_file()  # encoder cached inside the project
         names = store.classes()
         spare = next(i.uid for i in store.images() if i.uid not in first)
@@ -49,14 +51,14 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
     assert main(["project", "query", str(proj), "--budget", str(BUDGET),
                  "--pretrain-epochs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "aeig chose 24 images" in out
+    assert f"{DEFAULT_ACQUISITION} chose 24 images" in out
     assert "selection health: predicted classes" in out  # the batch's mix vs the pool's
 
     with ProjectStore.open(proj) as store:
         r1, r2 = store.rounds()
         second = store.queue(r2.id)
         answered = {a.uid for a in store.current_answers().values()}
-        assert r2.strategy == "aeig" and Path(r2.checkpoint).is_file()
+        assert r2.strategy == DEFAULT_ACQUISITION and Path(r2.checkpoint).is_file()
         assert r2.params["encoder"] == r1.params["encoder"]  # pre-trained once, then cached
         health = r2.params["health"]  # recorded with the round
         assert sum(health["batch_mix"]) == pytest.approx(1.0, abs=1e-3)
@@ -71,7 +73,7 @@ def test_simulated_cycle(tmp_path: Path, bloodmnist_path: Path, blood, capsys) -
     assert main(["project", "status", str(proj)]) == 0
     out = capsys.readouterr().out
     assert f"{N_IMAGES} images, {BUDGET} labelled, 1 unsure" in out
-    assert "rounds: 2 (latest: aeig); pending queries: 24" in out
+    assert f"rounds: 2 (latest: {DEFAULT_ACQUISITION}); pending queries: 24" in out
 
 
 def test_query_rejects_bad_budget_and_strategy(tmp_path: Path, image_folder: Path,

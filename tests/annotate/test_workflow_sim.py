@@ -25,6 +25,7 @@ from medactive.annotate.consensus import decisions
 from medactive.annotate.monitor import project_progress
 from medactive.annotate.store import ProjectStore
 from medactive.cli import main
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 
 N_IMAGES = 600
 BUDGET = 30
@@ -73,7 +74,7 @@ def simulated(tmp_path_factory, bloodmnist_path: Path, blood) -> Path:
 def test_simulated_three_rounds(simulated: Path, blood, capsys) -> None:
     with ProjectStore.open(simulated) as store:
         rounds = store.rounds()
-        assert [r.strategy for r in rounds] == ["hacon", "aeig", "aeig"]
+        assert [r.strategy for r in rounds] == [DEFAULT_COLDSTART] + [DEFAULT_ACQUISITION] * 2
         val = store.validation_ids()
         queues = [store.queue(r.id) for r in rounds]
         assert all(sum(q.purpose == "validation" for q in queue) >= 6 for queue in queues)
@@ -102,7 +103,7 @@ def test_simulated_three_rounds(simulated: Path, blood, capsys) -> None:
         print(out)  # the docs walkthrough quotes this (pytest -s)
     assert "readers' agreement (cohen κ, 90 images, dr-lee, dr-noisy)" in out
     assert "stopping: needs 3 consecutive rounds with a κ (have 1)" in out
-    assert "aeig" in out and f"({len(val)})" in out
+    assert DEFAULT_ACQUISITION in out and f"({len(val)})" in out
     # a lower bar over one round: the same signal says "consider stopping"
     assert main(["project", "settings", str(simulated), "--stop-kappa", "0.01",
                  "--stop-rounds", "1"]) == 0

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medactive.models.contrastive import MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import MocoConfig
 
 CFG = MocoConfig(epochs=1, batch_size=8, queue_size=16, num_threads=1)
 

@@ -11,7 +11,8 @@ import torch
 from medactive.coldstart import hacon_select
 from medactive.errors import ConfigError
 from medactive.models import contrastive
-from medactive.models.contrastive import MocoConfig, positive_pair_probability, pretrain_moco
+from medactive.models.contrastive import positive_pair_probability, pretrain_moco
+from medactive.models.contrastive_config import MocoConfig
 
 
 def test_dataset_map_probability_hand_computed():

@@ -16,7 +16,8 @@ from torch import nn
 
 from medactive.errors import ConfigError
 from medactive.models import contrastive
-from medactive.models.contrastive import MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import MocoConfig
 from medactive.models.datamap import (
     MapAccumulator,
     catalogue,

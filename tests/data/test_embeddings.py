@@ -79,6 +79,7 @@ def test_project_on_own_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture
 
     from medactive.annotate.store import ProjectStore
     from medactive.cli import main
+    from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 
     folder = tmp_path / "raw"
     folder.mkdir()
@@ -99,16 +100,17 @@ def test_project_on_own_embeddings(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--image-size", "16", "--features", str(tmp_path / "emb.npy")]) == 0
     assert main(["project", "query", str(proj), "--budget", "4", "--strategy", "hacon"]) == 2
     assert "dataset map" in capsys.readouterr().err
-    assert main(["project", "query", str(proj), "--budget", "4"]) == 0  # kmeans-centroid
+    # the default cold start needs no dataset map, so own embeddings take it unchanged
+    assert main(["project", "query", str(proj), "--budget", "4"]) == 0
     with ProjectStore.open(proj) as store:
         first = store.latest_round()
-        assert first is not None and first.strategy == "kmeans-centroid"
+        assert first is not None and first.strategy == DEFAULT_COLDSTART
         assert not (proj / "encoders").exists()  # no pre-training happened
         queued = [q.uid for q in store.queue(first.id)]
         store.import_labels([(u, "ab"[i % 2]) for i, u in enumerate(queued)], "test")
     assert main(["project", "query", str(proj), "--budget", "3"]) == 0
     with ProjectStore.open(proj) as store:
         second = store.latest_round()
-        assert second.strategy == "aeig" and second.params["encoder"] == "features"
+        assert second.strategy == DEFAULT_ACQUISITION and second.params["encoder"] == "features"
         assert len(store.queue(second.id)) == 3
     assert set(queued) <= set(files)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medactive.data.imagestore import ImageStore, StoreSettings
 from medactive.data.lazy import LazyImages, prefetch_batches, take
-from medactive.data.store import ImageStore, StoreSettings, build_store, store_key
+from medactive.data.store import build_store, store_key
 from medactive.errors import DataError
 
 SRC = Path(__file__).resolve().parents[2] / "src"

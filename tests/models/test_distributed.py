@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from medactive.models import distributed
-from medactive.models.contrastive import MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import MocoConfig
 
 out = Path(sys.argv[1])
 ctx = distributed.init_from_env("gloo")

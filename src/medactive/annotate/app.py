@@ -1,22 +1,9 @@
 """The labelling web app: FastAPI + one static page (``static/``), no build step.
 
-Security model (a clinician's laptop or a hospital LAN; docs/labelling.md, "Security"):
-    * **only the served address**: the ``Host`` header must name the address the server was
-      started on (for a loopback server: ``127.0.0.1``, ``localhost`` or ``[::1]`` with its port),
-      which defeats DNS rebinding; a write's ``Origin`` (and ``Sec-Fetch-Site``) must be this
-      server's own;
-    * **a session per launch**: every request but the page itself needs the per-launch session
-      cookie (random, ``HttpOnly``, ``SameSite=Strict``) that loading the page sets, so no other
-      web site can act through the clinician's browser. With ``--token`` the page is only given
-      to a request proving the token (``?token=`` once, then a redirect drops it from the
-      address bar); scripts may send ``X-Token`` instead of the cookie. Tokens are compared in
-      constant time and never appear in image URLs;
-    * **JSON writes only**: ``POST`` bodies must be ``application/json`` (a cross-site HTML form
-      or ``no-cors`` fetch cannot send that), at most :data:`MAX_BODY` bytes, and validated;
-    * **images by id**: the file path comes from the database, never from the client, and the
-      file's hash must still match what was registered; error bodies name image ids, never
-      server paths (those are logged);
-    * **headers**: a Content-Security-Policy without inline script, no framing, no referrer.
+The security boundary (Host check, per-launch session, JSON-only writes, body limit, headers)
+lives in :mod:`medactive.annotate.guard`; the routes here serve images by id (the file path
+comes from the database, never from the client) and name image ids, never server paths, in
+error bodies.
 
 State lives only in the store: every answer is its own committed transaction before the
 response returns, so the page (and a restarted server) always resumes at the first image of the
@@ -25,12 +12,7 @@ latest round that has neither an answer nor a skip.
 
 from __future__ import annotations
 
-import base64
-import hmac
-import json
 import logging
-import re
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -41,34 +23,24 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from medactive.annotate.guard import (
+    MIN_TOKEN_LENGTH,
+    RequestGuard,
+    json_body,
+    read_json,
+    redact_paths,
+)
 from medactive.annotate.jobs import spawn_query_job
 from medactive.annotate.review_api import add_review_routes, page_state
 from medactive.annotate.store import ProjectStore
 from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import ConfigError, MedactiveError, StoreError, StoreReplacedError
 
-MAX_BODY = 4096
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id can name no image
-MIN_TOKEN_LENGTH = 16
 NAME_PATTERN = r"^[^\x00-\x1f]{1,80}$"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WILDCARD = ("0.0.0.0", "::", "")
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-# an absolute POSIX path in a message (not the tail of a relative id such as "ward3/img1.png")
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\",;:()\[\]]+)")
 
 log = logging.getLogger("medactive.annotate")
 
@@ -91,53 +63,6 @@ class UndoIn(BaseModel):
 
 def _static(name: str) -> str:
     return resources.files("medactive.annotate").joinpath(f"static/{name}").read_text("utf-8")
-
-
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for an endpoint that reads and validates its body itself."""
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": model.model_json_schema()}}}}
-
-
-async def _read_json(request: Request, model: type[BaseModel]) -> Any:
-    """Read at most ``MAX_BODY`` bytes and validate them; 413 / 422 otherwise."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        raise HTTPException(413, f"request body larger than {MAX_BODY} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:  # chunked uploads carry no Content-Length
-            raise HTTPException(413, f"request body larger than {MAX_BODY} bytes")
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        errors = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-        raise HTTPException(422, json.dumps(errors, default=str)) from None
-
-
-def allowed_hosts(host: str, port: int) -> set[str] | None:
-    """The ``Host`` header values a server bound to ``host:port`` answers, lower-case.
-
-    None for a wildcard bind (``0.0.0.0``, ``::``): the machine's names are not known, so the
-    token (required off loopback) and the session cookie are the defences there.
-    """
-    if host in WILDCARD:
-        return None
-    names = set(LOOPBACK) if host in LOOPBACK else {host}
-    out = set()
-    for name in names:
-        bracketed = f"[{name}]" if ":" in name else name
-        out.add(f"{bracketed}:{port}".lower())
-        if port == 80:
-            out.add(bracketed.lower())
-    return out
-
-
-def redact_paths(text: str) -> str:
-    """``text`` with every absolute path replaced by ``<path>`` (error bodies never show where
-    the server keeps its files)."""
-    return _ABSOLUTE_PATH.sub("<path>", text)
 
 
 def create_app(
@@ -177,10 +102,7 @@ def create_app(
     # decoded as `init` checked them and `query` trains on them
     settings = DecodeSettings.from_meta(store.meta().get("decode"))
     project_name = Path(project_dir).resolve().name
-    hosts = allowed_hosts(host, port)
-    session = secrets.token_urlsafe(32)  # per launch: a restart invalidates old cookies
-    cookie = f"medactive-{port}"  # one per port: two projects served at once keep theirs
-    reader_cookie = f"{cookie}-reader"
+    guard = RequestGuard(token, host, port)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -193,49 +115,7 @@ def create_app(
                   lifespan=lifespan)
     app.state.store = store
 
-    def has_session(request: Request) -> bool:
-        given = request.cookies.get(cookie, "")
-        if given and hmac.compare_digest(given.encode(), session.encode()):
-            return True
-        header = request.headers.get("x-token", "")
-        return token is not None and bool(header) and hmac.compare_digest(
-            header.encode(), token.encode())
-
-    def refusal(request: Request) -> tuple[int, str] | None:
-        """Why ``request`` is refused, or None (checks that need no body)."""
-        host_header = request.headers.get("host", "").lower()
-        if hosts is not None and host_header not in hosts:
-            return 421, "unexpected Host header: open the address the server printed"
-        if request.method not in ("GET", "HEAD"):
-            site = request.headers.get("sec-fetch-site")
-            if site is not None and site not in ("same-origin", "none"):
-                return 403, "cross-site request refused"
-            origin = request.headers.get("origin")
-            if origin is not None and origin.lower() != f"http://{host_header}":
-                return 403, "cross-origin request refused"
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/json":
-                return 415, "writes must be application/json"
-        if request.url.path == "/" and request.method in ("GET", "HEAD"):
-            given = request.query_params.get("token", "")
-            if token is None or has_session(request) or (
-                    given and hmac.compare_digest(given.encode(), token.encode())):
-                return None
-            return 401, "missing or wrong token: open the URL the server printed"
-        if not has_session(request):
-            return 401, ("missing or wrong session: (re)load the page first"
-                         if token is None else "missing or wrong token or session")
-        return None
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        refused = refusal(request)
-        if refused is not None:
-            response: Response = JSONResponse({"detail": refused[1]}, status_code=refused[0])
-        else:
-            response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+    guard.install(app)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -243,27 +123,12 @@ def create_app(
         status = 503 if isinstance(exc, StoreReplacedError) else 409
         return JSONResponse({"detail": redact_paths(str(exc))}, status_code=status)
 
-    def reader_signature(name: str) -> str:
-        return hmac.new(session.encode(), b"reader:" + name.encode(), "sha256").hexdigest()
-
-    def signed_reader(request: Request) -> str | None:
-        """The reader who signed in with their token in this browser (this launch), or None."""
-        value = request.cookies.get(reader_cookie, "")
-        encoded, _, signature = value.partition(".")
-        try:
-            name = base64.urlsafe_b64decode(encoded.encode()).decode()
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if name and hmac.compare_digest(signature.encode(), reader_signature(name).encode()):
-            return name
-        return None
-
     def reader_for(request: Request, claimed: str | None) -> str | None:
         """Who is acting: with reader tokens, the signed-in reader (who may act only as
         themself); without, the name the page sends."""
         if not store.readers():
             return claimed
-        name = signed_reader(request)
+        name = guard.signed_reader(request)
         if name is None:
             raise HTTPException(401, "sign in as a reader first (name and personal token)")
         if claimed is not None and claimed != name:
@@ -273,9 +138,7 @@ def create_app(
 
     def sign_in(name: str) -> Response:
         response = JSONResponse(state(name))
-        encoded = base64.urlsafe_b64encode(name.encode()).decode()
-        response.set_cookie(reader_cookie, f"{encoded}.{reader_signature(name)}",
-                            httponly=True, samesite="strict", path="/")
+        guard.set_reader_cookie(response, name)
         return response
 
     def state(reader: str | None = None) -> dict[str, Any]:
@@ -289,7 +152,7 @@ def create_app(
             response: Response = RedirectResponse("/", status_code=303)
         else:
             response = HTMLResponse(_static("index.html"))
-        response.set_cookie(cookie, session, httponly=True, samesite="strict", path="/")
+        guard.set_session_cookie(response)
         return response
 
     @app.get("/favicon.ico")
@@ -306,7 +169,7 @@ def create_app(
     def get_state(request: Request,
                   reader: str | None = Query(None, pattern=NAME_PATTERN)) -> dict[str, Any]:
         if store.readers():
-            return state(signed_reader(request))
+            return state(guard.signed_reader(request))
         return state(reader)
 
     @app.get("/api/image/{image_id}")
@@ -327,9 +190,9 @@ def create_app(
             raise HTTPException(409, message) from None
         return Response(data, media_type="image/png")
 
-    @app.post("/api/answer", openapi_extra=_json_body(AnswerIn))
+    @app.post("/api/answer", openapi_extra=json_body(AnswerIn))
     async def answer(request: Request) -> dict[str, Any]:
-        body: AnswerIn = await _read_json(request, AnswerIn)
+        body: AnswerIn = await read_json(request, AnswerIn)
         reader_for(request, body.annotator)
         if body.answer not in classes and body.answer not in ("unsure", "skip"):
             raise HTTPException(422, f"unknown class {body.answer!r}; classes: {classes}")
@@ -345,9 +208,9 @@ def create_app(
                                 latest.id)
         return state(body.annotator)
 
-    @app.post("/api/undo", openapi_extra=_json_body(UndoIn))
+    @app.post("/api/undo", openapi_extra=json_body(UndoIn))
     async def undo(request: Request) -> dict[str, Any]:
-        body: UndoIn = await _read_json(request, UndoIn)
+        body: UndoIn = await read_json(request, UndoIn)
         reader_for(request, body.annotator)
         latest = store.latest_round()
         if latest is None or await run_in_threadpool(store.undo, latest.id, body.annotator) \
@@ -355,7 +218,7 @@ def create_app(
             raise HTTPException(409, "nothing of yours to undo in this round")
         return state(body.annotator)
 
-    add_review_routes(app, store, classes, _read_json, _json_body, reader_for, sign_in, state,
+    add_review_routes(app, store, classes, read_json, json_body, reader_for, sign_in, state,
                       start_job, redact_paths, settings)
 
     return app

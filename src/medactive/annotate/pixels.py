@@ -20,8 +20,9 @@ import numpy as np
 
 from medactive.data.decode import DecodeSettings
 from medactive.data.embeddings import load_embeddings
+from medactive.data.imagestore import StoreSettings
 from medactive.data.lazy import LazyImages
-from medactive.data.store import StoreSettings, build_store, hash_files
+from medactive.data.store import build_store, hash_files
 from medactive.errors import DataError
 
 FEATURES_FILE = "features.npy"

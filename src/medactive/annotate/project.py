@@ -6,6 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from medactive.annotate.answers import check_class_names, check_label_rows
 from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for callers
     CSV_ID,
     CSV_LABEL,
@@ -13,7 +14,8 @@ from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for caller
     escape_cell,
     unescape_cell,
 )
-from medactive.annotate.store import ProjectStore, check_class_names, check_label_rows, db_path
+from medactive.annotate.database import db_path
+from medactive.annotate.store import ProjectStore
 from medactive.data.csvfile import read_csv
 from medactive.data.decode import DecodeSettings, encode_png
 from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images

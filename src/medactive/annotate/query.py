@@ -58,18 +58,16 @@ from medactive.annotate.planning import (
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
-from medactive.data.lazy import take
+from medactive.data.lazy import LazyImages, take
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import MedactiveError, StrategyError
 from medactive.progress import listen
 from medactive.strategies import SelectionHealth, checked_strategy
 
 if TYPE_CHECKING:
-    from medactive.models.contrastive import ContrastiveResult, MocoConfig
+    from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
 
-DEFAULT_COLDSTART = "hacon"
-# with your own embeddings there is no contrastive dataset map, which hacon needs
-DEFAULT_COLDSTART_FEATURES = "kmeans-centroid"
-DEFAULT_STRATEGY = "aeig"
+DEFAULT_STRATEGY = DEFAULT_ACQUISITION  # the name this module has always exported
 
 
 @dataclass
@@ -101,7 +99,7 @@ class QueryResult:
 
 
 def _moco(cfg: QueryConfig) -> MocoConfig:
-    from medactive.models.contrastive import MocoConfig
+    from medactive.models.contrastive_config import MocoConfig
 
     assert cfg.pretrain_epochs is not None
     return MocoConfig(backbone=cfg.backbone, epochs=cfg.pretrain_epochs,
@@ -155,9 +153,9 @@ def _labels(store: ProjectStore, position: dict[int, int], n: int) -> _Labels:
     return out
 
 
-def _acquire(name: str, result: ContrastiveResult, images: np.ndarray, rows: np.ndarray,
-             lab: _Labels, n_classes: int, budget: int, n_second: int, cfg: QueryConfig,
-             checkpoint: Path, report: Progress
+def _acquire(name: str, result: ContrastiveResult | OwnFeatures, images: np.ndarray | LazyImages,
+             rows: np.ndarray, lab: _Labels, n_classes: int, budget: int, n_second: int,
+             cfg: QueryConfig, checkpoint: Path, report: Progress
              ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[float], np.ndarray,
                         dict[str, Any]]:
     """Train the head on the training labels, rank the pool with ``name``, pick second reads.
@@ -315,8 +313,8 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     if budget > pool.size:
         raise StrategyError(f"budget {budget} is larger than the {pool.size} unanswered images")
     cold = not np.any(lab.train >= 0)
-    cold_default = DEFAULT_COLDSTART_FEATURES if meta.get("features") else DEFAULT_COLDSTART
-    name = strategy or (cold_default if cold else DEFAULT_STRATEGY)
+    # the default cold start needs no dataset map, so it also serves your own embeddings
+    name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
     round_no = len(store.rounds()) + 1
     rng = np.random.default_rng([cfg.seed, round_no])
     val_counts = np.bincount(lab.validation[lab.validation >= 0], minlength=len(classes))
@@ -345,7 +343,11 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     if cold:
         selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
                                   cache_root=encoders, features=own)
-        result = selection.pretraining or OwnFeatures(own)  # type: ignore[arg-type]
+        if own is not None:
+            result: ContrastiveResult | OwnFeatures = OwnFeatures(own)
+        else:  # run_coldstart pre-trains whenever it is given no features of its own
+            assert selection.pretraining is not None
+            result = selection.pretraining
         positions, scores = selection.indices, selection.scores
         params = selection.strategy.get_params()
         checkpoint = str(store.dir / FEATURES_FILE if own is not None

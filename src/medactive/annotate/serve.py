@@ -11,7 +11,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from medactive.annotate.app import LOOPBACK, WILDCARD, create_app
+from medactive.annotate.app import create_app
+from medactive.annotate.guard import LOOPBACK, WILDCARD
 from medactive.errors import ConfigError
 
 

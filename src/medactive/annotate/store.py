@@ -20,6 +20,12 @@ Before every write the store checks that ``DIR/project.db`` is still the file it
 device and inode): a project folder deleted or replaced under a running server fails loudly
 instead of saving answers into an unlinked file. The schema evolves by numbered migrations
 (:data:`~medactive.annotate.schema.MIGRATIONS`), applied in order when an older file is opened.
+
+This file holds the store's lifecycle (create, open, the write transaction), its metadata and
+its images; the records live in mixins beside it: answers (:mod:`~medactive.annotate.answers`),
+rounds and queues (:mod:`~medactive.annotate.rounds`), the clinic workflow
+(:mod:`~medactive.annotate.records`); opening and migrating the SQLite file itself is
+:mod:`~medactive.annotate.database`.
 """
 
 from __future__ import annotations
@@ -33,15 +39,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from medactive.annotate.answers import AnswerRecords, check_class_names
+from medactive.annotate.database import (
+    apply_migrations,
+    connect,
+    db_path,
+    error_name,
+    file_identity,
+    is_read_only,
+    read_only_message,
+)
 from medactive.annotate.records import ReviewRecords
+from medactive.annotate.rounds import RoundRecords
 from medactive.annotate.schema import (
     APP_ID,
-    CURRENT_SQL,
-    DB_NAME,
-    MIGRATIONS,
-    PURPOSES,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     Answer,
@@ -49,116 +60,15 @@ from medactive.annotate.schema import (
     QueueItem,
     Removal,
     RoundRow,
-    inserted_id,
     now,
     sql_statements,
 )
 from medactive.errors import StoreError, StoreReplacedError
 
-RESERVED_ANSWERS = ("unsure", "skip")
-
-__all__ = ["SCHEMA_VERSION", "Answer", "ImageRow", "ProjectStore", "QueueItem", "RoundRow",
-           "check_class_names", "db_path"]
+__all__ = ["SCHEMA_VERSION", "Answer", "ImageRow", "ProjectStore", "QueueItem", "RoundRow"]
 
 
-def check_class_names(classes: Sequence[str]) -> list[str]:
-    """Strip and validate class names: at least two, non-empty, unique, not a reserved answer.
-
-    Returns:
-        the stripped names. Raises :class:`StoreError` naming the problem.
-    """
-    names = [str(c).strip() for c in classes]
-    if len(names) < 2 or any(not c for c in names):
-        raise StoreError(f"need at least 2 non-empty class names, got {names!r}")
-    if len(set(names)) != len(names):
-        raise StoreError(f"class names must be unique, got {names!r}")
-    if any(c in RESERVED_ANSWERS for c in names):
-        raise StoreError("'unsure' and 'skip' are reserved answers, not class names")
-    return names
-
-def check_label_rows(rows: Sequence[tuple[str, str]], uids: set[str], classes: list[str]) -> None:
-    """Raise :class:`StoreError` naming every unknown image id and class in ``rows``."""
-    bad_ids = sorted({u for u, _ in rows if u not in uids})
-    bad_classes = sorted({a for _, a in rows if a not in classes and a != "unsure"})
-    problems = []
-    if bad_ids:
-        problems.append(f"{len(bad_ids)} unknown image id(s) (e.g. {bad_ids[:3]})")
-    if bad_classes:
-        problems.append(f"unknown class(es) {bad_classes} (classes: {', '.join(classes)})")
-    if problems:
-        raise StoreError("import rejected, nothing written: " + "; ".join(problems))
-
-
-def db_path(project_dir: str | Path) -> Path:
-    """``DIR/project.db``."""
-    return Path(project_dir) / DB_NAME
-
-
-def _error_name(exc: sqlite3.Error) -> str:
-    return str(getattr(exc, "sqlite_errorname", "") or "")
-
-
-def _is_read_only(exc: sqlite3.Error) -> bool:
-    return _error_name(exc).startswith("SQLITE_READONLY") or "readonly" in str(exc)
-
-
-def _read_only_message(path: Path) -> str:
-    return (f"{path} is read-only (or its folder is): nothing can be saved; make the file and "
-            "its folder writable by you, or work on a copy")
-
-
-def _apply_migrations(con: sqlite3.Connection, path: Path) -> None:
-    """Bring the database to :data:`SCHEMA_VERSION` by applying each numbered step in order.
-
-    One transaction: the steps and the version bump commit together, or not at all; a second
-    process migrating at the same time finds the work done once it gets the lock.
-    """
-    try:
-        con.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if _is_read_only(exc):
-            raise StoreError(f"{path} needs an upgrade of its schema; "
-                             + _read_only_message(path)) from None
-        raise StoreError(f"{path} is locked by another writer ({exc})") from None
-    try:
-        version = int(con.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in sql_statements(MIGRATIONS[step]):
-                con.execute(statement)
-        con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                    (str(SCHEMA_VERSION),))
-    except sqlite3.OperationalError as exc:
-        con.execute("ROLLBACK")
-        if _is_read_only(exc):
-            raise StoreError(f"{path} needs an upgrade of its schema; "
-                             + _read_only_message(path)) from None
-        raise
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so every write takes the lock up
-    # front (no deadlock-prone read->write upgrades between concurrent writers).
-    con = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA busy_timeout = 30000")
-    con.execute("PRAGMA foreign_keys = ON")
-    con.execute("PRAGMA synchronous = FULL")
-    return con
-
-
-class ProjectStore(ReviewRecords):
+class ProjectStore(AnswerRecords, RoundRecords, ReviewRecords):
     """Open project database. Thread-safe (one lock around the connection); use as a context
     manager or call :meth:`close`."""
 
@@ -168,7 +78,7 @@ class ProjectStore(ReviewRecords):
         self.dir = path.parent
         self._lock = threading.RLock()
         # which file was opened: every write checks that DIR/project.db is still this one
-        self._identity = _file_identity(path)
+        self._identity = file_identity(path)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -186,7 +96,7 @@ class ProjectStore(ReviewRecords):
                              "directory")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            con = _connect(path)
+            con = connect(path)
             con.execute("PRAGMA journal_mode = WAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot create {path}: {exc}") from None
@@ -198,7 +108,7 @@ class ProjectStore(ReviewRecords):
         con.executemany("INSERT INTO meta VALUES (?, ?)", entries.items())
         con.executemany("INSERT INTO classes VALUES (?, ?)", enumerate(classes))
         con.execute("COMMIT")
-        _apply_migrations(con, path)
+        apply_migrations(con, path)
         return cls(con, path)
 
     @classmethod
@@ -214,18 +124,18 @@ class ProjectStore(ReviewRecords):
             raise StoreError(f"no project at {project_dir} ({path} not found; run "
                              "`medactive project init` first)")
         try:
-            con = _connect(path)
+            con = connect(path)
             tables = {r[0] for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            name = _error_name(exc)
+            name = error_name(exc)
             if name == "SQLITE_READONLY_DIRECTORY" or (
-                    _is_read_only(exc) and not os.access(path.parent, os.W_OK)):
+                    is_read_only(exc) and not os.access(path.parent, os.W_OK)):
                 # WAL mode needs project.db-wal/-shm beside the file, even to read
                 raise StoreError(f"cannot open {path}: its folder {path.parent} is read-only and "
                                  "SQLite must create project.db-wal/-shm there even to read; "
                                  "make the folder writable or copy the project") from None
-            if _is_read_only(exc) or name.startswith("SQLITE_CANTOPEN"):
+            if is_read_only(exc) or name.startswith("SQLITE_CANTOPEN"):
                 raise StoreError(f"cannot open {path} ({exc}); check the file and folder "
                                  "permissions") from None
             raise StoreError(f"{path} is not an SQLite database ({exc})") from None
@@ -253,7 +163,7 @@ class ProjectStore(ReviewRecords):
             raise StoreError(f"{path}: unreadable schema version {version}")
         if version < SCHEMA_VERSION:
             try:
-                _apply_migrations(con, path)
+                apply_migrations(con, path)
             except BaseException:
                 con.close()
                 raise
@@ -274,7 +184,7 @@ class ProjectStore(ReviewRecords):
     def check_same_file(self) -> None:
         """Raise :class:`StoreReplacedError` when ``DIR/project.db`` is gone or is now another
         file than the one opened (the folder was deleted, moved or replaced)."""
-        current = _file_identity(self.path)
+        current = file_identity(self.path)
         if current is None:
             raise StoreReplacedError(f"{self.path} was deleted or moved since it was opened; "
                                      "nothing was saved (restore the project folder and restart)")
@@ -294,14 +204,14 @@ class ProjectStore(ReviewRecords):
             try:
                 self._con.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if _is_read_only(exc):
-                    raise StoreError(_read_only_message(self.path)) from None
+                if is_read_only(exc):
+                    raise StoreError(read_only_message(self.path)) from None
                 raise StoreError(f"{self.path} is locked by another writer ({exc})") from None
             try:
                 self._con.execute("UPDATE meta SET value = value WHERE key = 'app'")
             except sqlite3.OperationalError as exc:
-                if _is_read_only(exc):
-                    raise StoreError(_read_only_message(self.path)) from None
+                if is_read_only(exc):
+                    raise StoreError(read_only_message(self.path)) from None
                 raise StoreError(f"cannot write to {self.path} ({exc})") from None
             finally:
                 self._con.execute("ROLLBACK")
@@ -314,15 +224,15 @@ class ProjectStore(ReviewRecords):
             try:
                 self._con.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if _is_read_only(exc):
-                    raise StoreError(_read_only_message(self.path)) from None
+                if is_read_only(exc):
+                    raise StoreError(read_only_message(self.path)) from None
                 raise StoreError(f"{self.path} is locked by another writer ({exc})") from None
             try:
                 yield self._con
             except sqlite3.OperationalError as exc:
                 self._con.execute("ROLLBACK")
-                if _is_read_only(exc):
-                    raise StoreError(_read_only_message(self.path)) from None
+                if is_read_only(exc):
+                    raise StoreError(read_only_message(self.path)) from None
                 raise
             except BaseException:
                 self._con.execute("ROLLBACK")
@@ -426,211 +336,3 @@ class ProjectStore(ReviewRecords):
         return [Removal(*r) for r in self._query(
             "SELECT r.image_id, i.uid, r.reason, r.annotator, r.created_at FROM removals r"
             " JOIN images i ON i.id = r.image_id ORDER BY r.id")]
-
-    # ------------------------------------------------------------------ answers
-
-    def _class_idx(self, class_name: str) -> int:
-        rows = self._query("SELECT idx FROM classes WHERE name = ?", (class_name,))
-        if not rows:
-            raise StoreError(f"unknown class {class_name!r}; classes: {', '.join(self.classes())}")
-        return int(rows[0][0])
-
-    def record(
-        self,
-        image_id: int,
-        answer: str,
-        annotator: str,
-        round_id: int | None = None,
-    ) -> int:
-        """Record one answer (a class name, ``"unsure"`` or ``"skip"``) in its own transaction.
-
-        Returns:
-            the new record's id.
-
-        Raises:
-            StoreError: unknown image or class (nothing is written).
-        """
-        if self.image(image_id) is None:
-            raise StoreError(f"unknown image id {image_id}")
-        if image_id in self.removed_ids():
-            raise StoreError(f"image {image_id} was removed from the project")
-        if answer in ("unsure", "skip"):
-            kind, class_idx = answer, None
-        else:
-            kind, class_idx = "label", self._class_idx(answer)
-        with self._write() as con:
-            cur = con.execute(
-                "INSERT INTO labels (image_id, kind, class_idx, round_id, annotator, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (image_id, kind, class_idx, round_id, annotator, now()),
-            )
-            return inserted_id(cur)
-
-    def undo(self, round_id: int | None, annotator: str) -> int | None:
-        """Withdraw ``annotator``'s own latest live answer or skip of ``round_id`` by appending
-        a retraction (one reader never withdraws another's answer).
-
-        Returns:
-            the image id whose answer was withdrawn, or None when there is nothing to undo.
-        """
-        with self._write() as con:
-            row = con.execute(
-                "SELECT id, image_id FROM labels WHERE kind IN ('label', 'unsure', 'skip')"
-                " AND round_id IS ? AND annotator = ? AND id NOT IN"
-                " (SELECT retracts FROM labels WHERE retracts IS NOT NULL)"
-                " ORDER BY id DESC LIMIT 1",
-                (round_id, annotator),
-            ).fetchone()
-            if row is None:
-                return None
-            con.execute(
-                "INSERT INTO labels (image_id, kind, retracts, round_id, annotator, created_at)"
-                " VALUES (?, 'retract', ?, ?, ?, ?)",
-                (row[1], row[0], round_id, annotator, now()),
-            )
-            return int(row[1])
-
-    def current_answers(self) -> dict[int, Answer]:
-        """``image_id -> Answer`` for every image with a live ``label`` or ``unsure`` answer."""
-        return {r[1]: Answer(r[0], r[1], r[6], r[2], r[3], r[4], r[5])
-                for r in self._query(CURRENT_SQL)}
-
-    def history(self) -> list[tuple]:
-        """Every record of the labels table, oldest first (for audits and tests)."""
-        return self._query("SELECT id, image_id, kind, class_idx, retracts, round_id, annotator,"
-                           " created_at FROM labels ORDER BY id")
-
-    def import_labels(self, rows: Sequence[tuple[str, str]], annotator: str) -> int:
-        """Import ``(uid, answer)`` rows (answer: a class name or ``unsure``) atomically.
-
-        Every row is checked before anything is written: one unknown id or class rejects the
-        whole import.
-        """
-        by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
-        classes = {name: k for k, name in enumerate(self.classes())}
-        check_label_rows(rows, set(by_uid), list(classes))
-        stamp = now()
-        with self._write() as con:
-            con.executemany(
-                "INSERT INTO labels (image_id, kind, class_idx, annotator, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(by_uid[u], "unsure" if a == "unsure" else "label", classes.get(a), annotator,
-                  stamp) for u, a in rows],
-            )
-        return len(rows)
-
-    # ------------------------------------------------------------------ rounds
-
-    def add_round(
-        self,
-        strategy: str,
-        params: dict[str, Any],
-        checkpoint: str | None,
-        ranked: Sequence[tuple[int, float | None]],
-        purposes: Sequence[str] | None = None,
-        predictions: dict[int, np.ndarray] | None = None,
-    ) -> int:
-        """Record a round, its ranked ``(image_id, score)`` queries and (optionally) the round
-        model's ``(C,)`` probabilities per image, all in one transaction.
-
-        Args:
-            purposes: per query, why it is asked (:data:`~medactive.annotate.schema.PURPOSES`);
-                default all ``"acquire"``. Only a ``"second-read"`` may name a labelled image.
-            predictions: ``image_id -> (C,)`` probabilities of the model that chose the round.
-
-        Raises:
-            StoreError: a queried image already has an answer (outside a second read), is
-                listed twice, or a purpose is unknown.
-        """
-        ids = [int(i) for i, _ in ranked]
-        kinds = list(purposes) if purposes is not None else ["acquire"] * len(ids)
-        if len(kinds) != len(ids) or any(k not in PURPOSES for k in kinds):
-            raise StoreError(f"one purpose per query, each one of {PURPOSES}")
-        if len(set(ids)) != len(ids):
-            raise StoreError("a round cannot query the same image twice")
-        answered = {a.image_id for a in self.reader_answers()}
-        clash = [i for i, k in zip(ids, kinds, strict=True)
-                 if i in answered and k != "second-read"]
-        if clash:
-            raise StoreError(f"refusing to query {len(clash)} already-labelled image(s)")
-        with self._write() as con:
-            cur = con.execute(
-                "INSERT INTO rounds (strategy, params, checkpoint, created_at) VALUES (?, ?, ?, ?)",
-                (strategy, json.dumps(params, default=str), self._project_relative(checkpoint),
-                 now()),
-            )
-            rid = inserted_id(cur)
-            con.executemany(
-                "INSERT INTO queries (round_id, image_id, rank, score, purpose)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(rid, i, r, None if s is None else float(s), k)
-                 for r, ((i, s), k) in enumerate(zip(ranked, kinds, strict=True), start=1)],
-            )
-            if predictions:
-                con.executemany(
-                    "INSERT INTO predictions (round_id, image_id, probs) VALUES (?, ?, ?)",
-                    [(rid, int(i), np.asarray(p, np.float32).tobytes())
-                     for i, p in predictions.items()])
-        return rid
-
-    def _project_relative(self, path: str | Path | None) -> str | None:
-        """A path inside the project folder as a POSIX path relative to it (so the project can
-        be moved, and the path does not depend on the directory a command ran from); a path
-        outside it (a shared encoder cache) stays absolute."""
-        if path is None:
-            return None
-        absolute = Path(path).resolve()
-        try:
-            return absolute.relative_to(self.dir.resolve()).as_posix()
-        except ValueError:
-            return str(absolute)
-
-    def rounds(self) -> list[RoundRow]:
-        """All rounds, oldest first; ``checkpoint`` resolved against the project folder."""
-        return [RoundRow(r[0], r[1], json.loads(r[2]),
-                         None if r[3] is None else str(self.dir / r[3]), r[4])
-                for r in self._query(
-            "SELECT id, strategy, params, checkpoint, created_at FROM rounds ORDER BY id")]
-
-    def latest_round(self) -> RoundRow | None:
-        """The most recent round, or None before the first query."""
-        rounds = self.rounds()
-        return rounds[-1] if rounds else None
-
-    def queue(self, round_id: int, reader: str | None = None,
-              reads_needed: int = 1) -> list[QueueItem]:
-        """The round's queried images in rank order, with every reader's answer and whether
-        the page of ``reader`` moves past each one.
-
-        An image is *done* for ``reader`` once they answered or skipped it, or once it has
-        ``reads_needed`` readers' answers (2 at least for a second read, which also never goes
-        back to a reader who has answered it). Without a reader, an image is done once anyone
-        answered or skipped it (the single-reader view). Removed images are left out.
-        """
-        answers = self.current_answers()
-        names = self.classes()
-        by_reader: dict[int, dict[str, str]] = {}
-        for a in self.reader_answers():
-            by_reader.setdefault(a.image_id, {})[a.annotator] = a.display(names)
-        skips = self._query(
-            "SELECT image_id, annotator FROM labels WHERE kind = 'skip' AND round_id = ? AND id"
-            " NOT IN (SELECT retracts FROM labels WHERE retracts IS NOT NULL)", (round_id,))
-        skipped = {iid for iid, who in skips if reader is None or who == reader}
-        items = []
-        for rank, iid, uid, score, purpose in self._query(
-            "SELECT q.rank, q.image_id, i.uid, q.score, q.purpose FROM queries q JOIN images i"
-            " ON i.id = q.image_id WHERE q.round_id = ? AND q.image_id NOT IN"
-            " (SELECT image_id FROM removals) ORDER BY q.rank", (round_id,)
-        ):
-            ans = answers.get(iid)
-            name = None if ans is None else ans.display(names)
-            readers = by_reader.get(iid, {})
-            need = max(reads_needed, 2) if purpose == "second-read" else reads_needed
-            if reader is None:
-                done = (len(readers) >= need or iid in skipped) if purpose == "second-read" \
-                    else (ans is not None or iid in skipped)
-            else:
-                done = reader in readers or iid in skipped or len(readers) >= need
-            items.append(QueueItem(rank, iid, uid, score, name, iid in skipped and ans is None,
-                                   purpose, readers, done))
-        return items

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from medactive.coldstart import list_coldstart_strategies
+from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import ConfigError
 
 # The columns of the selection CSV, in order (the pipeline's evidence, minus its score).
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option("bloodmnist", help="MedMNIST name, .npz path or folder CSV"),
         budget: int = typer.Option(20, help="how many images to select"),
         strategy: str = typer.Option(
-            "hacon", help=f"one of: {', '.join(list_coldstart_strategies())}"),
+            DEFAULT_COLDSTART, help=f"one of: {', '.join(list_coldstart_strategies())}"),
         out: Path = typer.Option(Path("selection.csv"), help="CSV of selected ids, in order"),
         plot: Path | None = typer.Option(None, help="folder for dataset_map.png, embedding.png"),
         epochs: int | None = typer.Option(None, help="MoCo epochs (default: MocoConfig)"),
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
             run_coldstart,
         )
         from medactive.data.loading import load_dataset
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         params = {} if n_clusters is None else {"n_clusters": n_clusters}
         request = ColdStartRequest(strategy, params, budget, seed)

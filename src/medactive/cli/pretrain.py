@@ -28,15 +28,16 @@ def register(app: typer.Typer) -> None:
         from medactive.coldstart.pipeline import pretrain as run_pretrain
         from medactive.data.loading import load_dataset
         from medactive.models import distributed
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         ctx = distributed.init_from_env()
         folder = data.lower().endswith(".csv")
         options = {"image_size": image_size, "lazy": True} if folder else {}
         train = load_dataset(data, **options).train
+        defaults = MocoConfig()
         cfg = MocoConfig(backbone=backbone, seed=seed,
-                         **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size))
-                            if v is not None})
+                         epochs=defaults.epochs if epochs is None else epochs,
+                         batch_size=defaults.batch_size if batch_size is None else batch_size)
         result = run_pretrain(train.images, cfg, progress=progress)
         if ctx.primary:
             typer.echo(f"encoder {result.key}: {len(train)} images, {ctx.world} process(es), "

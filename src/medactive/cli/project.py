@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -41,18 +42,18 @@ def init(
     from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
-    if (images is None) == (from_npz is None):
-        raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
-    if images is not None:
+    if images is not None and from_npz is None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
                                  settings=settings, strict=strict, features=features)
-    else:
+    elif from_npz is not None and images is None:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
         store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
+    else:
+        raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
@@ -106,18 +107,19 @@ def status(
         typer.echo(f"removed: {st.removed}; skipped at init (unreadable): {st.skipped_at_init}")
     for item in left_out:
         typer.echo(f"  skipped  {item.path.as_posix()}: {item.reason}")
-    for r in removals:
-        typer.echo(f"  removed  {r.uid}: {r.reason} ({r.annotator}, {r.created_at})")
+    for removal in removals:
+        typer.echo(f"  removed  {removal.uid}: {removal.reason} ({removal.annotator}, "
+                   f"{removal.created_at})")
     if progress.rounds:
         typer.echo("  round  strategy      queried  answered  readers κ  val AUC (n)  "
                    "stability κ")
-        for r in progress.rounds:
-            kappa = "-" if r.agreement.kappa is None else f"{r.agreement.kappa:.3f}"
-            auc = "-" if r.validation_auc is None else \
-                f"{r.validation_auc:.3f} ({r.validation_n})"
-            stab = "-" if r.stability_kappa is None else f"{r.stability_kappa:.4f}"
-            typer.echo(f"  {r.id:5d}  {r.strategy:12.12s}  {r.queried:7d}  {r.answered:8d}  "
-                       f"{kappa:>9s}  {auc:>11s}  {stab:>11s}")
+        for summary in progress.rounds:
+            kappa = "-" if summary.agreement.kappa is None else f"{summary.agreement.kappa:.3f}"
+            auc = "-" if summary.validation_auc is None else \
+                f"{summary.validation_auc:.3f} ({summary.validation_n})"
+            stab = "-" if summary.stability_kappa is None else f"{summary.stability_kappa:.4f}"
+            typer.echo(f"  {summary.id:5d}  {summary.strategy:12.12s}  {summary.queried:7d}  "
+                       f"{summary.answered:8d}  {kappa:>9s}  {auc:>11s}  {stab:>11s}")
     agree = progress.overall_agreement
     if agree.method is not None:
         per_class = ", ".join(f"{name} {'-' if k is None else f'{k:.2f}'}"
@@ -243,8 +245,8 @@ def query(
     project_dir: Path = typer.Argument(..., help="project directory"),
     budget: int = typer.Option(..., "--budget", "-b", help="how many images to ask for"),
     strategy: str | None = typer.Option(
-        None, "--strategy", help="default: hacon with no labels yet (kmeans-centroid with your "
-        "own --features), aeig afterwards"),
+        None, "--strategy", help=f"default: {DEFAULT_COLDSTART} with no labels yet, "
+        f"{DEFAULT_ACQUISITION} afterwards"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                       help="contrastive pre-training epochs (first query only)"),

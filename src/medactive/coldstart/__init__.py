@@ -16,8 +16,10 @@ from medactive.coldstart.base import (
     register_coldstart_strategy,
 )
 from medactive.coldstart.hacon import hacon_select, kmeans, l2_normalise
+from medactive.defaults import DEFAULT_COLDSTART
 
 __all__ = [
+    "DEFAULT_COLDSTART",
     "ColdStartStrategy",
     "ColdStartView",
     "checked_coldstart_strategy",

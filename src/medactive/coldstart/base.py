@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medactive.data.lazy import take
+from medactive.data.lazy import LazyImages, take
 from medactive.errors import StrategyError
 from medactive.registry import Parametrized, Registry
 
@@ -32,7 +32,8 @@ class ColdStartView:
             when the features come from an encoder without a map (ImageNet weights, your own
             embeddings): strategies that need the map then refuse, the others still work.
         variability: ``(N,)`` dataset-map variability (its standard deviation), or None.
-        images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines).
+        images: optional ``(N, H, W, C)`` uint8 images (pixel-space baselines), in memory or
+            lazy (:class:`~medactive.data.lazy.LazyImages`).
         true_labels: optional ``(N,)`` ground truth, **simulation only** (analysis in
             :mod:`medactive.coldstart.simulation`); label-free strategies never read it.
         maps: optional ``{variant name: (N,) confidence}`` of every recorded dataset-map
@@ -42,7 +43,7 @@ class ColdStartView:
     features: np.ndarray
     confidence: np.ndarray | None = None
     variability: np.ndarray | None = None
-    images: np.ndarray | None = None
+    images: np.ndarray | LazyImages | None = None
     true_labels: np.ndarray | None = None
     maps: Mapping[str, np.ndarray] | None = None
 

@@ -30,8 +30,11 @@ from medactive.coldstart.base import (
 )
 from medactive.coldstart.embedding import clustering_space
 from medactive.coldstart.hacon import kmeans
+from medactive.data.lazy import LazyImages
+from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import StrategyError
-from medactive.models.contrastive import ContrastiveResult, MocoConfig, pretrain_moco
+from medactive.models.contrastive import pretrain_moco
+from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
 from medactive.models.device import select_device
 
 
@@ -62,7 +65,7 @@ class ColdStartRequest:
     ``allow_simulation`` admits ground-truth analyses (experiments only, never a real project).
     """
 
-    strategy: str = "hacon"
+    strategy: str = DEFAULT_COLDSTART
     params: dict[str, Any] = field(default_factory=dict)
     budget: int = 20
     seed: int = 0
@@ -164,16 +167,16 @@ def select_initial(
                                  int(cluster_seed))
         labels, _ = kmeans(space, int(k), int(cluster_seed))
         clusters = labels[indices]
-    has_map = view.confidence is not None and view.variability is not None
+    # a view holds both halves of the map or neither (checked in ColdStartView)
     return ColdStartSelection(
         indices, None if scores is None else np.asarray(scores, np.float64), clusters,
-        view.confidence[indices] if has_map else None,  # type: ignore[index]
-        view.variability[indices] if has_map else None,  # type: ignore[index]
+        None if view.confidence is None else view.confidence[indices],
+        None if view.variability is None else view.variability[indices],
         strategy)
 
 
 def pretrain(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     moco: MocoConfig | None = None,
     *,
     cache_root: Path | None = None,
@@ -185,7 +188,7 @@ def pretrain(
 
 
 def run_coldstart(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     request: ColdStartRequest,
     moco: MocoConfig | None = None,
     *,

@@ -24,7 +24,7 @@ from medactive.coldstart.hacon import (
     hacon_select,
     kmeans,
 )
-from medactive.data.lazy import is_lazy
+from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.rng import seed_or_draw
 
@@ -185,7 +185,7 @@ class KMeansPixels(ColdStartStrategy):
             raise StrategyError("kmeans-pixels needs the images in the cold-start view")
         seed = seed_or_draw(self.seed, rng)
         if self._cache is None or self._cache[0] != id(view.images):
-            if is_lazy(view.images):  # a pool on disk: batched incremental PCA
+            if isinstance(view.images, LazyImages):  # a pool on disk: batched incremental PCA
                 from medactive.coldstart.pixels import lazy_pixel_components
 
                 self._cache = (id(view.images), lazy_pixel_components(view.images, self.pca_dim))

@@ -111,7 +111,8 @@ class ImageDataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one image."""
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        _, h, w, c = self.images.shape
+        return int(h), int(w), int(c)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
         """Return the images at ``indices`` (ids travel with them, so they stay stable)."""

@@ -48,7 +48,7 @@ class LazyImages:
     """A uint8 ``(N, H, W, C)`` image array read from ``source`` on demand.
 
     Args:
-        source: the backing rows (an :class:`~medactive.data.store.ImageStore`).
+        source: the backing rows (an :class:`~medactive.data.imagestore.ImageStore`).
         index: ``(N,)`` int64 rows of ``source`` this view shows (default: all, in order).
     """
 

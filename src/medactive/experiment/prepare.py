@@ -46,17 +46,12 @@ class Prepared:
     confidence: np.ndarray | None
     variability: np.ndarray | None
     encoder_info: dict
-    head_train: np.ndarray | None = None
-    head_val: np.ndarray | None = None
-    head_test: np.ndarray | None = None
+    head_train: np.ndarray
+    head_val: np.ndarray
+    head_test: np.ndarray
     feature_mean: np.ndarray | None = None
     feature_std: np.ndarray | None = None
     maps: dict[str, np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.head_train is None:
-            self.head_train, self.head_val, self.head_test = (
-                self.train_features, self.val_features, self.test_features)
 
 
 def feature_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +123,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     confidence = variability = maps = None
     if mc.encoder == "moco":
         from medactive.coldstart.pipeline import pretrain
-        from medactive.models.contrastive import MocoConfig
+        from medactive.models.contrastive_config import MocoConfig
 
         moco_cfg = MocoConfig(backbone=mc.backbone, seed=config.run.seed, device=config.run.device,
                               **mc.pretrain.as_kwargs())
@@ -176,9 +171,10 @@ def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | Non
               confidence: np.ndarray | None, variability: np.ndarray | None,
               info: dict, maps: dict[str, np.ndarray] | None = None) -> Prepared:
     """The :class:`Prepared` of these features, standardised for the head when asked."""
-    if not standardise:
+    if not standardise:  # the head sees the raw features
         return Prepared(splits, encoder, train_features, val_features, test_features,
-                        confidence, variability, info, maps=maps)
+                        confidence, variability, info, head_train=train_features,
+                        head_val=val_features, head_test=test_features, maps=maps)
     head_train, head_val, head_test = standardize(train_features, val_features, test_features)
     mean, std = feature_statistics(train_features)
     return Prepared(splits, encoder, train_features, val_features, test_features, confidence,

@@ -15,6 +15,7 @@ from medactive.experiment.results import (
     minority_classes,
     minority_share,
 )
+from medactive.experiment.verdict import default_verdict
 from medactive.metrics import class_coverage, label_diversity_entropy
 
 
@@ -41,6 +42,7 @@ def summarize(run: RunData | Path) -> str:
         f"{config['run']['seed']}",
         "",
     ]
+    lines += default_verdict(run).markdown()
     target = None
     if reference:
         all_mean, all_std = mean_std([r["auc"] for r in reference])

@@ -189,9 +189,10 @@ class Runner:
         (self.out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
         if p.confidence is not None and p.variability is not None:
             selections = {f"initial:{name}": idx for name, idx in first_queries.items()}
+            # numeric arrays only: no pickle on writing, as np.load allows none on reading
             np.savez_compressed(self.out_dir / "dataset_map.npz", confidence=p.confidence,
                                 variability=p.variability, labels=p.splits.train.labels,
-                                **selections)
+                                allow_pickle=False, **selections)
 
     def _seed(self, repeat: int) -> int:
         return self.config.run.seed * 1000 + repeat
@@ -268,11 +269,14 @@ class Runner:
 
         torch.manual_seed(seed)
         p, mc = self.prepared, self.config.model
+        if p.encoder is None:  # ModelConfig already refuses mode = "finetune" without one
+            raise ConfigError("fine-tuning needs an encoder; encoder = 'features' trains the head only")
         backbone = copy.deepcopy(p.encoder)
         if mc.encoder == "random":
             for module in backbone.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
         return Classifier(backbone, p.splits.n_classes, mc.dropout)
 
     def _run_cell(self, repeat: int, init: StrategySpec, acq: StrategySpec,
@@ -320,10 +324,11 @@ class Runner:
         """Full-data ("all") performance, once per repeat."""
         path = self.out_dir / REFERENCE
         done = {r["repeat"] for r in read_jsonl(path)}
+        todo = [rep for rep in range(self.config.run.repeats) if rep not in done]
         p = None
-        for rep in range(self.config.run.repeats):
-            if rep in done:
-                continue
+        # one model on every pool label per repeat: minutes on a CPU, so it shows progress
+        for rep in progress_bar(todo, desc="full-data reference", unit="repeat",
+                                enabled=self.progress):
             p = p or self.prepared
             proba, _ = self._train_and_view(np.arange(len(p.splits.train)), self._seed(rep) * 100)
             rec = {"repeat": rep, "seed": self._seed(rep), "n_labeled": len(p.splits.train),

@@ -8,6 +8,7 @@ torch this project pins.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,6 +108,21 @@ class CompactCNN(nn.Module):
 
 
 BACKBONES = ("compact", "resnet18", "efficientnet-lite0")
+
+
+def backbone_out_dim(backbone: nn.Module) -> int:
+    """Width ``D`` of the ``(B, D)`` features ``backbone`` returns (its ``out_dim`` attribute).
+
+    Read through here rather than as ``backbone.out_dim``, which torch types as a tensor or a
+    submodule (``nn.Module.__getattr__``).
+
+    Raises:
+        ConfigError: the module has no integer ``out_dim`` (it is not a backbone).
+    """
+    dim = getattr(backbone, "out_dim", None)
+    if not isinstance(dim, (int, np.integer)):
+        raise ConfigError(f"{type(backbone).__name__} is not a backbone: it has no integer out_dim")
+    return int(dim)
 
 
 def build_backbone(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medactive.models.backbones import build_backbone
+from medactive.models.backbones import backbone_out_dim, build_backbone
 
 # Fixed normalisation: maps uint8 [0, 255] to [-1, 1]. Dataset-independent on purpose so a cached
 # encoder can be reused across splits and subsets without carrying statistics around.
@@ -38,7 +38,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(int(backbone.out_dim), n_classes)  # type: ignore[arg-type]
+        self.head = nn.Linear(backbone_out_dim(backbone), n_classes)
 
     @property
     def feature_dim(self) -> int:

@@ -18,6 +18,9 @@ Results (encoder weights, map, un-augmented features) are cached under
 ``cache_dir()/encoders/<key>`` where ``key`` hashes the image bytes and the config, so the CLI,
 the demo and the experiment runner share one pre-training. Training checkpoints every epoch and
 resumes from the last finished epoch when re-run with the same data and config.
+
+What a run is asked and what it returns (``MocoConfig``, ``ContrastiveResult``) lives in
+:mod:`medactive.models.contrastive_config`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import math
 import pickle
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,12 @@ from torch import nn
 from medactive.data.lazy import LazyImages, content_digest, prefetch_batches
 from medactive.errors import ConfigError
 from medactive.models import distributed
-from medactive.models.augment import DEFAULT_CROP_MIN_SCALE, contrastive_augmentation, normalise, to_unit
-from medactive.models.backbones import build_backbone
+from medactive.models.augment import contrastive_augmentation, normalise, to_unit
+from medactive.models.backbones import backbone_out_dim, build_backbone
+from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
 from medactive.models.datamap import (
     MapAccumulator,
+    MapVariant,
     catalogue,
     pair_map_values,
     parse_map_name,
@@ -63,125 +67,13 @@ _NON_KEY_FIELDS = ("device", "amp", "num_threads")
 _MAP_FORMAT = "maps-v2"
 
 
-@dataclass
-class MocoConfig:
-    """Hyper-parameters of MoCo v2 pre-training (paper Table 2, scaled to a 2-core CPU).
-
-    Defaults: ``epochs=10`` with batch 256 on BloodMNIST train (11,959 images, compact backbone)
-    is ~120k augmented pairs: ~4.4 minutes at the 455 pairs/s measured on this 2-core CPU
-    (docs/coldstart.md).
-    ``lr`` is the absolute rate for ``batch_size`` (paper: 0.03 x batch/256; a small network and
-    short schedule prefer a larger one). ``repeats`` > 1 is the paper's repeated augmentation
-    (Table 4): each image appears ``repeats`` times per epoch.
-
-    Dataset map (:mod:`medactive.models.datamap`): the primary map is
-    ``"<map_competitors>:<rule>"`` with rule ``tau=<tau_map>`` for ``map_rule="softmax"`` (paper
-    Eq. 1, τ = 0.05), else ``hit`` / ``rank``. ``probe_pairs`` > 0 adds a forward-only pass at
-    the end of each of the last ``probe_epochs`` epochs (``None`` = every epoch): that many
-    augmentation pairs per image against ``probe_negatives`` fixed negative images.
-    """
-
-    backbone: str = "compact"
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.06
-    weight_decay: float = 1e-4
-    sgd_momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    temperature: float = 0.2
-    tau_map: float = 0.05
-    map_rule: str = "softmax"
-    map_competitors: str = "batch"
-    probe_pairs: int = 0
-    probe_epochs: int | None = None
-    probe_negatives: int = 4096
-    momentum: float = 0.99
-    queue_size: int = 4096
-    proj_dim: int = 128
-    repeats: int = 1
-    crop_min_scale: float = DEFAULT_CROP_MIN_SCALE
-    aug_strength: float = 1.0
-    seed: int = 0
-    device: str | None = None
-    amp: bool = True
-    # CPU threads for this run (None = torch's default). On a CPU shared with other jobs, 1 thread
-    # was twice as fast as 2 (docs/coldstart.md); not part of the cache key.
-    num_threads: int | None = None
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` on impossible values."""
-        if self.epochs < 1 or self.batch_size < 2 or self.repeats < 1:
-            raise ConfigError("MocoConfig: epochs >= 1, batch_size >= 2 and repeats >= 1 required")
-        if self.temperature <= 0 or self.tau_map <= 0:
-            raise ConfigError("MocoConfig: temperature and tau_map must be positive")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError("MocoConfig: momentum must be in [0, 1)")
-        if not 0.0 < self.crop_min_scale <= 1.0:
-            raise ConfigError("MocoConfig: crop_min_scale must be in (0, 1]")
-        if self.queue_size < self.batch_size:
-            raise ConfigError("MocoConfig: queue_size must be >= batch_size")
-        if self.map_rule not in ("softmax", "hit", "rank"):
-            raise ConfigError(f"MocoConfig: map_rule must be softmax, hit or rank, got {self.map_rule!r}")
-        parse_map_name(self.map_name)  # validates map_competitors
-        if self.probe_pairs < 0 or self.probe_negatives < 1:
-            raise ConfigError("MocoConfig: probe_pairs >= 0 and probe_negatives >= 1 required")
-        if self.probe_epochs is not None and self.probe_epochs < 1:
-            raise ConfigError("MocoConfig: probe_epochs must be >= 1 (or None for every epoch)")
-        if self.map_competitors == "probe" and self.probe_pairs == 0:
-            raise ConfigError("MocoConfig: map_competitors='probe' needs probe_pairs >= 1")
-
-    @property
-    def map_name(self) -> str:
-        """Name of the primary map variant, e.g. ``"batch:tau=0.05"``."""
-        rule = f"tau={self.tau_map:g}" if self.map_rule == "softmax" else self.map_rule
-        return f"{self.map_competitors}:{rule}"
-
-    def probed(self, epoch: int) -> bool:
-        """Whether the probe pass runs at the end of (0-based) ``epoch``."""
-        first = 0 if self.probe_epochs is None else self.epochs - self.probe_epochs
-        return self.probe_pairs > 0 and epoch >= first
-
-
-@dataclass
-class ContrastiveResult:
-    """Output of :func:`pretrain_moco`.
-
-    Attributes:
-        encoder: the query backbone (no projection head), eval mode, on CPU.
-        features: ``(N, D)`` float32 backbone features of the un-augmented images.
-        confidence: ``(N,)`` float64 mean probability of the positive pair (Eq. 3), primary map.
-        variability: ``(N,)`` float64 standard deviation of that probability.
-        config: the configuration used.
-        key: cache key (hash of image bytes + config).
-        images_per_second: augmented pairs processed per second of training (0 on a cache hit
-            without a recorded figure).
-        from_cache: True when loaded from the cache without training.
-        maps: ``{variant name: (N,) float64 confidence}`` for every recorded map variant
-            (:func:`medactive.models.datamap.catalogue`); ``maps[config.map_name]`` is
-            ``confidence``.
-        map_trajectory: ``(E, V, N)`` float32 per-epoch means of the variants in ``maps`` order
-            (NaN where an epoch recorded nothing), for noise studies.
-    """
-
-    encoder: nn.Module
-    features: np.ndarray
-    confidence: np.ndarray
-    variability: np.ndarray
-    config: MocoConfig
-    key: str
-    images_per_second: float
-    from_cache: bool = False
-    maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    map_trajectory: np.ndarray | None = None
-
-
 class MocoNet(nn.Module):
     """Backbone + MLP projection (Linear-ReLU-Linear, MoCo v2) to ``proj_dim``, L2-normalised."""
 
     def __init__(self, backbone: nn.Module, proj_dim: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
-        d = int(backbone.out_dim)
+        d = backbone_out_dim(backbone)
         self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, proj_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +81,7 @@ class MocoNet(nn.Module):
         return nn.functional.normalize(self.projector(self.backbone(x)).float(), dim=1)
 
 
-def cache_key(images: np.ndarray, config: MocoConfig) -> str:
+def cache_key(images: np.ndarray | LazyImages, config: MocoConfig) -> str:
     """MD5 of the image bytes and shape plus the result-relevant config fields (16 hex chars)."""
     h = hashlib.md5()
     h.update(str(images.shape).encode())
@@ -219,7 +111,7 @@ _CACHE_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, RuntimeError, zip
                       pickle.UnpicklingError)
 
 
-def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
+def _load_cached(folder: Path, images: np.ndarray | LazyImages, config: MocoConfig,
                  key: str) -> ContrastiveResult | None:
     """The result cached in ``folder``, or None when it is incomplete or corrupt (``meta.json``
     present but ``encoder.pt`` or ``map.npz`` missing, cut short or of the wrong size: a copy
@@ -231,7 +123,7 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         with np.load(folder / "map.npz") as arrays:
             features, confidence, variability = (
                 np.asarray(arrays[name]) for name in ("features", "confidence", "variability"))
-            extra = _read_maps(arrays, meta)
+            maps, trajectory = _read_maps(arrays, meta)
         backbone = build_backbone(config.backbone, images.shape[-1], images.shape[1])
         backbone.load_state_dict(torch.load(folder / "encoder.pt", map_location="cpu",
                                             weights_only=True))
@@ -245,20 +137,22 @@ def _load_cached(folder: Path, images: np.ndarray, config: MocoConfig,
         return None
     backbone.eval()
     return ContrastiveResult(backbone, features, confidence, variability, config, key,
-                             float(meta.get("images_per_second", 0.0)), from_cache=True, **extra)
+                             float(meta.get("images_per_second", 0.0)), from_cache=True, maps=maps,
+                             map_trajectory=trajectory)
 
 
-def _read_maps(arrays: np.lib.npyio.NpzFile, meta: dict) -> dict[str, object]:
+def _read_maps(arrays: np.lib.npyio.NpzFile,
+               meta: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     # map catalogue of a cached result (absent from folders written before it existed)
     names = meta.get("map_names", [])
     if not names or "map_trajectory" not in arrays:
-        return {}
-    return {"maps": {n: np.asarray(arrays[f"map:{n}"]) for n in names},
-            "map_trajectory": np.asarray(arrays["map_trajectory"])}
+        return {}, None
+    return ({n: np.asarray(arrays[f"map:{n}"]) for n in names},
+            np.asarray(arrays["map_trajectory"]))
 
 
 def pretrain_moco(
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     config: MocoConfig | None = None,
     *,
     cache_root: Path | None = None,
@@ -267,7 +161,8 @@ def pretrain_moco(
     """Pre-train MoCo v2 on uint8 ``(N, H, W, C)`` images and record the dataset map.
 
     Args:
-        images: unlabelled training images, ``C`` in {1, 3}.
+        images: unlabelled training images, ``C`` in {1, 3}, in memory or lazy
+            (:class:`~medactive.data.lazy.LazyImages`: read in prefetched batches).
         config: hyper-parameters (defaults: :class:`MocoConfig`).
         cache_root: folder holding ``<key>/`` result folders (default ``cache_dir()/encoders``).
         progress: show a progress bar with images/second.
@@ -309,7 +204,8 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     gen = seed_everything(cfg.seed)
     n, size, channels = images.shape[0], images.shape[1], images.shape[-1]
     query = MocoNet(build_backbone(cfg.backbone, channels, size), cfg.proj_dim).to(device)
-    query = query.to(memory_format=fmt)
+    # in place (Module.to returns self); torch's stubs lack Module.to(memory_format=...)
+    query.to(memory_format=fmt)  # type: ignore[call-overload]
     trained = distributed.wrap(query, dist, device)  # query itself in a single process
     if dist.active:  # same weights (DDP broadcasts them), different augmentations per rank
         torch.manual_seed(cfg.seed + 1000 * dist.rank)
@@ -419,13 +315,17 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     confidence, variability = maps[cfg.map_name], spreads[cfg.map_name]
     encoder = query.backbone
     features = extract_features(encoder, images, device=device, progress=False)
-    encoder = encoder.cpu().to(memory_format=torch.contiguous_format).eval()
+    # in place, like every Module.to; torch's stubs lack Module.to(memory_format=...)
+    encoder.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    encoder.eval()
     rate = pairs_done / max(train_seconds, 1e-9)
     if not dist.primary:  # rank 0 writes the cache entry
         return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate)
     torch.save(encoder.state_dict(), folder / "encoder.pt")
+    # numeric arrays only: no pickle on writing, as np.load allows none on reading
     np.savez(folder / "map.npz", features=features, confidence=confidence, variability=variability,
-             map_trajectory=trajectory, **{f"map:{k}": v for k, v in maps.items()})
+             map_trajectory=trajectory, allow_pickle=False,
+             **{f"map:{k}": v for k, v in maps.items()})
     meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),
             "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done,
             "probe_seconds": probe_seconds, "map_names": names}
@@ -441,9 +341,9 @@ def _probe_negatives(n: int, cfg: MocoConfig) -> np.ndarray:
     return np.sort(rng.choice(n, min(n, cfg.probe_negatives), replace=False))
 
 
-def _probe(net: nn.Module, images: np.ndarray, augment: nn.Module, variants: list,
-           negatives: np.ndarray, cfg: MocoConfig, epoch: int, device: torch.device,
-           fmt: torch.memory_format) -> dict[str, np.ndarray]:
+def _probe(net: nn.Module, images: np.ndarray | LazyImages, augment: nn.Module,
+           variants: list[MapVariant], negatives: np.ndarray, cfg: MocoConfig, epoch: int,
+           device: torch.device, fmt: torch.memory_format) -> dict[str, np.ndarray]:
     # Forward-only probe with the key encoder. Its augmentations come from a forked RNG seeded
     # by (seed, epoch), so probing never changes the training trajectory: a run with the probe
     # trains exactly the encoder of the same run without it.

@@ -29,13 +29,14 @@ all-reduce the sum arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from medactive.data.lazy import LazyImages
 from medactive.errors import ConfigError
 
 COMPETITORS = ("batch", "batch+queue", "probe")
@@ -109,8 +110,11 @@ def rule_values(pos: torch.Tensor, others: torch.Tensor, variant: MapVariant) ->
     """
     pos, others = pos.double(), others.double()
     if variant.rule == "softmax":
-        logits = torch.cat([pos[:, None], others], dim=1) / variant.tau
-        return (pos / variant.tau - torch.logsumexp(logits, dim=1)).exp()
+        tau = variant.tau
+        if tau is None:  # parse_map_name always sets it; a hand-built variant might not
+            raise ConfigError(f"map variant {variant.competitors}:softmax has no temperature")
+        logits = torch.cat([pos[:, None], others], dim=1) / tau
+        return (pos / tau - torch.logsumexp(logits, dim=1)).exp()
     if variant.rule == "hit":
         return (pos > others.max(dim=1).values).double()
     valid = torch.isfinite(others)
@@ -237,7 +241,8 @@ class MapAccumulator:
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore :meth:`state_dict`'s arrays (same names and shapes)."""
-        if list(state["names"]) != self.names:  # type: ignore[arg-type]
+        names = state["names"]
+        if not isinstance(names, Sequence) or list(names) != self.names:
             raise ConfigError("checkpoint map variants differ from this configuration")
         for key in ("total", "total_sq", "count", "epoch_total", "epoch_count"):
             setattr(self, key, np.asarray(state[key], dtype=np.float64))
@@ -259,8 +264,8 @@ class MapAccumulator:
 @torch.no_grad()
 def probe_map_values(
     net: nn.Module,
-    images: np.ndarray,
-    view: nn.Module,
+    images: np.ndarray | LazyImages,
+    view: Callable[[np.ndarray], torch.Tensor],
     variants: Sequence[MapVariant],
     negative_idx: np.ndarray,
     pairs: int,
@@ -271,7 +276,7 @@ def probe_map_values(
 
     Args:
         net: projection network (``(B, C, H, W)`` -> ``(B, P)``), run in eval mode.
-        images: uint8 ``(N, H, W, C)``.
+        images: uint8 ``(N, H, W, C)``, in memory or lazy (indexed one batch at a time).
         view: maps uint8 images ``(B, H, W, C)`` to one augmented, normalised input batch.
         variants: ``probe`` variants (others are skipped).
         negative_idx: ``(M,)`` indices of the negative images (one augmented view each); an

@@ -95,7 +95,8 @@ def fit_classifier(
     device = select_device(cfg.device)
     gen = seed_everything(cfg.seed)
     fmt = memory_format(device)
-    model.to(device).to(memory_format=fmt)
+    # torch's stubs lack Module.to(memory_format=...), which torch accepts
+    model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     augment = make_augmentation(cfg.rotation_degrees).to(device) if cfg.augment else None
@@ -187,7 +188,8 @@ def extract_features(
     """
     dev = select_device(device)
     was_training = backbone.training
-    backbone.to(dev).to(memory_format=memory_format(dev)).eval()
+    # torch's stubs lack Module.to(memory_format=...), which torch accepts
+    backbone.to(dev).to(memory_format=memory_format(dev)).eval()  # type: ignore[call-overload]
     try:
         return _batched(backbone, images, dev, batch_size, progress, "features").astype(np.float32)
     finally:

@@ -3,6 +3,7 @@
 Importing this package registers every built-in strategy (one module per family).
 """
 
+from medactive.defaults import DEFAULT_ACQUISITION
 from medactive.strategies import (  # noqa: F401  (importing registers the strategies)
     badge,
     consistency,
@@ -33,6 +34,7 @@ from medactive.strategies.reference import info_gain_scores_reference
 from medactive.strategies.view import build_round_view
 
 __all__ = [
+    "DEFAULT_ACQUISITION",
     "RoundView",
     "ScoreStrategy",
     "SelectionHealth",

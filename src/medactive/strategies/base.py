@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.registry import Parametrized, Registry
 
@@ -55,8 +56,9 @@ class RoundView:
         dropout_p: dropout probability in front of the head (MC-dropout strategies use it).
         val_features: ``(K, D)`` features of the evaluation (validation) images.
         val_labels: ``(K,)`` labels of the evaluation images.
-        images: optional ``(N, H, W, C)`` uint8 training images, for strategies that need the
-            network itself (VAAL, Consistency) and for pixel-space baselines.
+        images: optional ``(N, H, W, C)`` uint8 training images, in memory or lazy
+            (:class:`~medactive.data.lazy.LazyImages`, read one batch at a time), for strategies
+            that need the network itself (VAAL, Consistency) and for pixel-space baselines.
         model: optional trained classifier (``medactive.models.Classifier``), same purpose.
         true_labels: optional ``(N,)`` ground truth, **simulation only** (label-diversity
             wrapper with ``groups="true"``); never read by label-free code.
@@ -71,7 +73,7 @@ class RoundView:
     dropout_p: float = 0.2
     val_features: np.ndarray | None = None
     val_labels: np.ndarray | None = None
-    images: np.ndarray | None = None
+    images: np.ndarray | LazyImages | None = None
     model: Any = None
     true_labels: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
@@ -261,8 +263,10 @@ def list_strategies() -> list[str]:
     return sorted(_REGISTRY.entries())
 
 
-def require_network(view: RoundView, name: str, need_model: bool = True) -> np.ndarray:
-    """The view's ``(N, H, W, C)`` training images; raise :class:`StrategyError` unless it
+def require_network(view: RoundView, name: str,
+                    need_model: bool = True) -> np.ndarray | LazyImages:
+    """The view's ``(N, H, W, C)`` training images (index them in batches: they may be lazy);
+    raise :class:`StrategyError` unless it
     carries them (and the trained model when ``need_model``)."""
     missing = [
         what

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medactive.data.lazy import is_lazy
+from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.models.classifier import Classifier
 from medactive.models.training import extract_features
@@ -14,10 +14,10 @@ from medactive.strategies.base import RoundView
 
 def build_round_view(
     model: Classifier,
-    train_images: np.ndarray,
+    train_images: np.ndarray | LazyImages,
     labeled_mask: np.ndarray,
     labels: np.ndarray,
-    val_images: np.ndarray,
+    val_images: np.ndarray | LazyImages,
     val_labels: np.ndarray,
     *,
     batch_size: int = 512,
@@ -32,7 +32,8 @@ def build_round_view(
 
     Args:
         model: trained ``Classifier`` (backbone -> dropout -> linear head).
-        train_images: ``(N, H, W, C)`` uint8 images of the whole training set.
+        train_images: ``(N, H, W, C)`` uint8 images of the whole training set, in memory or
+            lazy (:class:`~medactive.data.lazy.LazyImages`).
         labeled_mask: ``(N,)`` bool, True where labelled.
         labels: ``(N,)`` int labels; entries outside ``labeled_mask`` are ignored (set to -1).
         val_images: ``(K, H, W, C)`` uint8 evaluation images. val_labels: ``(K,)`` labels.
@@ -55,7 +56,8 @@ def build_round_view(
         )
     # One pass over train+val: concatenating costs one uint8 copy, far less than a second
     # model launch, and keeps batches full across the boundary.
-    if is_lazy(train_images) or is_lazy(val_images):  # never concatenate a pool on disk
+    # never concatenate a pool on disk
+    if isinstance(train_images, LazyImages) or isinstance(val_images, LazyImages):
         feats = np.concatenate([
             extract_features(model.backbone, part, batch_size, device, progress=False)
             for part in (train_images, val_images) if part.shape[0]])

@@ -1,0 +1,22 @@
+"""medactive's defaults: the strategies used when the user names none.
+
+Each was chosen by evidence, not by the papers' names, and none has a parameter fitted to one
+dataset (the rationale is in the linked sections). This module imports nothing, so the CLI's help
+can name the defaults without loading torch.
+"""
+
+# Cold start (zero labels): TypiClust (Hacohen et al. 2022), one most-typical image per K-means
+# cluster of the pool, K = budget. Best label-free start in the cold-start study (above random
+# in 16 of 16 setting x budget cells, docs/coldstart.md "Which default, and why"); it needs only
+# features, no dataset map, so it serves every encoder (MoCo, ImageNet, your own embeddings).
+DEFAULT_COLDSTART = "typiclust"
+
+# Acquisition (once there are labels): Cluster-Margin while labels are scarce, Margin from
+# DEFAULT_SWITCH_PER_CLASS labels per class on (docs/results.md "Acquisition defaults").
+DEFAULT_ACQUISITION = "cluster-margin-then-margin"
+
+# Labels per class at which the default acquisition switches from Cluster-Margin to Margin:
+# from a 25-per-class start Margin was at or above Cluster-Margin at every round on BloodMNIST
+# and its long-tailed variant, while below ~20 per class Margin alone collapsed on a long-tailed
+# draw (docs/results.md "The switch point"). Counted per class, so it scales with C.
+DEFAULT_SWITCH_PER_CLASS = 25

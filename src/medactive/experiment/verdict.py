@@ -1,0 +1,155 @@
+"""Do medactive's defaults pick better images than random in this run? A plain answer.
+
+The demo (and any run that holds ``random`` beside a default) ends with this check, so a user sees
+at once whether the product earned its keep on their data:
+
+* the default cold start against a random start of the same size: test AUC of the model trained
+  on the initial query alone (round 0), paired by repeat;
+* the default acquisition against random acquisition from the same initial query: paired by
+  repeat (same initial set, same round-0 model), at every round after the initial one.
+
+"Holds" means the mean over repeats is at or above random's — at round 0 for the cold start, at
+*every* round for the acquisition. With few repeats the standard error of a paired difference is
+a few thousandths of AUC, so the counts of repeats above random are printed beside the means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
+from medactive.experiment.results import RunData
+
+RANDOM = "random"
+
+
+@dataclass
+class Comparison:
+    """One default against random.
+
+    Attributes:
+        what: ``"cold start"`` or ``"acquisition"``.
+        default: the default strategy's name.
+        initial: the initial query both arms started from (acquisition) or ``None``.
+        labels: ``(R,)`` labelled-set sizes compared (one per round).
+        deltas: ``(R,)`` mean paired AUC difference, default − random, per round.
+        wins: ``(R,)`` repeats in which the default was at or above random, per round.
+        default_auc, random_auc: ``(R,)`` mean test AUC of each arm per round.
+        repeats: number of paired repeats.
+    """
+
+    what: str
+    default: str
+    initial: str | None
+    labels: list[int]
+    deltas: list[float]
+    wins: list[int]
+    default_auc: list[float]
+    random_auc: list[float]
+    repeats: int
+
+    @property
+    def holds(self) -> bool:
+        """The default is at or above random (mean over repeats) at every compared round."""
+        return all(d >= 0 for d in self.deltas)
+
+    def line(self) -> str:
+        """One line for a terminal or a Markdown list."""
+        start = "" if self.initial is None else f" from a {self.initial} start"
+        verdict = "beats random" if self.holds else "does NOT beat random"
+        cells = ", ".join(
+            f"@{n}: {a:.4f} vs {r:.4f} ({d:+.4f}, {w}/{self.repeats})"
+            for n, a, r, d, w in zip(self.labels, self.default_auc, self.random_auc,
+                                     self.deltas, self.wins, strict=True))
+        return f"{self.what} `{self.default}`{start} {verdict}: {cells}"
+
+
+@dataclass
+class Verdict:
+    """Every comparison a run allows (empty when it holds no default beside random)."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        """Every comparison holds (and there is at least one)."""
+        return bool(self.comparisons) and all(c.holds for c in self.comparisons)
+
+    def markdown(self) -> list[str]:
+        """A ``summary.md`` section (no lines when there is nothing to compare)."""
+        if not self.comparisons:
+            return []
+        head = ("Every default beats random in this run." if self.holds else
+                "**At least one default does not beat random in this run** (see below).")
+        return ["## Defaults against random", "",
+                "Mean test AUC of the default vs random, paired by repeat (same seed, same "
+                "initial set), the difference, and the repeats where the default was at or "
+                "above random. Cold start: the model on the initial query alone; acquisition: "
+                "every round after it.", "", head, "",
+                *[f"- {c.line()}" for c in self.comparisons], ""]
+
+
+def _auc_by(records: list[dict], initial: str, strategy: str) -> dict[tuple[int, int], tuple]:
+    # (repeat, round) -> (n_labeled, auc)
+    return {(r["repeat"], r["round"]): (r["n_labeled"], r["auc"]) for r in records
+            if r["initial"] == initial and r["strategy"] == strategy}
+
+
+def _compare(what: str, default: str, initial: str | None, ours: dict, theirs: dict,
+             rounds: list[int]) -> Comparison | None:
+    labels, deltas, wins, mine, base = [], [], [], [], []
+    repeats = sorted({rep for rep, _ in ours} & {rep for rep, _ in theirs})
+    if not repeats:
+        return None
+    for rnd in rounds:
+        pairs = [(ours[rep, rnd], theirs[rep, rnd]) for rep in repeats
+                 if (rep, rnd) in ours and (rep, rnd) in theirs]
+        if len(pairs) < len(repeats):
+            continue  # a round not finished in every repeat is not compared
+        a = np.array([p[0][1] for p in pairs])
+        b = np.array([p[1][1] for p in pairs])
+        labels.append(int(pairs[0][0][0]))
+        deltas.append(float(np.mean(a - b)))
+        wins.append(int(np.sum(a >= b)))
+        mine.append(float(a.mean()))
+        base.append(float(b.mean()))
+    if not labels:
+        return None
+    return Comparison(what, default, initial, labels, deltas, wins, mine, base, len(repeats))
+
+
+def default_verdict(run: RunData, coldstart: str = DEFAULT_COLDSTART,
+                    acquisition: str = DEFAULT_ACQUISITION) -> Verdict:
+    """Compare the defaults with random wherever the run holds both.
+
+    Args:
+        run: a finished (or partly finished) run.
+        coldstart: the cold-start strategy to judge (default: the product's default).
+        acquisition: the acquisition strategy to judge (default: the product's default).
+
+    Returns:
+        A :class:`Verdict`; the cold-start comparison uses any acquisition arm's round 0 (it is
+        the same model in every arm of a repeat), the acquisition comparisons one per initial
+        query the run holds.
+    """
+    records = run.records
+    initials = list(dict.fromkeys(r["initial"] for r in records))
+    strategies = list(dict.fromkeys(r["strategy"] for r in records))
+    out = Verdict()
+    if coldstart in initials and RANDOM in initials and strategies:
+        arm = strategies[0]  # round 0 is the initial query's model, whatever comes after
+        c = _compare("cold start", coldstart, None, _auc_by(records, coldstart, arm),
+                     _auc_by(records, RANDOM, arm), [0])
+        if c is not None:
+            out.comparisons.append(c)
+    if acquisition in strategies and RANDOM in strategies:
+        for init in initials:
+            ours = _auc_by(records, init, acquisition)
+            rounds = sorted({rnd for _, rnd in ours if rnd > 0})
+            c = _compare("acquisition", acquisition, init, ours,
+                         _auc_by(records, init, RANDOM), rounds)
+            if c is not None:
+                out.comparisons.append(c)
+    return out

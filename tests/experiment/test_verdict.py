@@ -1,0 +1,58 @@
+"""The defaults-against-random verdict: paired by repeat, every round, in summary.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medactive.experiment.results import RunData
+from medactive.experiment.verdict import default_verdict
+
+
+def _records(table: dict[tuple[str, str], list[list[float]]]) -> list[dict]:
+    # (initial, strategy) -> [repeat][round] AUC; 40 labels at round 0, +40 a round
+    return [{"initial": init, "strategy": s, "repeat": rep, "round": rnd,
+             "n_labeled": 40 * (rnd + 1), "auc": auc}
+            for (init, s), reps in table.items() for rep, aucs in enumerate(reps)
+            for rnd, auc in enumerate(aucs)]
+
+
+def _run(records: list[dict]) -> RunData:
+    return RunData(Path("."), records, [], {}, {}, None)
+
+
+def test_paired_deltas_wins_and_holds() -> None:
+    run = _run(_records({
+        ("random", "random"): [[0.80, 0.85, 0.90], [0.82, 0.86, 0.88]],
+        ("random", "good"): [[0.80, 0.87, 0.91], [0.82, 0.85, 0.90]],
+        ("typi", "random"): [[0.84, 0.86, 0.90], [0.83, 0.87, 0.89]],
+        ("typi", "good"): [[0.84, 0.86, 0.89], [0.83, 0.86, 0.88]],
+    }))
+    v = default_verdict(run, coldstart="typi", acquisition="good")
+    cold, from_random, from_typi = v.comparisons
+    assert cold.what == "cold start" and cold.labels == [40]
+    assert cold.deltas == pytest.approx([(0.04 + 0.01) / 2]) and cold.wins == [2] and cold.holds
+    assert from_random.initial == "random" and from_random.labels == [80, 120]
+    # round 1: +0.02 and -0.01 -> +0.005, one repeat of two at or above random
+    assert from_random.deltas == pytest.approx([0.005, 0.015]) and from_random.wins == [1, 2]
+    assert from_random.holds
+    assert from_typi.deltas == pytest.approx([-0.005, -0.01]) and not from_typi.holds
+    assert not v.holds
+    text = "\n".join(v.markdown())
+    assert "does NOT beat random" in text and "@80: " in text
+
+
+def test_nothing_to_compare_gives_no_section() -> None:
+    run = _run(_records({("random", "entropy"): [[0.8, 0.9]]}))
+    v = default_verdict(run, coldstart="typi", acquisition="good")
+    assert v.comparisons == [] and v.markdown() == [] and not v.holds
+
+
+def test_unfinished_rounds_are_not_compared() -> None:
+    recs = _records({("random", "random"): [[0.8, 0.9], [0.8, 0.9]],
+                     ("random", "good"): [[0.8, 0.95], [0.8, 0.95]]})
+    recs = [r for r in recs if not (r["strategy"] == "good" and r["repeat"] == 1
+                                    and r["round"] == 1)]  # interrupted mid-run
+    # not every repeat reached round 1 yet: nothing is claimed
+    assert default_verdict(_run(recs), coldstart="typi", acquisition="good").comparisons == []
