@@ -26,7 +26,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from medactive.annotate.guard import (
+    MAX_ID,
     MIN_TOKEN_LENGTH,
+    NAME_PATTERN,
     RequestGuard,
     json_body,
     read_json,
@@ -38,8 +40,6 @@ from medactive.annotate.store import ProjectStore
 from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import ConfigError, MedactiveError, StoreError, StoreReplacedError
 
-MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id can name no image
-NAME_PATTERN = r"^[^\x00-\x1f]{1,80}$"
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 
 log = logging.getLogger("medactive.annotate")

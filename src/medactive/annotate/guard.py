@@ -37,6 +37,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 MAX_BODY = 4096
+# request-field limits shared by the answering and the review routes
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id can name no image
+NAME_PATTERN = r"^[^\x00-\x1f]{1,80}$"  # a reader's name: printable, at most 80 characters
 MIN_TOKEN_LENGTH = 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARD = ("0.0.0.0", "::", "")

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medactive.annotate.consensus import decisions
 from medactive.annotate.exports import FORMATS, export_text
+from medactive.annotate.guard import MAX_ID, NAME_PATTERN
 from medactive.annotate.monitor import project_progress
 from medactive.annotate.schema import Job, QueueItem, RoundRow
 from medactive.annotate.settings import ProjectSettings, load_settings
@@ -35,8 +36,6 @@ from medactive.annotate.store import ProjectStore
 from medactive.annotate.thumbs import thumbnail_png
 from medactive.data.decode import DecodeSettings
 
-MAX_ID = 2**63 - 1
-NAME_PATTERN = r"^[^\x00-\x1f]{1,80}$"
 MAX_BUDGET = 100_000
 FILTERS = ("all", "open", "unsure", "skipped", "disagree")
 TOP_K = 3
