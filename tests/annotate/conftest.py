@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,3 +41,28 @@ def project(tmp_path: Path, image_folder: Path):
     store = init_from_folder(tmp_path / "proj", image_folder, CLASSES)
     yield store
     store.close()
+
+
+def serve_in_thread(proj: Path, **app_kwargs: Any) -> Iterator[str]:
+    """Serve project ``proj`` with uvicorn in a daemon thread on a free loopback port; yields the
+    base URL and stops the server afterwards (``app_kwargs`` go to ``create_app``)."""
+    import uvicorn
+
+    from medactive.annotate.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    web = create_app(proj, host="127.0.0.1", port=port, **app_kwargs)
+    srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

@@ -11,11 +11,11 @@ import os
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.annotate.conftest import serve_in_thread
 
 from medactive.annotate.store import ProjectStore
 
@@ -35,9 +35,7 @@ def _free_port() -> int:
 def _serve(tmp_path: Path, bloodmnist_path: Path, token: str | None
            ) -> Iterator[tuple[str, Path]]:
     """A BloodMNIST project (40 images, a round of 10) served by uvicorn in a thread."""
-    import uvicorn
 
-    from medactive.annotate.app import create_app
     from medactive.annotate.project import init_from_npz
 
     proj = tmp_path / "blood"
@@ -45,18 +43,8 @@ def _serve(tmp_path: Path, bloodmnist_path: Path, token: str | None
         ids = [i.id for i in store.images()]
         store.add_round("aeig", {"budget": 10}, None,
                         [(ids[k], 0.9 - k * 0.05) for k in range(10)])
-    port = _free_port()
-    web = create_app(proj, token=token, host="127.0.0.1", port=port)
-    srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", proj
-    srv.should_exit = True
-    thread.join(timeout=10)
+    for url in serve_in_thread(proj, token=token):
+        yield url, proj
 
 
 @pytest.fixture

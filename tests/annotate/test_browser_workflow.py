@@ -5,14 +5,13 @@ project in test_workflow_sim.py runs the real pipeline)."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.annotate.conftest import serve_in_thread
 
 from medactive.annotate.settings import update_settings
 from medactive.annotate.store import ProjectStore
@@ -59,25 +58,7 @@ class SlowJob:
 
 
 def _serve(proj: Path, start_job) -> Iterator[str]:
-    import uvicorn
-
-    from medactive.annotate.app import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    web = create_app(proj, host="127.0.0.1", port=port, start_job=start_job)
-    srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(proj, start_job=start_job)
 
 
 @pytest.fixture

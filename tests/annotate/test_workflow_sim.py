@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.annotate.conftest import serve_in_thread
 
 from medactive.annotate.consensus import decisions
 from medactive.annotate.monitor import project_progress
@@ -114,27 +113,7 @@ def test_simulated_three_rounds(simulated: Path, blood, capsys) -> None:
 
 
 def _serve(proj: Path) -> Iterator[str]:
-    import socket
-
-    import uvicorn
-
-    from medactive.annotate.app import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    web = create_app(proj, host="127.0.0.1", port=port)
-    srv = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(proj)
 
 
 @pytest.mark.slow
