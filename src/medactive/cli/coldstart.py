@@ -54,10 +54,11 @@ def register(app: typer.Typer) -> None:
             ColdStartRequest,
             check_request,
             moco_config,
-            run_coldstart,
+            pretrain,
         )
         from medactive.data.loading import load_dataset
         from medactive.models.contrastive_config import MocoConfig
+        from medactive.rounds import EncodedPool, cold_start_round
 
         params = {} if n_clusters is None else {"n_clusters": n_clusters}
         request = ColdStartRequest(strategy, params, budget, seed)
@@ -70,10 +71,13 @@ def register(app: typer.Typer) -> None:
         moco = moco_config(len(train), MocoConfig(backbone=backbone), epochs=epochs,
                            batch_size=batch_size, tau_map=tau_map, device=device,
                            num_threads=threads)
-        selection = run_coldstart(train.images, request, moco, progress=progress)
+        check_request(request, len(train))  # the budget against the pool, before pre-training
+        result = pretrain(train.images, moco, progress=progress)
+        pool = EncodedPool(result.features, key=result.key, encoder=result.encoder,
+                           images=train.images, confidence=result.confidence,
+                           variability=result.variability, maps=result.maps or None)
+        selection = cold_start_round(pool, request)
         _write_csv(selection.evidence(train.ids), out)
-        result = selection.pretraining
-        assert result is not None
         if plot is not None:
             from medactive.coldstart.plots import plot_selection
 

@@ -134,6 +134,9 @@ class ColdStartStrategy(Parametrized, ABC):
     """
 
     simulation_only: bool = False
+    #: False for strategies that never read ``view.features`` (a random start): callers may
+    #: then skip the encoder entirely.
+    needs_features: bool = True
 
     @abstractmethod
     def rank(

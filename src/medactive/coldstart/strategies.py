@@ -215,6 +215,8 @@ def _centroid_selection(x: np.ndarray, budget: int, k: int, seed: int,
 class RandomColdStart(ColdStartStrategy):
     """Uniform random sample without replacement (the paper's strong baseline)."""
 
+    needs_features = False
+
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, None]:
         check_coldstart_budget(view.n, budget)
