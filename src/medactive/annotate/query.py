@@ -218,7 +218,7 @@ def round_policy(settings: ProjectSettings) -> ValidationPolicy:
                             settings.validation_share).check()
 
 
-def _encoded_pool(store: ProjectStore, images: LazyImages, meta: dict[str, Any],
+def project_pool(store: ProjectStore, images: LazyImages, meta: dict[str, Any],
                   uids: list[str], cfg: QueryConfig, needs_features: bool) -> EncodedPool:
     """The project's pool as the engine sees it: own embeddings, or the cached MoCo encoder
     (pre-trained on every image at the first query that needs features)."""
@@ -275,7 +275,7 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     images = project_images([r.path for r in rows_all], [r.sha256 for r in rows_all], meta)
     report("loading images", 1.0)
     needs = not cold or needs_features(name, cfg.strategy_params)
-    pool = _encoded_pool(store, images, meta, [r.uid for r in rows_all], cfg, needs)
+    pool = project_pool(store, images, meta, [r.uid for r in rows_all], cfg, needs)
     report("training classifier", 0.0)
     plan = plan_round(pool, state, budget, n_classes=len(classes), round_index=round_no,
                       seed=cfg.seed, strategy=name, params=cfg.strategy_params, policy=policy,
