@@ -32,6 +32,7 @@ from medactive.rounds import (
     EncodedPool,
     EvaluationSet,
     FinetuneSettings,
+    RankedPicks,
     RoundModel,
     cold_start_round,
     fit_round,
@@ -39,7 +40,7 @@ from medactive.rounds import (
     round_seeds,
     round_view,
 )
-from medactive.strategies import RoundView, checked_strategy, get_strategy
+from medactive.strategies import RoundView, Strategy, checked_strategy, get_strategy
 
 RESULTS = "results.jsonl"
 REFERENCE = "reference.jsonl"
@@ -162,7 +163,7 @@ class Runner:
         def initial(rep: int, spec: StrategySpec) -> np.ndarray:
             key = (rep, spec.display)
             if key not in initial_cache:
-                initial_cache[key] = self._initial_query(spec, rep, schedule[0])
+                initial_cache[key] = self.initial_query(spec, rep, schedule[0])
             return initial_cache[key]
 
         self._write_dataset_info({s.display: initial(0, s) for s in cfg.initial.strategies})
@@ -222,7 +223,7 @@ class Runner:
                 reset_encoder=mc.encoder == "random"),
             device=self.config.run.device)
 
-    def _initial_query(self, spec: StrategySpec, repeat: int, budget: int) -> np.ndarray:
+    def initial_query(self, spec: StrategySpec, repeat: int, budget: int) -> np.ndarray:
         """The cell's initial labelled set (round 1 of the engine), sorted: the labelled set is
         a set, so training must not depend on the order a strategy happened to pick it in."""
         from medactive.coldstart.pipeline import ColdStartRequest
@@ -251,8 +252,9 @@ class Runner:
         return round_view(self.pool, model, np.arange(len(train)), labels, self.evaluation(),
                           config=self.classifier)
 
-    def _fit(self, labeled: np.ndarray, head_seed: int) -> tuple[RoundModel, np.ndarray]:
-        """The engine's classifier on ``labeled``, and its ``(N_test, C)`` test probabilities."""
+    def fit(self, labeled: np.ndarray, head_seed: int) -> tuple[RoundModel, np.ndarray]:
+        """The engine's classifier on ``labeled`` (training-pool positions), and its
+        ``(N_test, C)`` test probabilities."""
         p = self.prepared
         cfg = self.classifier
         val = p.splits.val if cfg.mode == "finetune" else None
@@ -261,6 +263,19 @@ class Runner:
         if model.network is not None:
             return model, model.predict_images(p.splits.test.images, cfg.device)
         return model, model.probabilities(self.pool.space.apply(p.test_features))
+
+    def choose(self, model: RoundModel, labeled: np.ndarray, strategy: Strategy, budget: int,
+               rng: np.random.Generator, evaluation: EvaluationSet | None = None) -> RankedPicks:
+        """The runner's acquisition round: ``strategy``'s ``budget`` picks (training-pool
+        positions) given the round's ``model`` trained on ``labeled``, with the protocol's free
+        validation split as the evaluation set."""
+        train = self.prepared.splits.train
+        labels = np.full(len(train), -1, np.int64)
+        labels[labeled] = train.labels[labeled]
+        view = round_view(self.pool, model, np.arange(len(train)), labels,
+                          evaluation or self.evaluation(), config=self.classifier,
+                          true_labels=train.labels)
+        return rank_round(strategy, view, int(budget), rng, ray=self.config.run.ray)
 
     def _run_cell(self, repeat: int, init: StrategySpec, acq: StrategySpec,
                   initial: np.ndarray, schedule: list[int]) -> list[dict]:
@@ -272,14 +287,13 @@ class Runner:
         records = []
         seed = self._seed(repeat)
         evaluation = self.evaluation()
-        rows = np.arange(n_train)
         for rnd in range(len(schedule)):
             # the engine's round r + 2 is chosen by the model trained after round r + 1 (round 1
             # is the initial query); its head seed is the same for every strategy, so round 0 is
             # identical across strategies
             rng, head_seed = round_seeds(seed, rnd + 2)
             t0 = time.perf_counter()
-            model, proba = self._fit(labeled, head_seed)
+            model, proba = self.fit(labeled, head_seed)
             train_seconds = time.perf_counter() - t0
             metrics = evaluate_probabilities(p.splits.test.labels, proba)
             record = {
@@ -291,13 +305,9 @@ class Runner:
                 "n_pool": int(n_train - labeled.size),
             }
             if rnd + 1 < len(schedule):
-                budget = schedule[rnd + 1] - labeled.size
-                labels = np.full(n_train, -1, np.int64)
-                labels[labeled] = train.labels[labeled]
-                view = round_view(self.pool, model, rows, labels, evaluation,
-                                  config=self.classifier, true_labels=train.labels)
                 t0 = time.perf_counter()
-                picks = rank_round(strategy, view, int(budget), rng, ray=self.config.run.ray)
+                picks = self.choose(model, labeled, strategy, schedule[rnd + 1] - labeled.size,
+                                    rng, evaluation)
                 elapsed = time.perf_counter() - t0
                 record["select_seconds"] = elapsed
                 record["score_ms_per_image"] = 1000.0 * elapsed / max(record["n_pool"], 1)
@@ -316,7 +326,7 @@ class Runner:
         for rep in progress_bar(todo, desc="full-data reference", unit="repeat",
                                 enabled=self.progress):
             p = p or self.prepared
-            _, proba = self._fit(np.arange(len(p.splits.train)), round_seeds(self._seed(rep), 0)[1])
+            _, proba = self.fit(np.arange(len(p.splits.train)), round_seeds(self._seed(rep), 0)[1])
             rec = {"repeat": rep, "seed": self._seed(rep), "n_labeled": len(p.splits.train),
                    **evaluate_probabilities(p.splits.test.labels, proba)}
             _append_records(path, [rec])
