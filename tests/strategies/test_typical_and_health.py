@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medactive.errors import StrategyError
-from medactive.strategies import RoundView, get_strategy, selection_health
 from medactive.selection import probcover_rank, typiclust_rank
+from medactive.strategies import RoundView, get_strategy, selection_health
 
 
 def _blobs(n_per: int = 30, centres: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

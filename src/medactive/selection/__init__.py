@@ -10,7 +10,7 @@ implementation").
 """
 
 from medactive.selection.checks import check_budget, check_choice, check_scalar
-from medactive.selection.kmeans import clear_kmeans_cache, kmeans
+from medactive.selection.clustering import clear_kmeans_cache, kmeans
 from medactive.selection.picking import cycle_groups, interleave_groups, random_pick, round_robin
 from medactive.selection.probcover import (
     FILLS,

@@ -18,7 +18,7 @@ import numpy as np
 
 from medactive.geometry import ball_graph, l2_normalise, purity_radius
 from medactive.selection.checks import check_choice, check_scalar
-from medactive.selection.kmeans import kmeans
+from medactive.selection.clustering import kmeans
 from medactive.selection.picking import random_pick
 
 ALPHA = 0.95

@@ -19,7 +19,7 @@ import numpy as np
 
 from medactive.geometry import l2_normalise, typicality
 from medactive.selection.checks import check_scalar
-from medactive.selection.kmeans import kmeans
+from medactive.selection.clustering import kmeans
 from medactive.selection.picking import cycle_groups
 
 KNN = 20
