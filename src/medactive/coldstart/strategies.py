@@ -3,7 +3,9 @@
 Each is registered in :mod:`medactive.coldstart.base` and returns, with its picks, the score that
 put each one there (higher = wanted more): hardness ``1 - confidence`` for the hard-to-contrast
 family, ``confidence`` for easy-to-contrast, minus the distance to the cluster centroid for the
-centroid family; ``None`` where the strategy has no per-image score.
+centroid family, typicality for ``typiclust``, coverage gain for ``probcover``; ``None`` where the
+strategy has no per-image score. ``typiclust``, ``probcover`` and ``random`` are thin wrappers over
+:mod:`medactive.selection`, the code the acquisition strategies of the same names run.
 """
 
 from __future__ import annotations
