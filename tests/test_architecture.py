@@ -19,7 +19,7 @@ PACKAGE = "medactive"
 LAYERS = {
     "errors": 0, "defaults": 0,
     "progress": 1, "rng": 1, "registry": 1, "metrics": 1, "geometry": 1,
-    "data": 2,
+    "data": 2, "selection": 2,
     "models": 3,
     "strategies": 4, "coldstart": 4,
     "rounds": 5,
