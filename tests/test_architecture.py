@@ -1,7 +1,7 @@
 """The house rules of ``src/medactive``, checked from the source with :mod:`ast`.
 
-* Layers: errors | defaults -> progress | rng | registry | metrics | geometry -> data -> models
-  -> strategies | coldstart -> rounds -> experiment | annotate -> cli -> __main__. A module
+* Layers: errors | defaults -> progress | rng | registry | metrics | geometry -> data | selection
+  -> models -> strategies | coldstart -> rounds -> experiment | annotate -> cli -> __main__. A module
   imports only from its own package or from a lower layer (function-level imports included),
   so no import runs back up and sibling packages of one layer stay independent.
 * No import circle among modules (function-level imports included; ``TYPE_CHECKING`` blocks

@@ -73,6 +73,7 @@ def test_crossfit_trains_on_validation_labels_and_reports_out_of_fold_prediction
     w, b = fit_head(z[rows], truth[rows], 4, HeadConfig(epochs=50, seed=head_seed))
     assert plan.model is not None
     np.testing.assert_allclose(plan.model.weight, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plan.model.bias, b, rtol=1e-5, atol=1e-6)
     # out of fold: each validation image predicted by a head that never saw it
     order = np.random.default_rng([head_seed, 7]).permutation(val.size)
     assert plan.validation is not None and plan.validation.method == "out-of-fold"
