@@ -30,7 +30,10 @@ def _write_csv(rows: list[dict[str, object]], out: Path) -> None:
 def register(app: typer.Typer) -> None:
     """Add the ``coldstart`` command to ``app``."""
 
-    @app.command("coldstart")
+    @app.command("coldstart", help=(
+        f"Choose the first images to label with zero labels: {DEFAULT_COLDSTART} on the "
+        "encoder's features by default; HaCon (the cold-start paper), its ablations and "
+        "baselines with --strategy."))
     def coldstart(
         data: str = typer.Option("bloodmnist", help="MedMNIST name, .npz path or folder CSV"),
         budget: int = typer.Option(20, help="how many images to select"),
@@ -49,7 +52,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, help="show progress bars"),
         threads: int | None = typer.Option(None, help="CPU threads (1 is faster on a busy CPU)"),
     ) -> None:
-        """Choose the first images to label with zero labels (MoCo v2 dataset map + HaCon)."""
+        """Choose the first images to label with zero labels (help text above)."""
         from medactive.coldstart.pipeline import (
             ColdStartRequest,
             check_request,
