@@ -13,7 +13,7 @@ The command runs in four separate steps, so each can change on its own:
 from __future__ import annotations
 
 import csv
-import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,12 @@ def check_output_file(path: Path, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"{option} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: {parent} is not writable")
+    try:  # a real probe: permission bits say nothing to root, or on a read-only mount
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: {parent} is not writable "
+                          f"({exc.strerror or type(exc).__name__})") from None
 
 
 def check_output_folder(path: Path, option: str) -> None:

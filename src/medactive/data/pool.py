@@ -105,23 +105,33 @@ def _stack(arrays: list[np.ndarray]) -> np.ndarray:
 def load_folder_pool(folder: str | Path, image_size: int = FOLDER_IMAGE_SIZE,
                      settings: DecodeSettings | None = None,
                      limit: int | None = None) -> ImagePool:
-    """Every readable image below ``folder`` (see the module docstring); with ``limit``, only
-    the first ``limit`` files (in sorted path order) are read.
+    """Every readable image below ``folder`` (see the module docstring); with ``limit``, the
+    first ``limit`` readable ones in sorted path order.
 
     Raises:
         DataError: not a folder, or no readable image in it.
     """
     root = Path(folder).expanduser().resolve()
     files, refused = find_image_files(root)
-    files = files[:limit] if limit is not None else files
-    kept, arrays, bad = decode_readable(files, image_size, settings=settings)
+    wanted = len(files) if limit is None else limit
+    kept: list[int] = []
+    arrays: list[np.ndarray] = []
+    bad: list[SkippedFile] = []
+    start = 0
+    while len(kept) < wanted and start < len(files):  # the first `limit` readable files
+        batch = files[start : start + wanted - len(kept)]
+        got, decoded, failed = decode_readable(batch, image_size, settings=settings)
+        kept += [start + i for i in got]
+        arrays += decoded
+        bad += failed
+        start += len(batch)
     skipped = sorted(refused + bad, key=lambda f: str(f.path))
     if not arrays:
         detail = f" ({len(skipped)} unreadable, e.g. {skipped[0].path.name}: " \
                  f"{skipped[0].reason})" if skipped else ""
         raise DataError(f"no readable PNG, JPEG, TIFF or DICOM images under {folder}{detail}")
     ids = np.array([files[i].relative_to(root).as_posix() for i in kept], dtype=object)
-    what = "the whole folder" if limit is None else f"the first {limit} files"
+    what = "the whole folder" if limit is None else f"the first {len(kept)} readable files"
     return ImagePool(_stack(arrays), ids,
                      f"{len(kept)} images under {folder} ({what}, no split)", skipped)
 
