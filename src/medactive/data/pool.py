@@ -39,8 +39,9 @@ from medactive.data.pixels import to_channels
 from medactive.errors import DataError
 
 #: Side of the model input for image folders (``project init --image-size``, ``coldstart
-#: --image-size``): 64 px keeps detail a 28 px MedMNIST-style thumbnail loses, at a fifth of
-#: the cost of 128 px in contrastive pre-training on a CPU.
+#: --image-size``): 64 px keeps detail a 28 px MedMNIST-style thumbnail loses while contrastive
+#: pre-training on a CPU stays practical; one value, so a cold start and a project's first
+#: query see the same images.
 FOLDER_IMAGE_SIZE = 64
 MAX_IMAGE_SIZE = 1024  # a larger model input would only exhaust memory on a big folder
 
