@@ -105,14 +105,16 @@ def test_run_config_image_root_and_size(tmp_path) -> None:
     from medactive.experiment.prepare import load_splits
 
     folder = _folder(tmp_path / "pictures", n=20)
-    rows = [f"scan{i:02d},{'ab'[i % 2]}" for i in range(20)]
+    rows = [f"scan{i:02d},{'ab'[i % 2]},x" for i in range(20)]
     (tmp_path / "cfg").mkdir()
-    (tmp_path / "cfg" / "labels.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "cfg" / "labels.csv").write_text("scan,finding,label\n" + "\n".join(rows) + "\n")
     cfg = tmp_path / "cfg" / "c.toml"
     cfg.write_text('[dataset]\nsource = "labels.csv"\nimage_root = "../pictures"\n'
-                   "image_size = 12\nsplit = \"stratified\"\nsizes = [0.6, 0.2, 0.2]\n")
+                   'image_size = 12\nid_column = "scan"\nlabel_column = "Finding"\n'
+                   'split = "stratified"\nsizes = [0.6, 0.2, 0.2]\n')
     splits = load_splits(load_config(cfg))
     assert splits.train.images.shape[1:] == (12, 12, 3) and folder.is_dir()
+    assert splits.class_names == ("a", "b")
     cfg.write_text('[dataset]\nsource = "bloodmnist"\nimage_size = 64\n')
-    with pytest.raises(ConfigError, match="image_root and image_size apply to an image-folder"):
+    with pytest.raises(ConfigError, match="image_size apply to an image-folder"):
         load_config(cfg)

@@ -40,14 +40,17 @@ class DatasetConfig(_Strict):
     the config file). ``split="stratified"`` pools all images and re-splits with ``sizes``.
     ``long_tail``: imbalance ratio rho applied to every split (class order from train).
     ``train_limit``: optional stratified subsample of the training pool (quick runs).
-    ``image_root`` and ``image_size`` (image-folder ``.csv`` only): the folder the CSV's image
-    paths are relative to (default: the CSV's folder; relative to the config file) and the
-    side images are resized to (default 28, MedMNIST's).
+    ``image_root``, ``image_size``, ``id_column``, ``label_column`` (image-folder ``.csv``
+    only): the folder the CSV's image paths are relative to (default: the CSV's folder;
+    relative to the config file), the side images are resized to (default 28, MedMNIST's), and
+    the CSV's image and label columns (default: detected, see docs/data.md).
     """
 
     source: str = "bloodmnist"
     image_root: str | None = None
     image_size: int | None = Field(default=None, ge=8, le=1024)
+    id_column: str | None = None
+    label_column: str | None = None
     split: Literal["official", "stratified"] = "official"
     sizes: tuple[float, float, float] | None = None
     long_tail: float | None = Field(default=None, ge=1.0)
@@ -62,19 +65,19 @@ class DatasetConfig(_Strict):
     def _sizes_for_stratified(self) -> DatasetConfig:
         if self.split == "stratified" and self.sizes is None:
             raise ValueError("split = 'stratified' needs sizes = [train, val, test]")
-        if (self.image_root is not None or self.image_size is not None) \
-                and not self.source.lower().endswith(".csv"):
-            raise ValueError("image_root and image_size apply to an image-folder .csv source "
+        csv_only = [k for k in ("image_root", "image_size", "id_column", "label_column")
+                    if getattr(self, k) is not None]
+        if csv_only and not self.source.lower().endswith(".csv"):
+            raise ValueError(f"{', '.join(csv_only)} apply to an image-folder .csv source "
                              "(a MedMNIST .npz holds its images at their size)")
         return self
 
     def folder_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`medactive.data.load_dataset` for an image-folder CSV."""
         options: dict[str, Any] = {"lazy": True} if self.lazy else {}
-        if self.image_root is not None:
-            options["image_root"] = self.image_root
-        if self.image_size is not None:
-            options["image_size"] = self.image_size
+        for key in ("image_root", "image_size", "id_column", "label_column"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
         return options
 
 
