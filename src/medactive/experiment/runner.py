@@ -22,7 +22,7 @@ import torch
 
 from medactive.data import DatasetSplits
 from medactive.errors import ConfigError, StrategyError
-from medactive.experiment.config import ExperimentConfig, StrategySpec, check_model
+from medactive.experiment.config import ExperimentConfig, StrategySpec
 from medactive.experiment.prepare import Prepared, load_splits, prepare
 from medactive.experiment.results import drop_incomplete_cells, read_jsonl
 from medactive.metrics import evaluate_probabilities
@@ -137,6 +137,8 @@ class Runner:
         fits its pool (a failed run leaves the folder as it was). Numbers, seeds and the plan's
         size were checked when the config was parsed (:mod:`medactive.experiment.config`).
         """
+        from medactive.experiment.config import check_model
+
         self._validate_strategies()
         select_device(self.config.run.device)  # `[run] device = "bogus"` fails here
         check_model(self.config)  # `backbone = "bogus"` too
