@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from hostile import (
@@ -280,3 +282,23 @@ def test_coldstart_seed_and_plot_checked_first(tmp_path, capsys, monkeypatch) ->
         err = capsys.readouterr().err
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "cache").exists() and not (tmp_path / "s.csv").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b.png", "..", ".", "", "/", "\\", "C:", "~", "%2e%2e"]),
+                max_size=8))
+def test_confined_paths_never_leave_the_root(parts: list[str]) -> None:
+    """Any mix of separators, dots and drive letters: refused, or a path inside the root
+    (checked lexically against os.path.normpath, an independent reference)."""
+    import posixpath
+
+    from medactive.data.imagefiles import confined_relative_path
+
+    text = "".join(parts)
+    try:
+        relative = confined_relative_path(text, Path("/root-of-images"))
+    except DataError:
+        return
+    joined = posixpath.normpath(posixpath.join("/root-of-images", str(relative)))
+    assert joined.startswith("/root-of-images/") and ".." not in relative.parts
+    assert not relative.is_absolute()

@@ -334,8 +334,8 @@ def import_labels_file(store: ProjectStore, path: Path, annotator: str = "import
     store.check_writable()
     result = read_labels_file(path, [img.uid for img in store.images()], store.classes(),
                               options)
-    if not result.rows:
-        raise DataError(f"{path}: no labels to import")
+    if not result.rows:  # e.g. an export holding only open disagreements: nothing to write
+        return result
     store.import_labels(result.rows, annotator, validation=label_set == "validation",
                         source=Path(path).name)
     return result
