@@ -16,11 +16,11 @@ import numpy as np
 
 from medactive.annotate.consensus import decisions
 from medactive.annotate.pixels import project_images
-from medactive.annotate.project import read_labels_csv
+from medactive.annotate.project import read_labels_file
 from medactive.annotate.query import QueryConfig, project_pool
 from medactive.annotate.settings import load_settings
 from medactive.annotate.store import ProjectStore
-from medactive.errors import ConfigError, DataError
+from medactive.errors import ConfigError
 from medactive.rounds import ValidationPolicy
 from medactive.rounds.backtest import BacktestData
 
@@ -43,18 +43,14 @@ def held_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-def _truth_from_csv(store: ProjectStore, path: Path) -> dict[str, int]:
-    classes = {name: k for k, name in enumerate(store.classes())}
-    known = {r.uid for r in store.images()}
-    truth: dict[str, int] = {}
-    for uid, label in read_labels_csv(path):
-        if uid not in known:
-            raise DataError(f"{path}: image {uid!r} is not in the project")
-        if label not in classes:
-            raise DataError(f"{path}: class {label!r} of image {uid!r} is not one of the "
-                            f"project's classes ({', '.join(classes)})")
-        truth[uid] = classes[label]
-    return truth
+def _truth_from_file(store: ProjectStore, path: Path) -> dict[str, int]:
+    """``image uid -> class`` from a labels file, through the one labels reader (columns
+    detected, class names matched case-insensitively, conflicting duplicates refused); its
+    ``unsure`` answers are no ground truth."""
+    classes = store.classes()
+    rows = read_labels_file(path, [r.uid for r in store.images()], classes).rows
+    index = {name: k for k, name in enumerate(classes)}
+    return {uid: index[answer] for uid, answer in rows if answer in index}
 
 
 def project_backtest_data(project_dir: str | Path, *, labels: Path | None = None,
@@ -77,7 +73,7 @@ def project_backtest_data(project_dir: str | Path, *, labels: Path | None = None
         meta = store.meta()
         settings = load_settings(store)
         if labels is not None:
-            by_uid = _truth_from_csv(store, labels)
+            by_uid = _truth_from_file(store, labels)
             truth = np.array([by_uid.get(r.uid, -1) for r in rows], np.int64)
         else:
             decided = decisions(store)

@@ -21,7 +21,12 @@ def init(
     project_dir: Path = typer.Argument(..., help="project directory (holds project.db)"),
     images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/TIFF/DICOM files"),
     classes: str | None = typer.Option(None, "--classes", help='class names, "a,b,c"'),
-    labels: Path | None = typer.Option(None, "--labels", help="CSV image_id,label to import"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="CSV of labels you already have (id and label columns detected)"),
+    id_column: str | None = typer.Option(None, "--id-column",
+                                         help="--labels: the column naming the images"),
+    label_column: str | None = typer.Option(None, "--label-column",
+                                            help="--labels: the column of labels"),
     from_npz: Path | None = typer.Option(None, "--from-npz", help="MedMNIST .npz file"),
     split: str = typer.Option("train", "--split", help="split of --from-npz to use"),
     limit: int | None = typer.Option(None, "--limit", help="use only the first N npz images"),
@@ -38,26 +43,40 @@ def init(
         "with an image_id column; queries then skip contrastive pre-training"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
+    from medactive.annotate.project import (
+        LabelFileOptions,
+        init_from_folder,
+        init_from_npz,
+        skipped_files,
+    )
     from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
+    if labels is None and (id_column is not None or label_column is not None):
+        raise ConfigError("--id-column and --label-column apply to --labels")
+    options = LabelFileOptions(id_column, label_column)
     if images is not None and from_npz is None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
-                                 settings=settings, strict=strict, features=features)
+                                 settings=settings, strict=strict, features=features,
+                                 label_options=options)
     elif from_npz is not None and images is None:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
-        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features,
+                              label_options=options)
     else:
         raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
                    f"{len(store.current_answers())} labelled")
+        if store.meta().get("class_names") == "inferred":
+            typer.echo(f"note: {from_npz} is not a registered MedMNIST subset (judged by its "
+                       "content), so its classes are numbered; name them with --classes "
+                       '"name0,name1,..." in label order', err=True)
         _report_skipped(skipped_files(store), store.meta().get("labels_not_imported", []))
 
 
@@ -228,16 +247,35 @@ def reader(
 @app.command("import")
 def import_(
     project_dir: Path = typer.Argument(..., help="project directory"),
-    csv_file: Path = typer.Argument(..., help="CSV with columns image_id,label"),
+    labels_file: Path = typer.Argument(
+        ..., help="CSV of labels (id and label columns detected; a project export imports "
+                  "back)"),
     annotator: str = typer.Option("import", "--annotator", help="name recorded with the labels"),
+    label_set: str = typer.Option(
+        "training", "--set", help="training, or validation: the images join the validation "
+                                  "sample (never trained on; the validation AUC uses them)"),
+    id_column: str | None = typer.Option(None, "--id-column",
+                                         help="the column naming the images (default: detected)"),
+    label_column: str | None = typer.Option(None, "--label-column",
+                                            help="the column of labels (default: detected)"),
 ) -> None:
-    """Import labels; unknown ids or classes reject the whole file before anything is written."""
-    from medactive.annotate.project import import_csv
+    """Import labels; unknown or ambiguous images, unknown classes or conflicting duplicates
+    reject the whole file before anything is written."""
+    from medactive.annotate.project import LabelFileOptions, import_labels_file
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
-        n = import_csv(store, csv_file, annotator)
-    typer.echo(f"imported {n} labels")
+        result = import_labels_file(store, labels_file, annotator,
+                                    options=LabelFileOptions(id_column, label_column),
+                                    label_set=label_set)
+    notes = []
+    if result.duplicates:
+        notes.append(f"{result.duplicates} duplicate row(s) taken once")
+    if result.unresolved:
+        notes.append(f"{result.unresolved} open disagreement(s) skipped")
+    where = " into the validation sample" if label_set == "validation" else ""
+    typer.echo(f"imported {len(result.rows)} labels{where}"
+               + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 @app.command("query")

@@ -69,7 +69,7 @@ def load_splits(config: ExperimentConfig) -> DatasetSplits:
     if dc.lazy and not str(dc.source).lower().endswith(".csv"):
         raise ConfigError("dataset.lazy applies to image-folder .csv sources (MedMNIST arrays "
                           "are already in memory)")
-    splits = load_dataset(dc.source, **({"lazy": True} if dc.lazy else {}))
+    splits = load_dataset(dc.source, **dc.folder_options())
     if dc.split == "stratified":
         assert dc.sizes is not None
         pooled = _concat([d for _, d in splits.items() if len(d)])
@@ -116,7 +116,9 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         from medactive.data.embeddings import split_embeddings
 
         assert mc.features is not None
-        feats = split_embeddings(mc.features, load_dataset(config.dataset.source), splits)
+        feats = split_embeddings(mc.features, load_dataset(config.dataset.source,
+                                                           **config.dataset.folder_options()),
+                                 splits)
         return Prepared(splits, None, *feats, None, None,
                         {"encoder": "features", "features": mc.features})
     else:

@@ -131,11 +131,15 @@ class Runner:
         """Run every unfinished cell; return the results file.
 
         Everything that can be wrong is checked before the first write: strategies, the
-        device, the output folder, the dataset and whether the budget schedule fits its pool
-        (a failed run leaves the folder as it was).
+        device, the backbone, the output folder, the dataset and whether the budget schedule
+        fits its pool (a failed run leaves the folder as it was). Numbers, seeds and the plan's
+        size were checked when the config was parsed (:mod:`medactive.experiment.config`).
         """
+        from medactive.experiment.config import check_model
+
         self._validate_strategies()
         select_device(self.config.run.device)  # `[run] device = "bogus"` fails here
+        check_model(self.config)  # `backbone = "bogus"` too
         self._check_out_dir()
         self._splits = load_splits(self.config)
         budget_schedule(self.config, len(self._splits.train))
