@@ -38,7 +38,7 @@ class SlowJob:
         self.fail = fail
         self.release = threading.Event()
 
-    def __call__(self, store: ProjectStore, budget: int) -> int:
+    def __call__(self, store: ProjectStore, budget: int, force: bool) -> int:
         job = store.begin_job("query", {"budget": budget}, None)
 
         def run() -> None:
