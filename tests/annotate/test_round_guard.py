@@ -89,6 +89,14 @@ def test_bad_requests_record_no_job(features_project: Path, capsys) -> None:
             check_round_request(store, True)
         plan = check_round_request(store, 12)
         assert (plan.strategy, plan.cold_start, plan.pool) == (DEFAULT_COLDSTART, True, 12)
+        # the defaults pass the registries' own check (the page's button skips it)
+        assert check_round_request(store, 12, DEFAULT_COLDSTART) == plan
+
+
+def test_default_acquisition_is_registered() -> None:
+    from medactive.strategies import checked_strategy
+
+    assert checked_strategy(DEFAULT_ACQUISITION).name == DEFAULT_ACQUISITION
 
 
 def test_open_round_counts(project: ProjectStore) -> None:

@@ -92,18 +92,22 @@ def check_round_request(store: Any, budget: object, strategy: str | None = None,
             parameter, or a simulation-only strategy.
         OpenRoundError: without ``force``, the latest round still has open images.
     """
-    from medactive.coldstart.pipeline import ColdStartRequest, check_request
-    from medactive.strategies import checked_strategy
-
     budget = check_budget_value(budget)
     plan = next_round_plan(store, strategy)
     if budget > plan.pool:
         raise StrategyError(f"budget {budget} is larger than the {plan.pool} unanswered images")
     params = dict(strategy_params or {})
-    if plan.cold_start:
-        check_request(ColdStartRequest(plan.strategy, params, budget, seed), plan.pool)
-    else:
-        checked_strategy(plan.strategy, **params)
+    # the defaults with their own parameters are registered (tests/annotate/test_round_guard.py
+    # checks them): the page's button, which names none, spares its server importing every
+    # strategy (torch: seconds on the first click)
+    if strategy is not None or params:
+        from medactive.coldstart.pipeline import ColdStartRequest, check_request
+        from medactive.strategies import checked_strategy
+
+        if plan.cold_start:
+            check_request(ColdStartRequest(plan.strategy, params, budget, seed), plan.pool)
+        else:
+            checked_strategy(plan.strategy, **params)
     latest = store.latest_round_id()
     if latest is not None and not force:
         progress = store.round_progress(latest, load_settings(store).reads_per_image)
