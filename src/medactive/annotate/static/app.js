@@ -179,6 +179,7 @@ function render(s) {
     $("meta").textContent = "";
     $("img").removeAttribute("src");
   }
+  $("why").classList.toggle("hidden", !cur);
   renderWhy($("whytext"), cur, s.total);
   renderPreds($("preds"), cur);
   const last = s.last;
@@ -409,11 +410,17 @@ function linePlot(fig, title, rounds, series, opts) {
   let lo = opts.min != null ? Math.min(opts.min, ...values) : Math.min(...values);
   let hi = opts.max != null ? Math.max(opts.max, ...values) : Math.max(...values);
   if (hi === lo) { hi += 1; lo = Math.min(lo, 0); }
+  let ticks = [0, 1, 2, 3, 4].map((t) => lo + ((hi - lo) * t) / 4);
+  if (opts.integer) {  // counts: whole-number ticks only
+    const step = Math.max(1, Math.ceil((hi - lo) / 4));
+    hi = lo + step * Math.ceil((hi - lo) / step);
+    ticks = [];
+    for (let v = lo; v <= hi; v += step) ticks.push(v);
+  }
   const x = (i) => L + (rounds.length > 1 ? (i * (W - L - R)) / (rounds.length - 1) : (W - L - R) / 2);
   const y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
   const g = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
-  for (let t = 0; t <= 4; t++) {
-    const v = lo + ((hi - lo) * t) / 4;
+  for (const v of ticks) {
     g.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#333" }));
     g.appendChild(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", fill: "#9aa0a6", "font-size": 11 }, opts.integer ? Math.round(v) : v.toFixed(2)));
   }
