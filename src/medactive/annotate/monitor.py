@@ -135,8 +135,8 @@ def round_states(store: Any, rounds: list[Any], reads_needed: int
             continue
         after = rounds[k + 1]
         closed = after.params.get("closed_round")
-        left = int(closed["open"]) if isinstance(closed, dict) and closed.get("id") == rnd.id \
-            else progress.open
+        recorded = isinstance(closed, dict) and closed.get("round_id") == rnd.id
+        left = int(closed["open"]) if recorded else progress.open
         out.append(("closed" if left else "complete", progress, left if left else None,
                     after.id))
     return out
