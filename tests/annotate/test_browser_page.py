@@ -2,8 +2,8 @@
 browser: Playwright driving Debian's headless Chromium.
 
 One browser serves the whole module; each test serves its own small BloodMNIST project (40
-images) so no test depends on another's answers. The screenshots in docs/labelling.md are taken
-here at 1366x768; ``MEDACTIVE_UPDATE_SCREENSHOT=1`` copies them to docs/img/.
+images) so no test depends on another's answers. The ``page-*.png`` screenshots in docs/labelling.md
+are taken here at 1366x768; ``MEDACTIVE_UPDATE_SCREENSHOT=1`` copies them to docs/img/.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def test_layout_above_the_fold(browser, make_project, serve, tmp_path: Path) -> 
         expect(budget).to_have_id("budget")
         widths[viewport["width"]] = page.locator("#img").bounding_box()["width"]
         if viewport is SMALL:
-            _shot(page, "labelling.png", tmp_path)
+            _shot(page, "page-label.png", tmp_path)
         assert page.errors == []
         page.close()
     assert widths[1366] > 560 and widths[1920] > 1.4 * widths[1366]
@@ -264,7 +264,7 @@ def test_adjudication_has_no_default_and_thumbnails_open_large(
     assert page.locator("#lbimg").bounding_box()["width"] >= 400
     assert page.locator("#lbimg").evaluate("e => e.naturalWidth") > 0
     expect(page.locator("#lbcaption")).to_have_text("train-0")
-    _shot(page, "labelling-adjudicate.png", tmp_path)
+    _shot(page, "page-adjudicate.png", tmp_path)
     page.keyboard.press("Escape")
     expect(page.locator("#lightbox")).to_be_hidden()
     with ProjectStore.open(proj) as store:
@@ -330,7 +330,7 @@ def test_no_round_yet_says_what_to_do(browser, make_project, serve, tmp_path: Pa
     expect(page.locator("#budgethint")).to_have_text(
         "up to 40 unanswered images · typiclust (cold start)")
     expect(page.locator("#classes button").first).to_be_disabled()
-    _shot(page, "labelling-noround.png", tmp_path)
+    _shot(page, "page-noround.png", tmp_path)
     page.fill("#annotator", "dr-a")
     page.locator("#annotator").press("Enter")
     page.fill("#budget", "5")
@@ -385,7 +385,7 @@ def test_progress_plots(browser, make_project, serve, tmp_path: Path) -> None:
         "basophil, round 3: 2")
     expect(page.locator("#rounds tbody tr")).to_have_count(3)
     expect(page.locator("#rounds tbody tr").first).to_contain_text("complete")
-    _shot(page, "labelling-progress.png", tmp_path)
+    _shot(page, "page-progress.png", tmp_path)
     assert page.errors == []
 
 
@@ -414,7 +414,7 @@ def test_new_round_noticed_and_stale_answer_refused(browser, make_project, serve
     # the other page notices by polling (every 5 s), without answering anything
     expect(watcher.locator("#roundnotice")).to_contain_text(
         "Round 2 has started and replaces round 1 — reload", timeout=12_000)
-    _shot(watcher, "labelling-newround.png", tmp_path)
+    _shot(watcher, "page-newround.png", tmp_path)
     page.click("#reloadbtn")
     expect(page.locator("#round")).to_have_text("round 2 · margin")
     expect(page.locator("#roundnotice")).to_be_hidden()

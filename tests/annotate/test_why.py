@@ -59,6 +59,7 @@ def test_classes_named_only_when_the_guess_may_be_seen() -> None:
     assert wide == ("margin 0.70: the model prefers eosinophil to lymphocyte by this much "
                     "(0 = a tie, 1 = certain)")
     assert _explain(score=-0.0005)["score"].startswith("margin 0.0005:")  # small, not 0.00
+    assert _explain(score=-9.9e-5)["score"].startswith("margin < 0.0001:")  # never 9.9e-05
 
 
 def test_cold_start_names_the_cluster() -> None:

@@ -2,12 +2,16 @@
 
 * **labels per class** (training and validation separately), unsure answers, disagreements
   still unresolved;
-* **per round**: the readers' agreement (:func:`~medactive.annotate.consensus.agreement`), the
-  macro AUC of that round's model on the validation sample, and the *stabilizing predictions*
-  κ (Bloodgood & Vijay-Shanker, CoNLL 2009): Cohen's κ between the predicted classes of this
-  round's model and the previous round's on one fixed random sample of images (the stop set).
-  When κ has stayed at or above ``stop_kappa`` for ``stop_rounds`` consecutive rounds, new labels
-  have stopped changing the model's mind: **consider stopping**.
+* **per round**: its state (``open``, ``complete``, or ``closed`` by ``query --force`` with
+  images unanswered, as recorded when it was closed), the readers' agreement
+  (:func:`~medactive.annotate.consensus.agreement`), the macro AUC of that round's model on
+  the validation sample, and the *stabilizing predictions* κ (Bloodgood & Vijay-Shanker, CoNLL
+  2009): Cohen's κ between the predicted classes of this round's model and the previous
+  round's on one fixed random sample of images (the stop set). When κ has stayed at or above
+  ``stop_kappa`` for ``stop_rounds`` consecutive rounds, new labels have stopped changing the
+  model's mind: **consider stopping**;
+* **labels per class over rounds** (the Progress page's plot): the current decided labels of the
+  images each round added, cumulated.
 
 Every figure is computed from what the store holds (the rounds' recorded probabilities, the
 current labels), so the validation AUC of *every* round is measured on the *same, current*

@@ -3,13 +3,18 @@
 from the served origin, body size, path-free errors):
 
 * ``GET /api/state`` (built here): the reader's next image with *why* it was asked (rank,
-  strategy, score, purpose) and, once answered (or always, if the project says so), the
-  model's top-3 classes; the round's predicted class mix; the running job;
+  strategy, purpose, and the score with its meaning: :mod:`medactive.annotate.why`) and, once
+  answered (or always, if the project says so), the model's top-3 classes; answered and
+  skipped counts (a skip is not an answer); the round's predicted class mix; the running job;
+  what the next round would be (strategy, unanswered pool);
 * ``GET /api/item/{id}``: the same for any image of the round (the gallery's "jump to");
 * ``GET /api/gallery``: the round's queue with thumbnails' ids, status and filters;
 * ``GET /api/disagreements`` / ``POST /api/adjudicate``: the adjudication view;
 * ``GET /api/progress``: labels per class, agreement, validation AUC, stopping signal;
-* ``POST /api/next-round`` / ``GET /api/job``: the background query;
+* ``POST /api/next-round`` / ``GET /api/job``: the background query, checked first as
+  ``project query`` checks it (:mod:`medactive.annotate.next_round`: a bad budget is a 422, an
+  open round a 409 naming how many images wait, unless ``force``); ``/api/job`` also names the
+  latest round, which every open page polls to notice a new one;
 * ``GET /api/export/{csv|json|labelstudio|labelstudio-config}``: downloads (without server
   paths; the last is Label Studio's labelling config for the tasks);
 * ``POST /api/signin``: a reader proves their personal token (once any reader has one).

@@ -126,9 +126,12 @@ def score_kind(strategy: str, params: dict[str, Any], cold_start: bool) -> Score
 
 
 def number(x: float) -> str:
-    """A score as a reader reads it: 2 decimals, or 2 significant digits when smaller."""
+    """A score as a reader reads it: 2 decimals; 2 significant digits below 0.01; never
+    scientific notation (below 0.0001: ``"< 0.0001"``)."""
     if x == 0 or abs(x) >= 0.01:
         return f"{x:.2f}"
+    if abs(x) < 0.0001:
+        return "< 0.0001" if x > 0 else "> -0.0001"
     return f"{x:.2g}"
 
 

@@ -68,7 +68,7 @@ function renderPreds(box, item) {
   if (!item.predictions) { box.appendChild(el("div", "no model yet (cold start)", "muted")); return; }
   item.predictions.forEach((p) => {
     const row = el("div", null, "pred");
-    row.appendChild(el("span", p.class));
+    const name = el("span", p.class); name.title = p.class; row.appendChild(name);
     const b = el("span", null, "pbar"); const f = el("span"); f.style.width = pct(p.p);
     b.appendChild(f); row.appendChild(b); row.appendChild(el("span", pct(p.p), "pv"));
     box.appendChild(row);
