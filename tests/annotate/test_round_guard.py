@@ -116,3 +116,34 @@ def test_open_round_counts(project: ProjectStore) -> None:
         "3 of 4 images still need an answer (1 skipped, 1 waiting for another reader)")
     assert check_round_request(project, 2, force=True).pool == 10
     assert next_round_plan(project).strategy == DEFAULT_ACQUISITION  # labels exist now
+
+
+def test_answers_for_a_replaced_round_are_refused_in_words(project: ProjectStore) -> None:
+    """The API behind the page's message: a stale round, an image of an earlier round, an image
+    no round asked for; the reader's words (the image's own name), never a store id."""
+    from fastapi.testclient import TestClient
+
+    from medactive.annotate.app import create_app
+
+    ids = [i.id for i in project.images()]
+    uid = {i.id: i.uid for i in project.images()}
+    project.add_round("random", {}, None, [(i, None) for i in ids[:3]])
+    project.add_round("random", {}, None, [(i, None) for i in ids[3:6]])
+    client = TestClient(create_app(project.dir), base_url="http://127.0.0.1:8765")
+    assert client.get("/").status_code == 200
+    body = {"answer": "benign", "annotator": "dr-a"}
+    r = client.post("/api/answer", json={**body, "image_id": ids[3], "round_id": 1})
+    assert r.status_code == 409 and r.json()["detail"] == (
+        "This image belongs to round 1, which was replaced by round 2 — reload to continue")
+    r = client.post("/api/answer", json={**body, "image_id": ids[0]})
+    assert r.json()["detail"] == (f"{uid[ids[0]]} belongs to round 1, which was replaced by "
+                                  "round 2 — reload to continue")
+    r = client.post("/api/answer", json={**body, "image_id": ids[9]})
+    assert r.json()["detail"] == (f"{uid[ids[9]]} is not part of round 2, the current round "
+                                  "— reload to continue")
+    r = client.post("/api/undo", json={"annotator": "dr-a", "round_id": 1})
+    assert r.status_code == 409 and "replaced by round 2" in r.json()["detail"]
+    assert project.history() == []
+    r = client.post("/api/answer", json={**body, "image_id": ids[3], "round_id": 2})
+    assert r.status_code == 200 and r.json()["answered"] == 1
+    assert client.get("/api/job").json() == {"job": None, "round_id": 2}
