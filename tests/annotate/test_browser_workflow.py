@@ -80,8 +80,8 @@ def served(tmp_path: Path, bloodmnist_path: Path, job: SlowJob) -> Iterator[tupl
     yield from ((url, proj) for url in _serve(proj, job))
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def browser():  # one browser for the module; each page gets its own context (cookies, storage)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
     from playwright.sync_api import sync_playwright

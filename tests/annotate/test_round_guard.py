@@ -116,6 +116,11 @@ def test_open_round_counts(project: ProjectStore) -> None:
         "3 of 4 images still need an answer (1 skipped, 1 waiting for another reader)")
     assert check_round_request(project, 2, force=True).pool == 10
     assert next_round_plan(project).strategy == DEFAULT_ACQUISITION  # labels exist now
+    project.remove_images([project.image(ids[0]).uid, project.image(ids[7]).uid], "blur", "x")
+    answered = {a.image_id for a in project.reader_answers()}
+    brute = [i.id for i in project.images() if i.id not in answered
+             and i.id not in project.validation_ids()]
+    assert next_round_plan(project).pool == len(brute) == 9  # a removed image is in no pool
 
 
 def test_answers_for_a_replaced_round_are_refused_in_words(project: ProjectStore) -> None:

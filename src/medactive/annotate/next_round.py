@@ -60,7 +60,9 @@ def next_round_plan(store: Any, strategy: str | None = None) -> RoundPlan:
     """
     decided = decisions(store)
     validation = store.validation_ids()
-    pool = sum(1 for img in store.images() if img.id not in decided and img.id not in validation)
+    # both sets leave removed images out, so a count query suffices (the page asks on every
+    # answer: no list of every image)
+    pool = store.n_images() - len(set(decided) | validation)
     cold = not any(d.label is not None and iid not in validation for iid, d in decided.items())
     name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_ACQUISITION)
     return RoundPlan(name, cold, pool)
