@@ -161,7 +161,7 @@ def _query_rows(project: Path, monkeypatch) -> int:
     # the encoder is the first step to see the images, cold start or not
     monkeypatch.setattr(query, "pretrain", capture)
     with pytest.raises(KeyboardInterrupt):
-        query.run_query(project, 1)
+        query.run_query(project, 1, force=True)  # the round stays open: close it
     return seen[0]
 
 

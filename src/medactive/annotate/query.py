@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medactive.annotate.consensus import Decision, decisions
+from medactive.annotate.next_round import check_round_request as check_project_request
 from medactive.annotate.pixels import FEATURES_FILE, project_features, project_images
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
@@ -150,6 +151,7 @@ def run_query(
     *,
     job_id: int | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> QueryResult:
     """Run one query round on the project in ``project_dir`` and record it, as a job.
 
@@ -157,10 +159,12 @@ def run_query(
         job_id: the job this run carries out (started by the labelling page); None records a
             new one (one job at a time per project).
         progress: optional ``(stage, overall fraction)`` callback.
+        force: close the latest round even though some of its images still need an answer.
 
     Raises:
         StrategyError: bad budget (not positive, or more than the unanswered images) or an
-            unknown strategy name.
+            unknown strategy name — refused before any job is recorded.
+        OpenRoundError: the latest round still has open images and ``force`` is False.
         StoreError: the project cannot be opened or written; ``JobBusyError`` when another
             query is running.
     """
@@ -169,7 +173,10 @@ def run_query(
         raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
     with ProjectStore.open(project_dir) as store:
         store.check_writable()  # a read-only project fails now, not after minutes of training
+        request = (budget, strategy, cfg.strategy_params)
         if job_id is None:
+            # a typo or an open round is refused before a job exists (no failed job for it)
+            check_project_request(store, *request, force=force, seed=cfg.seed)
             job_id = store.begin_job("query", {"budget": budget, "strategy": strategy,
                                                "seed": cfg.seed}, os.getpid())
         else:
@@ -177,6 +184,11 @@ def run_query(
             if job is None or job.status != "running":
                 raise StrategyError(f"job {job_id} is not a running job of this project")
             store.set_job_pid(job_id, os.getpid())
+            try:  # the page checked it before starting the job; the project may have moved on
+                check_project_request(store, *request, force=force, seed=cfg.seed)
+            except MedactiveError as exc:
+                store.finish_job(job_id, error=str(exc))
+                raise
         report = _job_reporter(store, job_id, progress)
         try:
             with listen(_pretraining_listener(report)):
@@ -307,6 +319,10 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     purposes = [q[2] for q in queued]
     params = {**plan.params, "encoder": pool.key, "pretrain_epochs": cfg.pretrain_epochs,
               "backbone": cfg.backbone, "head_epochs": cfg.head_epochs}
+    if plan.selection is not None and plan.selection.clusters is not None:
+        # "why this image" at a cold start: the K-means cluster each pick stands for
+        params["clusters"] = {str(rows_all[int(p)].id): int(c) for p, c in
+                              zip(plan.selection.indices, plan.selection.clusters, strict=True)}
     try:
         round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
                                                                       strict=True)),

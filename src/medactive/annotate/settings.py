@@ -68,6 +68,13 @@ class ProjectSettings:
         return asdict(self)
 
 
+def trains_on_validation_labels(settings: ProjectSettings) -> bool:
+    """True when the classifier also trains on the validation sample's labels (cross-fitting),
+    as :attr:`medactive.rounds.ValidationPolicy.trains_on_validation` says; kept here so the
+    page's request check stays free of torch."""
+    return settings.validation_mode == "crossfit"
+
+
 def parse_settings(values: dict[str, Any]) -> ProjectSettings:
     """Settings from a dict (unknown keys refused), checked."""
     known = {f.name for f in fields(ProjectSettings)}

@@ -121,7 +121,10 @@ def status(
         typer.echo(f"readers disagree on {progress.disagreements} image(s); "
                    f"{progress.unresolved} unresolved (left out of training until adjudicated)")
     last = f" (latest: {st.latest_strategy})" if st.latest_strategy else ""
-    typer.echo(f"rounds: {st.rounds}{last}; pending queries: {st.pending}")
+    latest = progress.rounds[-1] if progress.rounds else None
+    pending = latest.open if latest else 0  # a skipped image is still pending
+    skips = f" ({latest.skipped} skipped)" if latest and latest.skipped else ""
+    typer.echo(f"rounds: {st.rounds}{last}; pending queries: {pending}{skips}")
     if st.removed or st.skipped_at_init:
         typer.echo(f"removed: {st.removed}; skipped at init (unreadable): {st.skipped_at_init}")
     for item in left_out:
@@ -130,15 +133,24 @@ def status(
         typer.echo(f"  removed  {removal.uid}: {removal.reason} ({removal.annotator}, "
                    f"{removal.created_at})")
     if progress.rounds:
-        typer.echo("  round  strategy      queried  answered  readers κ  val AUC (n)  "
-                   "stability κ")
-        for summary in progress.rounds:
+        # columns as wide as their longest entry: a strategy name is never cut short
+        width = max(len("strategy"), *(len(r.strategy) for r in progress.rounds))
+        states = [r.state_text() for r in progress.rounds]
+        state_width = max(len("state"), *(len(t) for t in states))
+        typer.echo(f"  round  {'strategy':{width}s}  queried  answered  {'state':{state_width}s}"
+                   "  readers κ  val AUC (n)  stability κ")
+        for summary, state in zip(progress.rounds, states, strict=True):
             kappa = "-" if summary.agreement.kappa is None else f"{summary.agreement.kappa:.3f}"
             auc = "-" if summary.validation_auc is None else \
                 f"{summary.validation_auc:.3f} ({summary.validation_n})"
             stab = "-" if summary.stability_kappa is None else f"{summary.stability_kappa:.4f}"
-            typer.echo(f"  {summary.id:5d}  {summary.strategy:12.12s}  {summary.queried:7d}  "
-                       f"{summary.answered:8d}  {kappa:>9s}  {auc:>11s}  {stab:>11s}")
+            typer.echo(f"  {summary.id:5d}  {summary.strategy:{width}s}  {summary.queried:7d}  "
+                       f"{summary.answered:8d}  {state:{state_width}s}  {kappa:>9s}  "
+                       f"{auc:>11s}  {stab:>11s}")
+        closed = [r for r in progress.rounds if r.state == "closed"]
+        for r in closed:
+            typer.echo(f"round {r.id} was closed by round {r.replaced_by} with {r.closed_open} "
+                       "image(s) unanswered (`query --force`)")
     agree = progress.overall_agreement
     if agree.method is not None:
         per_class = ", ".join(f"{name} {'-' if k is None else f'{k:.2f}'}"
@@ -182,14 +194,13 @@ def export(
         help="labelstudio: prefix of each task's image URL (then the image id)"),
 ) -> None:
     """Export labels: CSV (one row per image), the full history as JSON, or Label Studio tasks."""
-    from medactive.annotate.exports import export_file
+    from medactive.annotate.exports import describe_export, export_file
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
         written = export_file(store, output, fmt, image_prefix=image_prefix)
         n = store.n_images()
-    extra = f" (labelling config: {output}.xml)" if written == "labelstudio" else ""
-    typer.echo(f"wrote {written} export of {n} images to {output}{extra}")
+    typer.echo(describe_export(output, written, n))
 
 
 @app.command("settings")
@@ -199,6 +210,9 @@ def settings(
         None, "--show-predictions", help="after (default: once the reader answered) or first"),
     validation_share: float | None = typer.Option(
         None, "--validation-share", help="share of each round drawn at random for validation"),
+    validation_mode: str | None = typer.Option(
+        None, "--validation-mode", help="crossfit (the validation sample trains too; AUC out "
+        "of fold), holdout (never trained on) or none"),
     stop_kappa: float | None = typer.Option(None, "--stop-kappa",
                                             help="stabilizing-predictions threshold"),
     stop_rounds: int | None = typer.Option(None, "--stop-rounds",
@@ -218,6 +232,7 @@ def settings(
     with ProjectStore.open(project_dir) as store:
         values = update_settings(
             store, show_predictions=show_predictions, validation_share=validation_share,
+            validation_mode=validation_mode,
             stop_kappa=stop_kappa, stop_rounds=stop_rounds, stop_sample=stop_sample,
             reads_per_image=reads_per_image, second_read_share=second_read_share,
             pretrain_epochs=pretrain_epochs)
@@ -292,14 +307,20 @@ def query(
                                    "ray://HOST:PORT (default: this process)"),
     job: int | None = typer.Option(None, "--job", hidden=True,
                                    help="the job id this run carries out (the page's button)"),
+    force: bool = typer.Option(
+        False, "--force", help="close the latest round even though some of its images still "
+        "need an answer (`status` then shows that round as closed)"),
 ) -> None:
-    """Choose the next images to label and record them as a new round."""
+    """Choose the next images to label and record them as a new round.
+
+    Refused (exit 2, nothing recorded) for a bad budget, an unknown strategy, or while the
+    latest round still has images without an answer (unless --force)."""
     from medactive.annotate.query import QueryConfig, run_query
     from medactive.models.cluster import check_address
 
     cfg = QueryConfig(seed=seed, pretrain_epochs=epochs,
                       ray=None if ray is None else check_address(ray))
-    result = run_query(project_dir, budget, strategy, cfg, job_id=job)
+    result = run_query(project_dir, budget, strategy, cfg, job_id=job, force=force)
     counts = {p: result.purposes.count(p) for p in ("validation", "second-read")}
     extra = ", ".join(f"+{n} {p}" for p, n in counts.items() if n)
     chosen = len(result.image_ids) - sum(counts.values())
