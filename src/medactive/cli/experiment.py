@@ -47,7 +47,12 @@ def _print_verdict(run_dir: Path, console: Console) -> None:
     from medactive.experiment.results import RunData
     from medactive.experiment.verdict import default_verdict
 
-    verdict = default_verdict(RunData.load(run_dir))
+    _print_comparisons(default_verdict(RunData.load(run_dir)), console)
+
+
+def _print_comparisons(verdict: Verdict, console: Console) -> None:
+    """One yes/NO line per comparison, under the question the user asked (nothing when the run
+    holds no default beside random)."""
     if not verdict.comparisons:
         return
     console.print("\n[bold]Do the defaults beat random here?[/bold]")
@@ -124,10 +129,5 @@ def print_backtest(summary: Path, verdict: Verdict, console: Console | None = No
     text = summary.read_text()
     cut = text.find("![learning curve]")
     console.print(Markdown(text[:cut] if cut >= 0 else text))
-    if not verdict.comparisons:
-        return
-    console.print("\n[bold]Do the defaults beat random here?[/bold]")
-    for c in verdict.comparisons:
-        mark = "[green]yes[/green]" if c.holds else "[red]NO[/red]"
-        console.print(f"  {mark}  {c.line()}", markup=True, highlight=False)
+    _print_comparisons(verdict, console)
     console.print(f"\nlearning curve: {summary.parent / 'learning_curve.png'}")
