@@ -38,14 +38,22 @@ from medactive.rounds import ValidationPolicy
 from medactive.rounds.backtest import BacktestData, BacktestPlan, parse_pipeline
 
 
-def variant(name: str) -> tuple[ValidationPolicy, bool]:
-    """``MODE-SHARE[-raw]`` or ``none`` -> (policy, standardise)."""
-    raw = name.endswith("-raw")
-    core = name.removesuffix("-raw")
-    if core == "none":
-        return ValidationPolicy("none", 0.0), not raw
-    mode, share = core.rsplit("-", 1)
-    return ValidationPolicy(mode, float(share)).check(), not raw  # type: ignore[arg-type]
+def variant(name: str) -> tuple[ValidationPolicy, bool, str]:
+    """``MODE-SHARE[-warm][-raw|-enc]`` or ``none[-raw|-enc]`` -> (policy, standardise,
+    strategy space). ``-warm``: no draw in the cold-start round; ``-raw``: head and strategies
+    on raw features; ``-enc``: the head on standardised features, the strategies on raw ones."""
+    standardise, space = True, "head"
+    if name.endswith("-raw"):
+        standardise, name = False, name.removesuffix("-raw")
+    elif name.endswith("-enc"):
+        space, name = "encoder", name.removesuffix("-enc")
+    warm = name.endswith("-warm")
+    name = name.removesuffix("-warm")
+    if name == "none":
+        return ValidationPolicy("none", 0.0), standardise, space
+    mode, share = name.rsplit("-", 1)
+    policy = ValidationPolicy(mode, float(share), cold_start_draw=not warm)  # type: ignore[arg-type]
+    return policy.check(), standardise, space
 
 
 def _table(rows: list[dict], variants: list[str], pipelines: list[str]) -> list[str]:
@@ -118,8 +126,8 @@ def main() -> None:
         print(f"{setting}: pool {len(splits.train)}, test {len(splits.test)}, encoder ready in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         for v in variants:
-            policy, standardise = variant(v)
-            pool = dataclasses.replace(encoded, standardise=standardise)
+            policy, standardise, space = variant(v)
+            pool = dataclasses.replace(encoded, standardise=standardise, strategy_space=space)
             data = BacktestData(pool, splits.train.labels, test_features, splits.test.labels,
                                 splits.train.class_names, name=f"{setting} ({v})",
                                 info={**info, "variant": v})

@@ -190,7 +190,7 @@ def test_head_model_folds_standardisation(synthetic_config):
     everything = np.arange(len(labels))
     model = fit_round(pool, everything, labels, p.splits.n_classes, runner.classifier, 0)
     view = round_view(pool, model, everything, np.full(len(labels), -1),
-                      EvaluationSet.from_features(pool, p.val_features, p.splits.val.labels))
+                      EvaluationSet.from_features(p.val_features, p.splits.val.labels))
     expected = model.probabilities(pool.head_features)
     assert np.allclose(predict_proba(view.model, p.splits.train.images), expected, atol=1e-4)
 

@@ -132,3 +132,29 @@ def test_bad_policy_is_refused():
                    ValidationPolicy(folds=1)):
         with pytest.raises(StrategyError):
             policy.check()
+
+
+def test_encoder_space_view_gives_the_heads_logits_on_raw_features():
+    import dataclasses
+
+    from medactive.rounds import EvaluationSet, fit_round, round_view
+
+    pool, truth, _, _ = blob_pool()
+    raw = dataclasses.replace(pool, strategy_space="encoder")
+    labelled = np.arange(0, pool.n, 5)
+    model = fit_round(raw, labelled, truth[labelled], 4, ClassifierConfig(), 0)
+    labels = np.full(pool.n, -1)
+    labels[labelled] = truth[labelled]
+    evaluation = EvaluationSet.from_pool(raw, labelled, truth[labelled])
+    view = round_view(raw, model, np.arange(pool.n), labels, evaluation)
+    np.testing.assert_array_equal(view.features, pool.features)  # the encoder's own geometry
+    expected = model.probabilities(pool.head_features[view.pool_indices])
+    np.testing.assert_allclose(view.pool_probabilities, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(view.val_features, pool.features[labelled])
+
+
+def test_a_warm_policy_gives_the_whole_cold_start_to_the_strategy():
+    pool, _, _, _ = blob_pool()
+    plan = plan_round(pool, LabelState.empty(pool.n), 20, n_classes=4, round_index=1,
+                      policy=ValidationPolicy(cold_start_draw=False))
+    assert plan.count("validation") == 0 and plan.count("acquire") == 20

@@ -242,7 +242,7 @@ class Runner:
     def evaluation(self) -> EvaluationSet:
         """The protocol's validation split: the evaluation set of every round (free here)."""
         p = self.prepared
-        return EvaluationSet.from_features(self.pool, p.val_features, p.splits.val.labels,
+        return EvaluationSet.from_features(p.val_features, p.splits.val.labels,
                                            p.splits.val.images)
 
     def round_view_of(self, labeled: np.ndarray, head_seed: int) -> RoundView:

@@ -64,7 +64,8 @@ class EvaluationSet:
     """The labelled images information-gain strategies and EPIG measure entropy on.
 
     Attributes:
-        features: ``(K, D)`` float32 features in the pool's head space (head mode).
+        features: ``(K, D)`` float32 raw encoder features (head mode; the view maps them into
+            the strategies' space).
         labels: ``(K,)`` int64 classes.
         images: ``(K, H, W, C)`` uint8 images (finetune mode: the view runs the network).
     """
@@ -79,15 +80,16 @@ class EvaluationSet:
         """Pool images at ``(K,)`` ``positions`` with their ``(K,)`` labels."""
         positions = np.asarray(positions, np.int64)
         images = None if pool.images is None else take(pool.images, positions)
-        return cls(pool.head_features[positions], np.asarray(labels, np.int64), images)
+        return cls(np.asarray(pool.features[positions], np.float32),
+                   np.asarray(labels, np.int64), images)
 
     @classmethod
-    def from_features(cls, pool: EncodedPool, features: np.ndarray | None, labels: np.ndarray,
+    def from_features(cls, features: np.ndarray | None, labels: np.ndarray,
                       images: np.ndarray | LazyImages | None = None) -> EvaluationSet:
         """A separate labelled set (the runner's validation split): ``(K, D)`` raw encoder
-        ``features`` mapped into the pool's head space."""
-        mapped = None if features is None else pool.space.apply(features)
-        return cls(mapped, np.asarray(labels, np.int64), images)
+        ``features``."""
+        return cls(None if features is None else np.asarray(features, np.float32),
+                   np.asarray(labels, np.int64), images)
 
 
 def cold_start_round(pool: EncodedPool, request: ColdStartRequest, *,
@@ -190,11 +192,14 @@ def round_view(pool: EncodedPool, model: RoundModel, rows: np.ndarray, labels: n
         raise StrategyError("head mode needs the evaluation set's features")
     full = rows.size == pool.n and bool(np.all(rows == np.arange(pool.n)))
     images = pool.images if full or pool.images is None else take(pool.images, rows)
-    features = pool.head_features if full else pool.head_features[rows]
-    return RoundView(features=features, labeled_mask=mask, labels=np.where(mask, labels, -1),
-                     weight=model.weight, bias=model.bias, dropout_p=model.dropout,
-                     val_features=evaluation.features, val_labels=evaluation.labels,
-                     images=images, model=_head_network(pool, model), true_labels=true_labels)
+    features = pool.view_features if full else pool.view_features[rows]
+    weight, bias = pool.view_head(model.weight, model.bias)
+    return RoundView(features=np.asarray(features, np.float32), labeled_mask=mask,
+                     labels=np.where(mask, labels, -1), weight=weight, bias=bias,
+                     dropout_p=model.dropout,
+                     val_features=pool.to_view_space(evaluation.features),
+                     val_labels=evaluation.labels, images=images,
+                     model=_head_network(pool, model), true_labels=true_labels)
 
 
 @dataclass

@@ -63,11 +63,14 @@ class ValidationPolicy:
         mode: ``"crossfit"``, ``"holdout"`` or ``"none"``.
         share: fraction of each round's budget drawn at random (0 turns the draw off).
         folds: out-of-fold parts of the validation sample (crossfit).
+        cold_start_draw: whether the cold-start round draws too (False: the whole first
+            round goes to the cold-start strategy; the sample starts with the second round).
     """
 
     mode: ValidationMode = "crossfit"
     share: float = 0.2
     folds: int = 5
+    cold_start_draw: bool = True
 
     def check(self) -> ValidationPolicy:
         """Raise :class:`StrategyError` naming the first bad value; returns ``self``."""
@@ -315,7 +318,8 @@ def plan_round(
     planning_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(round_index), 2]))
     candidates = state.candidates()
     val_counts = np.bincount(state.validation[state.validation >= 0], minlength=n_classes)
-    n_val = min(policy.draw_size(budget, val_counts), budget - 1)
+    n_val = 0 if cold and not policy.cold_start_draw else \
+        min(policy.draw_size(budget, val_counts), budget - 1)
     drawn = draw_uniform(candidates, n_val, planning_rng)
     free = np.setdiff1d(candidates, drawn)
     fit_labels = state.fit_labels(policy)

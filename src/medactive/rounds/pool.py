@@ -19,6 +19,9 @@ from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.rounds.space import FeatureSpace
 
+#: What a round's strategies may see (:attr:`EncodedPool.strategy_space`).
+STRATEGY_SPACES = ("head", "encoder")
+
 
 @dataclass(eq=False)
 class EncodedPool:
@@ -35,6 +38,10 @@ class EncodedPool:
         maps: every recorded dataset-map variant ``{name: (N,)}`` (MoCo only), else None.
         standardise: whether the head works on standardised features (see
             :mod:`medactive.rounds.space`; True everywhere unless an experiment says otherwise).
+        strategy_space: what the strategies' view holds: ``"head"``, the head's own features
+            (standardised when the head is), or ``"encoder"``, the encoder's raw features with
+            the head folded back onto them (same logits; the geometry the encoder was trained
+            for, e.g. cosine for contrastive features).
     """
 
     features: np.ndarray
@@ -45,8 +52,12 @@ class EncodedPool:
     variability: np.ndarray | None = None
     maps: Mapping[str, np.ndarray] | None = None
     standardise: bool = True
+    strategy_space: str = "head"
 
     def __post_init__(self) -> None:
+        if self.strategy_space not in STRATEGY_SPACES:
+            raise StrategyError(f"strategy_space must be one of {', '.join(STRATEGY_SPACES)}, "
+                                f"got {self.strategy_space!r}")
         if np.ndim(self.features) != 2:
             raise StrategyError(f"pool features must be (N, D), got {np.shape(self.features)}")
         if self.images is not None and self.images.shape[0] != self.features.shape[0]:
@@ -65,8 +76,26 @@ class EncodedPool:
 
     @cached_property
     def head_features(self) -> np.ndarray:
-        """``(N, D)`` float32 features in :attr:`space` (what the head and strategies see)."""
+        """``(N, D)`` float32 features in :attr:`space` (what the head is trained on)."""
         return self.space.apply(self.features)
+
+    @property
+    def view_features(self) -> np.ndarray:
+        """``(N, D)`` the features the strategies see (:attr:`strategy_space`)."""
+        return self.head_features if self.strategy_space == "head" else self.features
+
+    def to_view_space(self, features: np.ndarray) -> np.ndarray:
+        """Raw encoder features ``(M, D)`` mapped into the strategies' space (float32)."""
+        if self.strategy_space == "head":
+            return self.space.apply(features)
+        return np.ascontiguousarray(features, dtype=np.float32)
+
+    def view_head(self, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A head trained in :attr:`space` as the strategies' view needs it: unchanged in the
+        head's space, folded onto the raw features in the encoder's."""
+        if self.strategy_space == "head":
+            return weight, bias
+        return self.space.fold_into_head(weight, bias)
 
     def coldstart_view(self, true_labels: np.ndarray | None = None) -> ColdStartView:
         """The label-free view of the whole pool for a cold-start strategy (``true_labels``:
