@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretra
 from medactive.data.lazy import LazyImages, take
 from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import MedactiveError, StrategyError
+from medactive.models.contrastive import PROGRESS_LABEL as PRETRAINING_BAR
 from medactive.progress import listen
 from medactive.strategies import SelectionHealth, checked_strategy
 
@@ -119,7 +119,6 @@ Progress = Callable[[str, float], None]
 # stage -> (start, end) of the job's progress bar
 STAGES = {"loading images": (0.0, 0.1), "pre-training": (0.1, 0.7),
           "training classifier": (0.7, 0.8), "ranking": (0.8, 0.95), "recording": (0.95, 1.0)}
-_OUTER_STEP = re.compile(r"(\d+)/(\d+)\s*$")
 
 
 @dataclass
@@ -233,14 +232,11 @@ def _job_reporter(store: ProjectStore, job_id: int, progress: Progress | None) -
 
 
 def _pretraining_listener(report: Progress) -> Callable[[str, int, int | None], None]:
-    """Maps the pre-training bars ("moco 3/10", one per epoch) onto the job's progress."""
+    """Maps the pre-training bar (one over every epoch's steps) onto the job's progress."""
 
     def heard(desc: str, done: int, total: int | None) -> None:
-        match = _OUTER_STEP.search(desc)
-        inner = done / total if total else 0.0
-        if match:
-            step, steps = int(match.group(1)), int(match.group(2))
-            report("pre-training", (step - 1 + inner) / max(steps, 1))
+        if desc == PRETRAINING_BAR and total:
+            report("pre-training", done / total)
 
     return heard
 
