@@ -30,6 +30,7 @@ from medactive.annotate.consensus import decisions
 from medactive.annotate.exports import FORMATS, export_text
 from medactive.annotate.guard import MAX_ID, NAME_PATTERN
 from medactive.annotate.monitor import project_progress
+from medactive.annotate.project import encoder_label
 from medactive.annotate.schema import Job, QueueItem, RoundRow
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
@@ -151,6 +152,7 @@ def page_state(store: ProjectStore, project: str, classes: list[str], annotator:
             store, latest, last_item, reader, settings, classes),
         "can_undo": last is not None,
         "job": job_dict(store.latest_job(), redact),
+        "encoder": encoder_label(store.meta(), paths=False),
     }
 
 

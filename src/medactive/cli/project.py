@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART, DEFAULT_ENCODER
 from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -36,6 +36,12 @@ def init(
     features: Path | None = typer.Option(
         None, "--features", help="your own embeddings: .npy (N, D) in image order, or Parquet "
         "with an image_id column; queries then skip contrastive pre-training"),
+    encoder: str | None = typer.Option(
+        None, "--encoder", help=f"feature encoder: moco, imagenet or hf:<hub id or folder>, e.g. "
+        f"hf:facebook/dinov2-small (default {DEFAULT_ENCODER}; docs/encoders.md)"),
+    encoder_weights: Path | None = typer.Option(
+        None, "--encoder-weights", help="the encoder's weights: a file, or a folder saved with "
+        "save_pretrained / `hf download` (air-gapped machines)"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
     from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
@@ -47,11 +53,13 @@ def init(
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
-                                 settings=settings, strict=strict, features=features)
+                                 settings=settings, strict=strict, features=features,
+                                 encoder=encoder, encoder_weights=encoder_weights)
     elif from_npz is not None and images is None:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
-        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features,
+                              encoder, encoder_weights)
     else:
         raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
     with store:
@@ -94,6 +102,7 @@ def status(
         removals = store.removals() if skipped else []
     labelled = sum(st.per_class.values())
     typer.echo(f"{st.n_images} images, {labelled} labelled, {st.unsure} unsure")
+    typer.echo(f"encoder: {st.encoder}")
     typer.echo(f"  {'training':>8s} {'validation':>10s}  class")
     for name in progress.classes:
         typer.echo(f"  {progress.train_per_class[name]:8d} "

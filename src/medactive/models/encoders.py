@@ -91,13 +91,18 @@ class EncoderSpec:
         weights = meta.get("encoder_weights")
         return cls(str(meta.get("encoder") or MOCO), Path(weights) if weights else None)
 
-    def describe(self) -> str:
-        """One line for ``project status`` and reports."""
+    def describe(self, paths: bool = True) -> str:
+        """One line for ``project status`` and reports; ``paths=False`` leaves out server
+        paths (a local folder shows as its last part; own weights as "own weights")."""
         what = {MOCO: "MoCo v2 pre-trained on this pool",
                 IMAGENET: "EfficientNet-Lite0, ImageNet weights"}.get(self.family,
                                                                       "transformers backbone")
-        weights = f"; weights {self.weights}" if self.weights is not None else ""
-        return f"{self.name} ({what}{weights})"
+        name = self.name
+        if not paths and self.model is not None and Path(self.model).expanduser().is_absolute():
+            name = f"{HF_PREFIX}{Path(self.model).name}"
+        if self.weights is not None:
+            what += f"; weights {self.weights}" if paths else "; own weights"
+        return f"{name} ({what})"
 
 
 def check_encoder(name: str, weights: str | Path | None = None) -> EncoderSpec:

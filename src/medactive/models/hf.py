@@ -430,7 +430,8 @@ def build(source: HFSource, config: Any, prep: dict[str, Any]) -> HFImageEncoder
             check_weights_file(source, config)
             state = _strip_prefix(read_state_dict(source.weights_file), "module")
             try:  # transformers maps legacy and task-model (prefixed) names itself
-                model, info = MODEL_MAPPING[type(config)].from_pretrained(
+                model_class: Any = MODEL_MAPPING[type(config)]
+                model, info = model_class.from_pretrained(
                     None, config=config, state_dict=state, output_loading_info=True)
             except (RuntimeError, ValueError, KeyError) as exc:
                 raise ConfigError(f"hf:{source.model}: cannot load --encoder-weights "
