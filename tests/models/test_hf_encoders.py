@@ -219,7 +219,7 @@ def test_no_network_names_encoder_weights(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     calls: list[bool] = []
 
-    def no_network(repo_id: str, *, allow_patterns: list[str], local_files_only: bool) -> str:
+    def no_network(repo_id: str, *, local_files_only: bool, **kwargs: object) -> str:
         calls.append(local_files_only)
         raise LocalEntryNotFoundError("ConnectError: [Errno -2] Name or service not known")
 
@@ -236,7 +236,7 @@ def test_unknown_hub_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
-    def not_found(repo_id: str, *, allow_patterns: list[str], local_files_only: bool) -> str:
+    def not_found(repo_id: str, *, local_files_only: bool, **kwargs: object) -> str:
         if local_files_only:
             from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -261,3 +261,27 @@ def test_resolved_identity_changes_with_the_weights(tiny_models: dict, tmp_path:
     other = resolve_encoder(check_encoder(f"hf:{tiny_models['dino']}",
                                           tmp_path / "other.safetensors"))
     assert same.key != other.key
+
+
+def test_hub_models_are_pinned_to_the_commit_found(tiny_models: dict, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id is recorded with the snapshot's commit, and later loads ask for that commit:
+    a new upload of the model cannot change a project's features half-way."""
+    import huggingface_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / commit
+    shutil.copytree(tiny_models["dino"], snapshot)
+    asked: list[object] = []
+
+    def cached(repo_id: str, *, revision: str | None = None, **kwargs: object) -> str:
+        asked.append(revision)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cached)
+    spec = check_encoder("hf:org/tiny")
+    assert spec.revision == commit and spec.as_meta()["encoder_revision"] == commit
+    assert "revision 0123456789" in spec.describe()
+    resolved = resolve_encoder(spec)
+    assert asked == [None, commit]  # found first, then pinned
+    assert resolved.identity["weights"] == {"hub": "org/tiny", "revision": commit}

@@ -59,10 +59,14 @@ class EncoderSpec:
     Attributes:
         name: ``"moco"``, ``"imagenet"`` or ``"hf:<model>"``.
         weights: ``--encoder-weights`` as an absolute path, or None.
+        revision: the hub commit an ``hf:ORG/NAME`` encoder is pinned to (the one found when
+            it was checked), so a later upload of the model cannot change a project's
+            features; None for local weights.
     """
 
     name: str
     weights: Path | None = None
+    revision: str | None = None
 
     @property
     def family(self) -> str:
@@ -80,16 +84,17 @@ class EncoderSpec:
         return self.family != MOCO
 
     def as_meta(self) -> dict[str, str | None]:
-        """``{"encoder": name, "encoder_weights": path or None}`` (a project's metadata)."""
+        """``{"encoder", "encoder_weights", "encoder_revision"}`` (a project's metadata)."""
         return {"encoder": self.name, "encoder_weights": None if self.weights is None
-                else str(self.weights)}
+                else str(self.weights), "encoder_revision": self.revision}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> EncoderSpec:
         """The spec stored by :meth:`as_meta`; metadata without one (projects made before the
         registry) means ``moco``, the only encoder there was. Not re-checked."""
         weights = meta.get("encoder_weights")
-        return cls(str(meta.get("encoder") or MOCO), Path(weights) if weights else None)
+        return cls(str(meta.get("encoder") or MOCO), Path(weights) if weights else None,
+                   meta.get("encoder_revision") or None)
 
     def describe(self, paths: bool = True) -> str:
         """One line for ``project status`` and reports; ``paths=False`` leaves out server
@@ -102,15 +107,20 @@ class EncoderSpec:
             name = f"{HF_PREFIX}{Path(self.model).name}"
         if self.weights is not None:
             what += f"; weights {self.weights}" if paths else "; own weights"
+        if self.revision is not None:
+            what += f"; revision {self.revision[:10]}"
         return f"{name} ({what})"
 
 
-def check_encoder(name: str, weights: str | Path | None = None) -> EncoderSpec:
+def check_encoder(name: str, weights: str | Path | None = None,
+                  revision: str | None = None) -> EncoderSpec:
     """Check an encoder name and its weights without building a network.
 
     Args:
         name: a registry name (see the module docstring).
         weights: ``--encoder-weights``: a file or folder.
+        revision: pin an ``hf:ORG/NAME`` encoder to this hub commit (default: the one found
+            in the local cache or on the hub now, which the returned spec records).
 
     Returns:
         The :class:`EncoderSpec` (weights made absolute).
@@ -139,7 +149,7 @@ def check_encoder(name: str, weights: str | Path | None = None) -> EncoderSpec:
     if name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX):
         from medactive.models import hf
 
-        source = hf.locate(name[len(HF_PREFIX):], path, download=False)
+        source = hf.locate(name[len(HF_PREFIX):], path, download=False, revision=revision)
         config = hf.read_config(source)
         if path is not None and path.is_file():
             hf.check_weights_file(source, config)
@@ -151,7 +161,7 @@ def check_encoder(name: str, weights: str | Path | None = None) -> EncoderSpec:
             for f in files:
                 if f.suffix == ".safetensors":
                     hf.peek_state_dict(f)
-        return EncoderSpec(name, path)
+        return EncoderSpec(name, path, source.revision)
     raise ConfigError(f"unknown encoder {name!r}; use {KNOWN}")
 
 
@@ -244,7 +254,7 @@ def resolve_encoder(spec: EncoderSpec, *, digest_memo: Path | None = None) -> Re
     from medactive.models import hf
 
     assert spec.model is not None
-    source = hf.locate(spec.model, spec.weights, download=True)
+    source = hf.locate(spec.model, spec.weights, download=True, revision=spec.revision)
     config = hf.read_config(source)
     prep = hf.preprocessing(source, config)
     if source.weights_file is not None:

@@ -116,8 +116,10 @@ def _offline_error(model: str, why: str) -> ConfigError:
         "--encoder-weights FOLDER")
 
 
-def _snapshot(model: str, patterns: list[str], local_only: bool) -> Path:
-    """The hub snapshot folder of ``model`` with ``patterns`` (downloaded unless ``local_only``).
+def _snapshot(model: str, patterns: list[str], local_only: bool,
+              revision: str | None = None) -> Path:
+    """The hub snapshot folder of ``model`` at ``revision`` (default: the latest) with
+    ``patterns`` (downloaded unless ``local_only``).
 
     Raises:
         ConfigError: unknown or gated model, bad id, or not cached while offline.
@@ -132,7 +134,8 @@ def _snapshot(model: str, patterns: list[str], local_only: bool) -> Path:
     )
 
     try:
-        return Path(snapshot_download(model, allow_patterns=patterns, local_files_only=local_only))
+        return Path(str(snapshot_download(model, allow_patterns=patterns,
+                                          local_files_only=local_only, revision=revision)))
     except HFValidationError:
         raise ConfigError(f"hf:{model}: neither an existing folder nor a Hugging Face hub id "
                           "(ORG/NAME)") from None
@@ -143,7 +146,7 @@ def _snapshot(model: str, patterns: list[str], local_only: bool) -> Path:
         raise ConfigError(f"hf:{model}: the Hugging Face hub has no such model (or it is "
                           "private: log in with `hf auth login`)") from None
     except RevisionNotFoundError:
-        raise ConfigError(f"hf:{model}: revision not found on the hub") from None
+        raise ConfigError(f"hf:{model}: revision {revision} not found on the hub") from None
     except LocalEntryNotFoundError as exc:
         why = "offline mode (HF_HUB_OFFLINE)" if local_only else \
             f"no network: {str(exc).splitlines()[-1][:100]}"
@@ -152,13 +155,16 @@ def _snapshot(model: str, patterns: list[str], local_only: bool) -> Path:
         raise _offline_error(model, f"{type(exc).__name__}: {str(exc)[:100]}") from None
 
 
-def locate(model: str, weights: Path | None, *, download: bool) -> HFSource:
+def locate(model: str, weights: Path | None, *, download: bool,
+           revision: str | None = None) -> HFSource:
     """Find ``hf:model``'s config (and weights) on disk, fetching from the hub when needed.
 
     Args:
         model: hub id or folder (the part after ``hf:``).
         weights: ``--encoder-weights`` (a folder with ``config.json``, or one weights file).
         download: fetch the weights too (False: ``config.json`` is enough — the cheap check).
+        revision: the hub commit to use (a project pins the one it started with, so a new
+            upload of the model never changes its features half-way); default the latest.
 
     Raises:
         ConfigError: see :func:`_snapshot`; a folder without ``config.json``; a missing path.
@@ -175,25 +181,25 @@ def locate(model: str, weights: Path | None, *, download: bool) -> HFSource:
     elif any(model.startswith(p) for p in ("/", "./", "../", "~")):
         raise ConfigError(f"hf:{model}: no such folder")
     else:
-        folder = _hub_folder(model, download and weights is None)
+        folder = _hub_folder(model, download and weights is None, revision)
     return HFSource(model, folder, None if weights is None else Path(weights).resolve(),
                     folder.name if "snapshots" in folder.parts else None)
 
 
-def _hub_folder(model: str, with_weights: bool) -> Path:
+def _hub_folder(model: str, with_weights: bool, revision: str | None) -> Path:
     """The snapshot of a hub id: the cached one when offline, else fetched (config only, or
     config + weights)."""
     local_only = offline()
     if not with_weights:
         try:  # a cached config is enough for the check: no network call at all
-            return _snapshot(model, ["config.json"], local_only=True)
+            return _snapshot(model, ["config.json"], True, revision)
         except ConfigError:
             if local_only:
                 raise
-        return _snapshot(model, ["config.json"], local_only=False)
-    folder = _snapshot(model, _HUB_PATTERNS, local_only)
+        return _snapshot(model, ["config.json"], False, revision)
+    folder = _snapshot(model, _HUB_PATTERNS, local_only, revision)
     if not weight_files(folder):
-        folder = _snapshot(model, _FALLBACK_PATTERNS, local_only)
+        folder = _snapshot(model, _FALLBACK_PATTERNS, local_only, revision)
     if not weight_files(folder):
         raise _offline_error(model, "no weights file in the cached copy") if local_only else \
             ConfigError(f"hf:{model}: the hub model has no safetensors or pytorch_model.bin "
