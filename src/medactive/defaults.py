@@ -20,3 +20,8 @@ DEFAULT_ACQUISITION = "cluster-margin-then-margin"
 # behind on its long-tailed variant, while below ~20 per class Margin alone collapsed on a
 # long-tailed draw (docs/results.md "The switch point"). Counted per class, so it scales with C.
 DEFAULT_SWITCH_PER_CLASS = 25
+
+# Encoder of a new labelling project (`project init --encoder`): MoCo v2 pre-trained on the
+# pool, the only one there was before the registry (models/encoders.py). The evidence study of
+# issue 19 (docs/coldstart.md) decides whether a pretrained encoder replaces it.
+DEFAULT_ENCODER = "moco"

@@ -67,3 +67,51 @@ def _heard(iterable: Iterable[T], desc: str, total: int | None) -> Iterable[T]:
 def note(message: str) -> None:
     """Print one status line on stderr (through tqdm, so an open bar is not torn apart)."""
     tqdm.write(message, file=sys.stderr)
+
+
+class ProgressCounter:
+    """A progress bar advanced by hand, for work counted in units that do not come one per
+    loop step (images written in blocks of changing size, batches across epochs). Made by
+    :func:`progress_counter`."""
+
+    def __init__(self, desc: str, total: int, initial: int, unit: str, enabled: bool) -> None:
+        self.desc, self.total, self.done = desc, total, initial
+        self._callback = _LISTENER.get()
+        self._bar = tqdm(desc=desc, total=total, initial=initial, unit=unit, leave=False,
+                         dynamic_ncols=True) if enabled and progress_enabled() else None
+        if self._callback is not None:
+            self._callback(desc, initial, total)
+
+    @property
+    def shown(self) -> bool:
+        """True when a bar is drawn (worth computing what it shows)."""
+        return self._bar is not None
+
+    def advance(self, n: int = 1, **postfix: str) -> None:
+        """Count ``n`` more units done; ``postfix`` values are shown after the bar."""
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            if postfix:
+                self._bar.set_postfix(postfix, refresh=False)
+        if self._callback is not None:
+            self._callback(self.desc, self.done, self.total)
+
+    def close(self) -> None:
+        """Remove the bar from the terminal."""
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextmanager
+def progress_counter(desc: str, total: int, initial: int = 0, unit: str = "it",
+                     enabled: bool = True) -> Iterator[ProgressCounter]:
+    """A :class:`ProgressCounter` from ``initial`` to ``total`` units: its ETA is for the whole
+    job, also when it resumes part-way (tqdm rates only the units done in this run). A listener
+    installed with :func:`listen` hears ``(desc, done, total)`` at every advance, bar shown or
+    not."""
+    counter = ProgressCounter(desc, total, initial, unit, enabled)
+    try:
+        yield counter
+    finally:
+        counter.close()

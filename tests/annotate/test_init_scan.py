@@ -159,7 +159,7 @@ def _query_rows(project: Path, monkeypatch) -> int:
         raise KeyboardInterrupt  # stop before any training
 
     # the encoder is the first step to see the images, cold start or not
-    monkeypatch.setattr(query, "pretrain", capture)
+    monkeypatch.setattr(query, "encode_pool", lambda spec, images, **kw: capture(images))
     with pytest.raises(KeyboardInterrupt):
         query.run_query(project, 1, force=True)  # the round stays open: close it
     return seen[0]

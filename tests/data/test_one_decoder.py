@@ -47,7 +47,8 @@ def _query_input(project: Path, monkeypatch) -> np.ndarray:
     def capture(images, *args, **kwargs):
         raise _Captured(images)
 
-    monkeypatch.setattr(query, "pretrain", capture)  # the encoder is the first to see them
+    # the encoder is the first to see them
+    monkeypatch.setattr(query, "encode_pool", lambda spec, images, **kw: capture(images))
     with pytest.raises(_Captured) as caught:
         query.run_query(project, 1)
     return caught.value.images

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medactive.rounds import EncodedPool
+from medactive.rounds import RoundPool
 
 
 def blob_pool(n_per_class: int = 40, classes: int = 4, dim: int = 6, seed: int = 0
-              ) -> tuple[EncodedPool, np.ndarray, np.ndarray, np.ndarray]:
+              ) -> tuple[RoundPool, np.ndarray, np.ndarray, np.ndarray]:
     """``(pool, pool labels, test features, test labels)``: well-separated blobs with a few
     large-scale dimensions (as encoder features have), so standardisation matters."""
     rng = np.random.default_rng(seed)
@@ -24,7 +24,7 @@ def blob_pool(n_per_class: int = 40, classes: int = 4, dim: int = 6, seed: int =
 
     x, y = draw(n_per_class)
     xt, yt = draw(n_per_class // 2)
-    return EncodedPool(x, key="blobs"), y, xt, yt
+    return RoundPool(x, key="blobs"), y, xt, yt
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from medactive.cli import main
 from medactive.experiment.config import parse_config
 from medactive.experiment.runner import Runner
-from medactive.rounds import EncodedPool, ValidationPolicy, round_seeds
+from medactive.rounds import RoundPool, ValidationPolicy, round_seeds
 from medactive.rounds.backtest import BacktestData, BacktestPlan, Pipeline, backtest_cell
 from medactive.strategies import get_strategy
 
@@ -95,7 +95,7 @@ def test_query_runner_and_backtest_pick_the_same_images(subset, tmp_path, monkey
     assert picks.positions.tolist() == product
 
     # 3. the back-test's round
-    pool = EncodedPool(np.load(folder / "train-emb.npy"), key="features")
+    pool = RoundPool(np.load(folder / "train-emb.npy"), key="features")
     data = BacktestData(pool, truth, np.load(folder / "emb.npy")[480:], np.asarray(
         np.load(npz)["test_labels"]).ravel(), tuple(classes))
     plan = BacktestPlan((FIRST, SECOND), 1, 0, (Pipeline("p", "random", strategy),),

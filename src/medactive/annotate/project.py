@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from medactive.annotate.answers import check_class_names, check_label_rows
 from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for callers
@@ -27,6 +28,9 @@ from medactive.data.labelcsv import (
 )
 from medactive.data.pool import FOLDER_IMAGE_SIZE, MAX_IMAGE_SIZE  # noqa: F401 - re-exported
 from medactive.errors import ConfigError, DataError, StoreError
+
+if TYPE_CHECKING:
+    from medactive.models.encoders import EncoderSpec
 
 DEFAULT_FOLDER_SIZE = FOLDER_IMAGE_SIZE
 #: Where imported labels go: the training labels, or the project's validation sample.
@@ -63,6 +67,8 @@ def init_from_folder(
     strict: bool = False,
     features: Path | None = None,
     label_options: LabelFileOptions | None = None,
+    encoder: str | None = None,
+    encoder_weights: Path | None = None,
 ) -> ProjectStore:
     """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied)
     and decode them once into the decoded-image store (parallel, resumable; queries reuse it).
@@ -78,14 +84,17 @@ def init_from_folder(
     files the way a person sees them (or by a unique file name: :func:`read_labels_file`).
     ``features``: your own embeddings (``.npy`` rows in the registered order, or Parquet with an
     ``image_id`` column of those ids); queries then skip contrastive pre-training.
+    ``encoder`` / ``encoder_weights``: the feature encoder of the project (:func:`encoder_meta`).
 
     Raises:
         DataError: no folder, no readable image at all, a bad labels CSV, or (``strict``) any
             unreadable file. Nothing is created then.
+        ConfigError: a bad encoder or weights (checked before the scan).
         StoreError: a project already exists in ``project_dir``.
     """
     check_image_size(image_size)
     classes = check_class_names(classes)  # before the scan: a typo fails in milliseconds
+    chosen = encoder_meta(encoder, encoder_weights, features)
     settings = settings or DecodeSettings()
     root = Path(folder).expanduser().resolve()
     files, refused = find_image_files(root)
@@ -116,7 +125,7 @@ def init_from_folder(
             "channels": 3 if any(g.colour for g in good) else 1,
             "decode": settings.to_meta(),
             "skipped": [{"image_id": uid[f.path], "reason": f.reason} for f in skipped],
-            "labels_not_imported": [u for u, _ in dropped]}
+            "labels_not_imported": [u for u, _ in dropped], **chosen}
     meta.update(_model_inputs(project_dir, rows, meta, features))
     store = ProjectStore.create(project_dir, classes, meta)
     try:
@@ -149,6 +158,8 @@ def init_from_npz(
     labels_csv: Path | None = None,
     features: Path | None = None,
     label_options: LabelFileOptions | None = None,
+    encoder: str | None = None,
+    encoder_weights: Path | None = None,
 ) -> ProjectStore:
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
@@ -157,9 +168,11 @@ def init_from_npz(
     (:func:`medactive.data.medmnist.identify_medmnist`; never from the file name), else
     ``class_0..``; the project's meta says which (``class_names``: ``given``, ``registry`` or
     ``inferred``).
+    ``encoder`` / ``encoder_weights``: see :func:`encoder_meta`.
 
     Raises:
         DataError: unknown or empty split, bad file, bad labels CSV.
+        ConfigError: a bad encoder or weights.
     """
     import hashlib
 
@@ -167,6 +180,7 @@ def init_from_npz(
 
     if split not in ("train", "val", "test"):
         raise DataError(f"unknown split {split!r}; use train, val or test")
+    chosen = encoder_meta(encoder, encoder_weights, features)
     splits = load_medmnist(npz, download=False)
     ds = dict(splits.items())[split]
     if len(ds) == 0:
@@ -199,7 +213,7 @@ def init_from_npz(
         h, _, c = ds.image_shape
         meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
                 "channels": int(c), "decode": DecodeSettings().to_meta(),
-                "class_names": naming}
+                "class_names": naming, **chosen}
         meta.update(_model_inputs(project_dir, rows, meta, features))
         store = ProjectStore.create(project_dir, names, meta)
         store.add_images(rows)
@@ -214,6 +228,49 @@ def init_from_npz(
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return store
+
+
+def encoder_meta(encoder: str | None, weights: Path | None, features: Path | None
+                 ) -> dict[str, str | None]:
+    """The project metadata naming its feature encoder (``{"encoder", "encoder_weights"}``),
+    checked in milliseconds to seconds (:func:`medactive.models.encoders.check_encoder`), before
+    any image is read. Your own embeddings (``features``) replace the encoder: nothing is stored.
+
+    Raises:
+        ConfigError: a bad encoder or weights, weights without an encoder, or an encoder
+            together with your own embeddings.
+    """
+    from medactive.defaults import DEFAULT_ENCODER
+    from medactive.models.encoders import check_encoder
+
+    if features is not None:
+        if encoder is not None or weights is not None:
+            raise ConfigError("--features are your own embeddings and replace the encoder: "
+                              "give --features or --encoder/--encoder-weights, not both")
+        return {}
+    if weights is not None and encoder is None:
+        raise ConfigError("--encoder-weights needs --encoder (imagenet or hf:<model>)")
+    return check_encoder(encoder or DEFAULT_ENCODER, weights).as_meta()
+
+
+def project_encoder(meta: dict[str, Any]) -> EncoderSpec | None:
+    """The project's encoder (projects made before the registry: ``moco``), or None when it
+    brought its own embeddings (``init --features``). Not re-checked: a query checks it
+    before it reads any image (the weights may have moved since ``init``)."""
+    from medactive.models.encoders import EncoderSpec
+
+    if meta.get("features"):
+        return None
+    return EncoderSpec.from_meta(meta)
+
+
+def encoder_label(meta: dict[str, Any], paths: bool = True) -> str:
+    """One line naming the project's encoder (``project status``; the page, without server
+    paths when ``paths`` is False)."""
+    spec = project_encoder(meta)
+    if spec is None:
+        return "your own embeddings (init --features)"
+    return spec.describe(paths=paths)
 
 
 def _model_inputs(project_dir: Path, rows: list[tuple[str, str, str]], meta: dict,
@@ -387,6 +444,7 @@ class ProjectStatus:
     latest_strategy: str | None
     removed: int = 0
     skipped_at_init: int = 0
+    encoder: str = ""
 
 
 def project_status(store: ProjectStore) -> ProjectStatus:
@@ -403,6 +461,7 @@ def project_status(store: ProjectStore) -> ProjectStatus:
             unsure += 1
     latest = store.latest_round()
     pending = 0 if latest is None else sum(not q.done for q in store.queue(latest.id))
+    meta = store.meta()
     return ProjectStatus(store.n_images(), per_class, unsure, len(store.rounds()), pending,
                          latest.strategy if latest else None, len(store.removed_ids()),
-                         len(store.meta().get("skipped", [])))
+                         len(meta.get("skipped", [])), encoder_label(meta))

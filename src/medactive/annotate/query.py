@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,19 +42,21 @@ import numpy as np
 from medactive.annotate.consensus import Decision, decisions
 from medactive.annotate.next_round import check_round_request as check_project_request
 from medactive.annotate.pixels import FEATURES_FILE, project_features, project_images
+from medactive.annotate.project import project_encoder
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
-from medactive.coldstart.pipeline import needs_features, pretrain
+from medactive.coldstart.pipeline import needs_features
 from medactive.data.lazy import LazyImages
 from medactive.defaults import DEFAULT_ACQUISITION
 from medactive.errors import MedactiveError, StrategyError
-from medactive.models import HeadConfig
+from medactive.models import HeadConfig, check_encoder, encode_pool
+from medactive.models.contrastive import PROGRESS_LABEL as PRETRAINING_BAR
 from medactive.progress import listen
 from medactive.rounds import (
     ClassifierConfig,
-    EncodedPool,
     LabelState,
     PlannedRound,
+    RoundPool,
     ValidationPolicy,
     check_round_request,
     is_cold,
@@ -108,9 +109,10 @@ def _moco(cfg: QueryConfig) -> MocoConfig:
 
 Progress = Callable[[str, float], None]
 # stage -> (start, end) of the job's progress bar
+#: the encoder's bar label prefix when it extracts features (``encoding (NAME)``)
+ENCODING_BAR = "encoding"
 STAGES = {"loading images": (0.0, 0.1), "pre-training": (0.1, 0.7),
           "training classifier": (0.7, 0.8), "ranking": (0.8, 0.95), "recording": (0.95, 1.0)}
-_OUTER_STEP = re.compile(r"(\d+)/(\d+)\s*$")
 
 
 def _job_reporter(store: ProjectStore, job_id: int, progress: Progress | None) -> Progress:
@@ -131,14 +133,12 @@ def _job_reporter(store: ProjectStore, job_id: int, progress: Progress | None) -
 
 
 def _pretraining_listener(report: Progress) -> Callable[[str, int, int | None], None]:
-    """Maps the pre-training bars ("moco 3/10", one per epoch) onto the job's progress."""
+    """Maps the encoder's bar (MoCo's pre-training over every epoch, or a pretrained
+    network's feature extraction) onto the job's progress."""
 
     def heard(desc: str, done: int, total: int | None) -> None:
-        match = _OUTER_STEP.search(desc)
-        inner = done / total if total else 0.0
-        if match:
-            step, steps = int(match.group(1)), int(match.group(2))
-            report("pre-training", (step - 1 + inner) / max(steps, 1))
+        if (desc == PRETRAINING_BAR or desc.startswith(ENCODING_BAR)) and total:
+            report("pre-training", done / total)
 
     return heard
 
@@ -231,22 +231,30 @@ def round_policy(settings: ProjectSettings) -> ValidationPolicy:
 
 
 def project_pool(store: ProjectStore, images: LazyImages, meta: dict[str, Any],
-                  uids: list[str], cfg: QueryConfig, needs_features: bool) -> EncodedPool:
-    """The project's pool as the engine sees it: own embeddings, or the cached MoCo encoder
-    (pre-trained on every image at the first query that needs features)."""
+                 uids: list[str], cfg: QueryConfig, needs_features: bool,
+                 progress: bool = True) -> RoundPool:
+    """The project's pool as the round engine sees it: its own embeddings, or the features of
+    its encoder (:func:`medactive.models.encode_pool`: MoCo v2 pre-trained on every image, or a
+    pretrained network), cached in the project folder so only the first query pays.
+
+    Raises:
+        ConfigError: the project's encoder or its weights cannot be used (checked again here:
+            the weights may have moved since ``init``).
+    """
     own = project_features(store.dir, meta, uids)
     if own is not None:
-        return EncodedPool(own, key="features", images=images)
-    if not needs_features:  # a random cold start reads no features: no pre-training for it
-        return EncodedPool(np.zeros((images.shape[0], 0), np.float32), key="none",
-                           images=images)
-    result = pretrain(images, _moco(cfg), cache_root=store.dir / "encoders")
-    return EncodedPool(result.features, key=result.key, encoder=result.encoder, images=images,
-                       confidence=result.confidence, variability=result.variability,
-                       maps=result.maps or None)
+        return RoundPool(own, key="features", images=images)
+    if not needs_features:  # a random cold start reads no features: no encoder for it
+        return RoundPool(np.zeros((images.shape[0], 0), np.float32), key="none", images=images)
+    spec = project_encoder(meta)
+    assert spec is not None  # no features file means an encoder
+    spec = check_encoder(spec.name, spec.weights, spec.revision)
+    encoded = encode_pool(spec, images, cache_root=store.dir,
+                          moco=_moco(cfg) if spec.family == "moco" else None, progress=progress)
+    return RoundPool.from_encoded(encoded, images)
 
 
-def _save_head(path: Path, plan: PlannedRound, pool: EncodedPool, cfg: QueryConfig) -> None:
+def _save_head(path: Path, plan: PlannedRound, pool: RoundPool, cfg: QueryConfig) -> None:
     """The round's head (and the feature space it works in) as its checkpoint; atomic."""
     import torch
 
@@ -261,6 +269,17 @@ def _save_head(path: Path, plan: PlannedRound, pool: EncodedPool, cfg: QueryConf
                 "encoder_key": pool.key, "dropout": plan.model.dropout,
                 "head_config": dataclasses.asdict(_classifier(cfg).head)}, partial)
     partial.replace(path)
+
+
+def _encoder_checkpoint(project_dir: Path, key: str) -> str | None:
+    """What a cold-start round was chosen with: the project's own embeddings, the MoCo encoder
+    folder or the pretrained encoder's feature-cache entry (None for a random start)."""
+    if key == "features":
+        return str(project_dir / FEATURES_FILE)
+    if key == "none":
+        return None
+    moco = project_dir / "encoders" / key
+    return str(moco if moco.exists() else project_dir / "feature-cache" / key)
 
 
 def _classifier(cfg: QueryConfig) -> ClassifierConfig:
@@ -295,6 +314,7 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
                       class_names=list(classes), ray=cfg.ray)
     report("recording", 0.0)
     predictions = None
+    checkpoint: str | None
     if plan.model is not None:
         checkpoint = str(store.dir / "models" / f"round-{round_no:03d}-head.pt")
         _save_head(Path(checkpoint), plan, pool, cfg)
@@ -306,8 +326,7 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
                                 np.random.default_rng([cfg.seed, 0]))
             store.save_stop_sample([rows_all[int(k)].id for k in stop])
     else:
-        checkpoint = str(store.dir / FEATURES_FILE if pool.key == "features"
-                         else store.dir / "encoders" / pool.key)
+        checkpoint = _encoder_checkpoint(store.dir, pool.key)
     # labels given while this job ran count for the round after: drop what got answered since
     answered_now = {a.image_id for a in store.reader_answers()}
     queued = [(rows_all[int(p)].id, s, purpose)
@@ -328,8 +347,8 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
                                                                       strict=True)),
                                    purposes, predictions)
     except BaseException:
-        if plan.model is not None:  # a head no round points at would only mislead
-            Path(checkpoint).unlink(missing_ok=True)
+        if plan.model is not None and checkpoint is not None:  # a head no round points at
+            Path(checkpoint).unlink(missing_ok=True)  # would only mislead
         raise
     report("recording", 1.0)
     return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start, purposes,

@@ -37,6 +37,7 @@ from medactive.annotate.exports import FORMATS, export_text, label_studio_config
 from medactive.annotate.guard import MAX_ID, NAME_PATTERN
 from medactive.annotate.monitor import project_progress
 from medactive.annotate.next_round import OpenRoundError, check_round_request, next_round_plan
+from medactive.annotate.project import encoder_label
 from medactive.annotate.schema import Job, QueueItem, RoundRow
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
@@ -197,6 +198,7 @@ def page_state(store: ProjectStore, project: str, classes: list[str], annotator:
         "can_undo": last is not None,
         "job": job_dict(store.latest_job(), redact),
         "next": next_round_plan(store).as_dict(),
+        "encoder": encoder_label(store.meta(), paths=False),
     }
 
 

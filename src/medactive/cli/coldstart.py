@@ -22,12 +22,12 @@ import numpy as np
 import typer
 
 from medactive.coldstart import list_coldstart_strategies
-from medactive.defaults import DEFAULT_COLDSTART
+from medactive.defaults import DEFAULT_COLDSTART, DEFAULT_ENCODER
 from medactive.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from medactive.coldstart.pipeline import ColdStartSelection
-    from medactive.models.contrastive_config import ContrastiveResult
+    from medactive.models import EncodedPool
 
 # The columns of the selection CSV, in order (the pipeline's evidence, minus its score).
 CSV_COLUMNS = ("rank", "id", "index", "cluster", "confidence", "variability")
@@ -45,6 +45,7 @@ class Options:
     image_size: int | None
     image_root: Path | None
     id_column: str | None
+    encoder: Any = None  # EncoderSpec
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def check_options(*, data: str, budget: int, strategy: str, n_clusters: int | No
                   out: Path, plot: Path | None, epochs: int | None, batch_size: int | None,
                   tau_map: float | None, backbone: str, limit: int | None, device: str | None,
                   threads: int | None, image_size: int | None, image_root: Path | None,
-                  id_column: str | None) -> Options:
+                  id_column: str | None, encoder: str = DEFAULT_ENCODER,
+                  encoder_weights: Path | None = None) -> Options:
     """Every option of ``coldstart``, checked before any data is read or any work starts.
 
     Raises:
@@ -105,8 +107,10 @@ def check_options(*, data: str, budget: int, strategy: str, n_clusters: int | No
     from medactive.experiment.config import check_backbone
     from medactive.models.contrastive_config import MocoConfig
     from medactive.models.device import check_seed
+    from medactive.models.encoders import check_encoder
 
     check_seed(seed, "--seed")
+    spec = check_encoder(encoder, encoder_weights)
     params = {} if n_clusters is None else {"n_clusters": n_clusters}
     request = ColdStartRequest(strategy, params, budget, seed)
     check_request(request)  # a bad name or parameter fails before the data even loads
@@ -133,7 +137,9 @@ def check_options(*, data: str, budget: int, strategy: str, n_clusters: int | No
     check_output_file(out, "--out")
     if plot is not None:
         check_output_folder(plot, "--plot")
-    return Options(request, moco, out, plot, limit, image_size, image_root, id_column)
+    if plot is not None and spec.family != "moco":
+        raise ConfigError("--plot draws the contrastive dataset map: it needs --encoder moco")
+    return Options(request, moco, out, plot, limit, image_size, image_root, id_column, spec)
 
 
 def load_pool(data: str, options: Options) -> Pool:
@@ -191,21 +197,21 @@ def _report_skipped(skipped: list, limit: int = 10) -> None:
 
 
 def select(pool: Pool, options: Options, progress: bool
-           ) -> tuple[ColdStartSelection, ContrastiveResult]:
-    """Pre-train (cached), then the round engine's cold start; returns the selection and the
-    pre-training result."""
+           ) -> tuple[ColdStartSelection, EncodedPool]:
+    """Encode the pool (cached: MoCo v2 pre-trained on it, or a pretrained network), then the
+    round engine's cold start; returns the selection and the encoding."""
     import dataclasses
 
-    from medactive.coldstart.pipeline import check_request, moco_config, pretrain
-    from medactive.rounds import EncodedPool, cold_start_round
+    from medactive.coldstart.pipeline import check_request
+    from medactive.models import encode_pool
+    from medactive.models.contrastive_config import fit_to_pool
+    from medactive.rounds import RoundPool, cold_start_round
 
     check_request(options.request, len(pool.ids))  # the budget against the pool's size
-    moco = moco_config(len(pool.ids), dataclasses.replace(options.moco))
-    result = pretrain(pool.images, moco, progress=progress)
-    encoded = EncodedPool(result.features, key=result.key, encoder=result.encoder,
-                          images=pool.images, confidence=result.confidence,
-                          variability=result.variability, maps=result.maps or None)
-    return cold_start_round(encoded, options.request), result
+    moco = fit_to_pool(dataclasses.replace(options.moco), len(pool.ids))
+    encoded = encode_pool(options.encoder, pool.images, moco=moco, progress=progress)
+    return cold_start_round(RoundPool.from_encoded(encoded, pool.images), options.request), \
+        encoded
 
 
 def write_selection(rows: list[dict[str, object]], out: Path) -> None:
@@ -262,13 +268,19 @@ def register(app: typer.Typer) -> None:
             None, help="CSV: the folder its image paths are relative to (default: the CSV's)"),
         id_column: str | None = typer.Option(
             None, help="CSV: the column naming the images (default: detected)"),
+        encoder: str = typer.Option(
+            DEFAULT_ENCODER, help="moco (pre-trained on the pool; the dataset map), imagenet "
+            "or hf:<model> (docs/encoders.md)"),
+        encoder_weights: Path | None = typer.Option(
+            None, help="local weights of --encoder (air-gapped machines)"),
     ) -> None:
         """Choose the first images to label with zero labels (help text above)."""
         options = check_options(
             data=data, budget=budget, strategy=strategy, n_clusters=n_clusters, seed=seed,
             out=out, plot=plot, epochs=epochs, batch_size=batch_size, tau_map=tau_map,
             backbone=backbone, limit=limit, device=device, threads=threads,
-            image_size=image_size, image_root=image_root, id_column=id_column)
+            image_size=image_size, image_root=image_root, id_column=id_column,
+            encoder=encoder, encoder_weights=encoder_weights)
         pool = load_pool(data, options)
         typer.echo(f"pool: {pool.description}")
         selection, result = select(pool, options, progress)
@@ -276,9 +288,12 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             from medactive.coldstart.plots import plot_selection
 
+            assert result.confidence is not None and result.variability is not None
             plot_selection(result.features, result.confidence, result.variability,
                            selection.indices, Path(plot), strategy=strategy,
                            n_clusters=n_clusters or budget, seed=seed)
-        typer.echo(f"pre-training: {'cached ' + result.key if result.from_cache else result.key}, "
-                   f"{result.images_per_second:.0f} images/s")
+        speed = result.info.get("images_per_second")
+        typer.echo(f"features: {options.encoder.name}, "
+                   f"{'cached ' if result.from_cache else ''}{result.key}"
+                   + (f", {speed:.0f} images/s" if speed else ""))
         typer.echo(f"wrote {len(selection.indices)} image ids to {out}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
+from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART, DEFAULT_ENCODER
 from medactive.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -41,6 +41,12 @@ def init(
     features: Path | None = typer.Option(
         None, "--features", help="your own embeddings: .npy (N, D) in image order, or Parquet "
         "with an image_id column; queries then skip contrastive pre-training"),
+    encoder: str | None = typer.Option(
+        None, "--encoder", help=f"feature encoder: moco, imagenet or hf:<hub id or folder>, e.g. "
+        f"hf:facebook/dinov2-small (default {DEFAULT_ENCODER}; docs/encoders.md)"),
+    encoder_weights: Path | None = typer.Option(
+        None, "--encoder-weights", help="the encoder's weights: a file, or a folder saved with "
+        "save_pretrained / `hf download` (air-gapped machines)"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
     from medactive.annotate.project import (
@@ -61,12 +67,14 @@ def init(
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
                                  settings=settings, strict=strict, features=features,
-                                 label_options=options)
+                                 label_options=options, encoder=encoder,
+                                 encoder_weights=encoder_weights)
     elif from_npz is not None and images is None:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
         store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features,
-                              label_options=options)
+                              label_options=options, encoder=encoder,
+                              encoder_weights=encoder_weights)
     else:
         raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
     with store:
@@ -113,6 +121,7 @@ def status(
         removals = store.removals() if skipped else []
     labelled = sum(st.per_class.values())
     typer.echo(f"{st.n_images} images, {labelled} labelled, {st.unsure} unsure")
+    typer.echo(f"encoder: {st.encoder}")
     typer.echo(f"  {'training':>8s} {'validation':>10s}  class")
     for name in progress.classes:
         typer.echo(f"  {progress.train_per_class[name]:8d} "
@@ -395,6 +404,11 @@ def backtest(
     limit: int | None = typer.Option(None, "--limit", help="datasets: subsample the pool"),
     pretrain_epochs: int | None = typer.Option(None, "--pretrain-epochs",
                                                help="MoCo pre-training epochs"),
+    encoder: str | None = typer.Option(
+        None, "--encoder", help="datasets: moco, imagenet or hf:<model> (default: "
+        f"{DEFAULT_ENCODER}); a project uses its own"),
+    encoder_weights: Path | None = typer.Option(None, "--encoder-weights",
+                                                help="datasets: local weights of --encoder"),
     out: Path | None = typer.Option(None, "--out", help="output folder "
                                     "(default runs/backtest-<name>)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
@@ -417,6 +431,9 @@ def backtest(
 
     make_plan(ValidationPolicy()).check(10**12)  # names, budgets, repeats: before any work
     if is_project:
+        if encoder is not None or encoder_weights is not None:
+            raise ConfigError("a project is back-tested with its own encoder (project init "
+                              "--encoder); --encoder applies to datasets")
         from medactive.annotate.backtest import project_backtest_data
         from medactive.annotate.query import QueryConfig
         from medactive.experiment.backtest import backtest_to_folder
@@ -435,6 +452,8 @@ def backtest(
         src = DatasetSource(source, test_share, long_tail, limit, seed)
         out_dir = out or Path("runs") / f"backtest-{Path(source).stem}"
         summary, verdict = dataset_backtest(src, make_plan(ValidationPolicy()), out_dir,
+                                            encoder=encoder or DEFAULT_ENCODER,
+                                            encoder_weights=encoder_weights,
                                             pretrain_epochs=pretrain_epochs, progress=not quiet)
     from medactive.cli.experiment import print_backtest
 

@@ -37,7 +37,7 @@ from medactive.data.lazy import LazyImages
 from medactive.defaults import DEFAULT_COLDSTART
 from medactive.errors import StrategyError
 from medactive.models.contrastive import pretrain_moco
-from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
+from medactive.models.contrastive_config import ContrastiveResult, MocoConfig, fit_to_pool
 from medactive.models.device import select_device
 
 
@@ -50,11 +50,9 @@ def moco_config(n_images: int, base: MocoConfig | None = None, **overrides: Any)
         ConfigError: impossible values (see :meth:`MocoConfig.validate`), or a device that
             does not exist here.
     """
-    cfg = dataclasses.replace(base or MocoConfig(),
-                              **{k: v for k, v in overrides.items() if v is not None})
-    cfg.batch_size = max(2, min(cfg.batch_size, n_images))
-    cfg.queue_size = max(cfg.queue_size, cfg.batch_size)
-    cfg.validate()
+    cfg = fit_to_pool(dataclasses.replace(base or MocoConfig(),
+                                          **{k: v for k, v in overrides.items() if v is not None}),
+                      n_images)
     select_device(cfg.device)  # `--device bogus` fails here, before data or pre-training
     return cfg
 

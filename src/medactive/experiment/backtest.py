@@ -19,10 +19,11 @@ import numpy as np
 from medactive.data import DatasetSplits, ImageDataset, load_dataset
 from medactive.data.longtail import make_long_tail_splits
 from medactive.data.splits import stratified_split
+from medactive.defaults import DEFAULT_ENCODER
 from medactive.errors import ConfigError
 from medactive.experiment.backtest_report import PLAN, RESULTS, write_backtest_report
 from medactive.experiment.verdict import Verdict
-from medactive.rounds import EncodedPool
+from medactive.rounds import RoundPool
 from medactive.rounds.backtest import BacktestData, BacktestPlan, check_backtest, run_backtest
 
 
@@ -85,20 +86,27 @@ def load_ground_truth(source: DatasetSource) -> tuple[ImageDataset, ImageDataset
     return pool, test, splits.name
 
 
-def encode_dataset(pool: ImageDataset, test: ImageDataset, *, pretrain_epochs: int | None = None,
-                   progress: bool = True) -> tuple[EncodedPool, np.ndarray, dict[str, Any]]:
-    """The pool encoded as a project encodes its images (MoCo v2 pre-trained on the pool,
-    cached), and the test images' features from the same encoder."""
-    from medactive.coldstart.pipeline import moco_config, pretrain
-    from medactive.models import extract_features
+def encode_dataset(pool: ImageDataset, test: ImageDataset, *, encoder: str = DEFAULT_ENCODER,
+                   encoder_weights: Path | None = None, pretrain_epochs: int | None = None,
+                   progress: bool = True) -> tuple[RoundPool, np.ndarray, dict[str, Any]]:
+    """The pool encoded as a project encodes its images (the encoder registry, cached: MoCo v2
+    pre-trained on the pool, or a pretrained network), and the test images' features from the
+    same encoder.
 
-    moco = moco_config(len(pool), epochs=pretrain_epochs)
-    result = pretrain(pool.images, moco, progress=progress)
-    test_features = extract_features(result.encoder, test.images, progress=progress)
-    encoded = EncodedPool(result.features, key=result.key, encoder=result.encoder,
-                          images=pool.images, confidence=result.confidence,
-                          variability=result.variability, maps=result.maps or None)
-    return encoded, test_features, {"encoder": f"moco ({result.key})"}
+    Raises:
+        ConfigError: an unknown encoder or unusable weights (before any work).
+    """
+    from medactive.models import check_encoder, encode_pool
+    from medactive.models.contrastive_config import MocoConfig
+
+    spec = check_encoder(encoder, encoder_weights)
+    moco = None
+    if spec.family == "moco" and pretrain_epochs is not None:
+        moco = MocoConfig(epochs=pretrain_epochs)
+    encoded = encode_pool(spec, pool.images, moco=moco, progress=progress)
+    test_features = encoded.encode(test.images, progress=progress)
+    return (RoundPool.from_encoded(encoded, pool.images), test_features,
+            {"encoder": f"{spec.name} ({encoded.key})"})
 
 
 def prepare_run_folder(out_dir: Path, plan: BacktestPlan, info: dict[str, Any]) -> None:
@@ -139,12 +147,18 @@ def backtest_to_folder(data: BacktestData, plan: BacktestPlan, out_dir: Path,
 
 
 def dataset_backtest(source: DatasetSource, plan: BacktestPlan, out_dir: Path, *,
+                     encoder: str = DEFAULT_ENCODER, encoder_weights: Path | None = None,
                      pretrain_epochs: int | None = None, progress: bool = True
                      ) -> tuple[Path, Verdict]:
     """Load ground truth, check the plan against it (before any encoding), encode, run."""
+    from medactive.models import check_encoder
+
+    check_encoder(encoder, encoder_weights)
     pool, test, name = load_ground_truth(source)
     plan.check(int(np.sum(pool.labels >= 0)))
-    encoded, test_features, info = encode_dataset(pool, test, pretrain_epochs=pretrain_epochs,
+    encoded, test_features, info = encode_dataset(pool, test, encoder=encoder,
+                                                  encoder_weights=encoder_weights,
+                                                  pretrain_epochs=pretrain_epochs,
                                                   progress=progress)
     data = BacktestData(encoded, pool.labels, test_features, test.labels, pool.class_names,
                         name=name, info=info)

@@ -130,24 +130,40 @@ class FinetuneConfig(_Strict):
 class ModelConfig(_Strict):
     """Backbone and per-round training mode.
 
-    ``encoder``: ``"moco"`` (contrastive pre-training on the training pool, cached), ``"random"``
-    (random init: a fast, weak baseline for tests), ``"imagenet"`` (EfficientNet-Lite0 weights,
-    ``[pretrained]`` extra) or ``"features"``: your own embeddings from ``features`` (a ``.npy``
-    with one row per image of the dataset in train, val, test order, or Parquet with an id
-    column; path relative to the config file), head mode only.
+    ``encoder``: a name of the encoder registry (:mod:`medactive.models.encoders`, features
+    cached on disk): ``"moco"`` (contrastive pre-training on the training pool), ``"imagenet"``
+    (EfficientNet-Lite0 weights, ``[pretrained]`` extra) or ``"hf:<hub id or folder>"`` (a
+    ``transformers`` backbone, ``[encoders]`` extra); or ``"random"`` (random init of
+    ``backbone``: a fast, weak baseline for tests); or ``"features"``: your own embeddings from
+    ``features`` (a ``.npy`` with one row per image of the dataset in train, val, test order, or
+    Parquet with an id column; path relative to the config file), head mode only.
+    ``encoder_weights``: weights file or folder for ``imagenet`` / ``hf:`` (relative to the
+    config file), e.g. on a machine without network.
     """
 
     mode: Literal["head", "finetune"] = "head"
     backbone: str = "compact"
-    encoder: Literal["moco", "random", "imagenet", "features"] = "moco"
+    encoder: str = "moco"
+    encoder_weights: str | None = None
     features: str | None = None
     dropout: float = Field(default=0.2, ge=0, lt=1)
     pretrain: PretrainConfig = PretrainConfig()
     head: HeadTrainConfig = HeadTrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
 
+    @field_validator("encoder")
+    @classmethod
+    def _encoder_name(cls, value: str) -> str:
+        if value in ("moco", "random", "imagenet", "features") or (
+                value.startswith("hf:") and len(value) > 3):
+            return value
+        raise ValueError("must be moco, imagenet, hf:<hub id or folder>, random or features")
+
     @model_validator(mode="after")
     def _features_file(self) -> ModelConfig:
+        if self.encoder_weights is not None and not (
+                self.encoder == "imagenet" or self.encoder.startswith("hf:")):
+            raise ValueError("encoder_weights applies to encoder = 'imagenet' or 'hf:...'")
         if (self.encoder == "features") != (self.features is not None):
             raise ValueError("encoder = 'features' and a features = 'FILE' go together")
         if self.encoder == "features" and self.mode != "head":
@@ -295,9 +311,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     image_root = dataset.get("image_root")
     if isinstance(image_root, str):
         dataset["image_root"] = str((path.parent / image_root).resolve())
-    features = model.get("features")
-    if isinstance(features, str) and (path.parent / features).exists():
-        model["features"] = str((path.parent / features).resolve())
+    for key in ("features", "encoder_weights"):
+        given = model.get(key)
+        if isinstance(given, str) and (path.parent / given).exists():
+            model[key] = str((path.parent / given).resolve())
     data.setdefault("name", path.stem)
     return parse_config(data, str(path))
 

@@ -2,8 +2,11 @@
 
 Expensive forward passes happen here, once; the round loop (``runner.py``, through the round
 engine :mod:`medactive.rounds`) only trains heads and calls strategies on cached arrays (head
-mode) or re-trains the classifier (finetune mode). The head's feature space (standardisation) is
-the engine's decision (:mod:`medactive.rounds.space`), not this module's.
+mode) or re-trains the classifier (finetune mode). The registry's encoders (``moco``,
+``imagenet``, ``hf:...``) keep their features in the on-disk feature cache
+(:mod:`medactive.models.features`), so they are computed once per dataset, not once per
+experiment. The head's feature space (standardisation) is the engine's decision
+(:mod:`medactive.rounds.space`), not this module's.
 """
 
 from __future__ import annotations
@@ -97,22 +100,7 @@ def prepare(config: ExperimentConfig, progress: bool = True,
     mc = config.model
     train = splits.train
     in_channels, image_size = train.image_shape[2], train.image_shape[0]
-    confidence = variability = maps = None
-    if mc.encoder == "moco":
-        from medactive.coldstart.pipeline import pretrain
-        from medactive.models.contrastive_config import MocoConfig
-
-        moco_cfg = MocoConfig(backbone=mc.backbone, seed=config.run.seed, device=config.run.device,
-                              **mc.pretrain.as_kwargs())
-        result = pretrain(train.images, moco_cfg, progress=progress)
-        encoder = result.encoder
-        train_features = np.asarray(result.features, dtype=np.float32)
-        confidence = np.asarray(result.confidence, dtype=np.float64)
-        variability = np.asarray(result.variability, dtype=np.float64)
-        maps = result.maps or None
-        info = {"encoder": "moco", "backbone": mc.backbone, "cache_key": result.key,
-                "images_per_second": getattr(result, "images_per_second", None)}
-    elif mc.encoder == "features":  # your own embeddings: no backbone at all
+    if mc.encoder == "features":  # your own embeddings: no backbone at all
         from medactive.data.embeddings import split_embeddings
 
         assert mc.features is not None
@@ -121,18 +109,36 @@ def prepare(config: ExperimentConfig, progress: bool = True,
                                  splits)
         return Prepared(splits, None, *feats, None, None,
                         {"encoder": "features", "features": mc.features})
-    else:
+    if mc.encoder == "random":  # random init of `backbone`: a fast, weak baseline
         seed_everything(config.run.seed)
-        if mc.encoder == "imagenet":
-            encoder = build_backbone("efficientnet-lite0", in_channels, image_size, pretrained=True)
-        else:
-            encoder = build_backbone(mc.backbone, in_channels, image_size)
-        train_features = _features(encoder, train.images, config, progress)
-        info = {"encoder": mc.encoder, "backbone": mc.backbone}
-    val_features = _features(encoder, splits.val.images, config, progress)
-    test_features = _features(encoder, splits.test.images, config, progress)
-    return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
-                    variability, info, maps)
+        encoder = build_backbone(mc.backbone, in_channels, image_size)
+        train_f, val_f, test_f = (_features(encoder, s.images, config, progress)
+                                  for s in (train, splits.val, splits.test))
+        return Prepared(splits, encoder, train_f, val_f, test_f, None, None,
+                        {"encoder": "random", "backbone": mc.backbone})
+    return _registry_features(config, splits, progress)
+
+
+def _registry_features(config: ExperimentConfig, splits: DatasetSplits,
+                       progress: bool) -> Prepared:
+    """Features of every split through the encoder registry (``moco``, ``imagenet``,
+    ``hf:...``): computed once and cached on disk (:mod:`medactive.models.features`), so a
+    second experiment on the same data starts in seconds."""
+    from medactive.models.contrastive_config import MocoConfig
+    from medactive.models.encoders import check_encoder
+    from medactive.models.features import encode_pool
+
+    mc = config.model
+    spec = check_encoder(mc.encoder, mc.encoder_weights)  # before any pre-training
+    moco = MocoConfig(backbone=mc.backbone, seed=config.run.seed, device=config.run.device,
+                      **mc.pretrain.as_kwargs()) if spec.family == "moco" else None
+    pool = encode_pool(spec, splits.train.images, moco=moco, device=config.run.device,
+                       progress=progress, ray=config.run.ray if spec.pretrained else None)
+    val, test = (pool.encode(s.images, progress=progress, ray=config.run.ray)
+                 for s in (splits.val, splits.test))
+    info = {**pool.info, **({"backbone": mc.backbone} if spec.family == "moco" else {})}
+    return Prepared(splits, pool.encoder, np.asarray(pool.features, dtype=np.float32), val,
+                    test, pool.confidence, pool.variability, info, pool.maps)
 
 
 def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,

@@ -29,11 +29,11 @@ from medactive.models.device import select_device
 from medactive.progress import progress_bar
 from medactive.rounds import (
     ClassifierConfig,
-    EncodedPool,
     EvaluationSet,
     FinetuneSettings,
     RankedPicks,
     RoundModel,
+    RoundPool,
     cold_start_round,
     fit_round,
     rank_round,
@@ -82,7 +82,7 @@ class Runner:
         self.out_dir = Path(self.out_dir)
         self._prepared: Prepared | None = None
         self._splits: DatasetSplits | None = None
-        self._pool: EncodedPool | None = None
+        self._pool: RoundPool | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_out_dir(self) -> None:
@@ -200,11 +200,11 @@ class Runner:
         return self.config.run.seed * 1000 + repeat
 
     @property
-    def pool(self) -> EncodedPool:
+    def pool(self) -> RoundPool:
         """The training pool as the round engine sees it (head space derived once)."""
         if self._pool is None:
             p = self.prepared
-            self._pool = EncodedPool(
+            self._pool = RoundPool(
                 p.train_features, key=str(p.encoder_info.get("cache_key", p.encoder_info)),
                 encoder=p.encoder, images=p.splits.train.images, confidence=p.confidence,
                 variability=p.variability, maps=p.maps,

@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import pickle
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medactive.data.arraycache import entry_lock
 from medactive.data.lazy import LazyImages, content_digest, prefetch_batches
 from medactive.errors import ConfigError
 from medactive.models import distributed
@@ -60,12 +60,14 @@ from medactive.models.datamap import (
 )
 from medactive.models.device import autocast, memory_format, seed_everything, select_device
 from medactive.models.training import extract_features
-from medactive.progress import progress_bar
+from medactive.progress import ProgressCounter, progress_counter
 
 log = logging.getLogger(__name__)
 
 # Config fields that do not change the result and so stay out of the cache key.
 _NON_KEY_FIELDS = ("device", "amp", "num_threads")
+#: Label of the pre-training progress bar (one bar over every epoch's steps).
+PROGRESS_LABEL = "moco pre-training"
 # Bumped when the recorded map catalogue or its file layout changes (part of the cache key).
 _MAP_FORMAT = "maps-v2"
 
@@ -206,28 +208,12 @@ def pretrain_moco(
 
 @contextlib.contextmanager
 def _entry_lock(folder: Path, enabled: bool, progress: bool) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``<folder>.lock`` (POSIX ``flock``; released by the
-    kernel if the process dies, so a killed run never leaves the entry locked)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock available
-        enabled = False
-    if not enabled:
+    """Hold the exclusive lock of the cache entry ``folder``
+    (:func:`medactive.data.arraycache.entry_lock`: released by the kernel if the process dies,
+    so a killed run never leaves the entry locked)."""
+    waiting = f"waiting for another process pre-training the same encoder ({folder.name})"
+    with entry_lock(folder, enabled=enabled, waiting=waiting if progress else None):
         yield
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f"{folder.name}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if progress:
-                print(f"waiting for another process pre-training the same encoder ({folder.name})",
-                      file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: Path,
@@ -277,73 +263,74 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
         torch.set_rng_state(ck["torch_rng"])
         start_epoch, train_seconds, pairs_done = ck["epoch"] + 1, ck["seconds"], ck["pairs"]
 
-    for epoch in range(start_epoch, cfg.epochs):
-        query.train()
-        keyenc.train()
-        batches = [distributed.shard(pos, dist) for pos in _batches(items, cfg.batch_size, gen)]
-        epoch_start = acc.sums()  # what every rank agreed on before this epoch
-        loader = prefetch_batches(images, [pos % n for pos in batches])
-        bar = progress_bar(batches, desc=f"moco {epoch + 1}/{cfg.epochs}", unit="batch",
-                           enabled=progress and dist.primary)
-        t0 = time.perf_counter()
-        for b, pos in enumerate(bar):
-            idx = pos % n  # repeated augmentation: position -> image
-            step = epoch * per_epoch + b
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
-            x = to_unit(next(loader), device)
-            x1 = normalise(augment(x)).contiguous(memory_format=fmt)
-            x2 = normalise(augment(x)).contiguous(memory_format=fmt)
-            with autocast(device, cfg.amp):
-                q = trained(x1)
+    # one bar for the whole pre-training (its ETA is the run's, also after a resume); a
+    # listener (a project's query job) hears the same steps
+    with progress_counter(PROGRESS_LABEL, total_steps, start_epoch * per_epoch, unit="batch",
+                          enabled=progress and dist.primary) as bar:
+        for epoch in range(start_epoch, cfg.epochs):
+            query.train()
+            keyenc.train()
+            batches = [distributed.shard(pos, dist) for pos in _batches(items, cfg.batch_size, gen)]
+            epoch_start = acc.sums()  # what every rank agreed on before this epoch
+            loader = prefetch_batches(images, [pos % n for pos in batches])
+            t0 = time.perf_counter()
+            for b, pos in enumerate(batches):
+                idx = pos % n  # repeated augmentation: position -> image
+                step = epoch * per_epoch + b
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+                x = to_unit(next(loader), device)
+                x1 = normalise(augment(x)).contiguous(memory_format=fmt)
+                x2 = normalise(augment(x)).contiguous(memory_format=fmt)
+                with autocast(device, cfg.amp):
+                    q = trained(x1)
+                    with torch.no_grad():
+                        k = keyenc(x2)
+                # InfoNCE: positive = own key, negatives = the queue (MoCo v2)
+                l_pos = (q * k).sum(dim=1, keepdim=True)
+                l_neg = q @ queue.T
+                logits = torch.cat([l_pos, l_neg], dim=1) / cfg.temperature
+                loss = nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long,
+                                                                       device=device))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 with torch.no_grad():
-                    k = keyenc(x2)
-            # InfoNCE: positive = own key, negatives = the queue (MoCo v2)
-            l_pos = (q * k).sum(dim=1, keepdim=True)
-            l_neg = q @ queue.T
-            logits = torch.cat([l_pos, l_neg], dim=1) / cfg.temperature
-            loss = nn.functional.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long,
-                                                                   device=device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            with torch.no_grad():
-                # the map sees the queue *before* this batch's keys join it (no self-competition)
-                acc.add(epoch, idx, pair_map_values(q.detach(), k.detach(), variants, queue))
-                for pq, pk in zip(query.parameters(), keyenc.parameters(), strict=True):
-                    pk.mul_(cfg.momentum).add_(pq.detach(), alpha=1.0 - cfg.momentum)
-                kk = distributed.all_gather_rows(k.detach(), dist)  # the global batch's keys
-                end = ptr + kk.shape[0]
-                if end <= cfg.queue_size:
-                    queue[ptr:end] = kk
-                else:  # wrap around
-                    cut = cfg.queue_size - ptr
-                    queue[ptr:] = kk[:cut]
-                    queue[: end - cfg.queue_size] = kk[cut:]
-                ptr = end % cfg.queue_size
-            pairs_done += len(idx)
-            if progress and hasattr(bar, "set_postfix"):
-                rate = pairs_done / max(1e-9, train_seconds + time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", img_s=f"{rate:.0f}")
-        train_seconds += time.perf_counter() - t0
-        # every rank's map sums for this epoch, added up (identity in a single process)
-        acc.set_sums(distributed.reduce_increments(acc.sums()[:3], epoch_start[:3], dist)
-                     + distributed.reduce_increments(acc.sums()[3:], epoch_start[3:], dist))
-        if not dist.primary:
-            continue  # rank 0 probes (the whole pool, once) and writes the checkpoint
-        if cfg.probed(epoch):
-            t1 = time.perf_counter()
-            acc.add(epoch, np.arange(n), _probe(keyenc, images, augment, variants,
-                                                probe_negatives, cfg, epoch, device, fmt))
-            probe_seconds += time.perf_counter() - t1
-        torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
-                    "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,
-                    "map": acc.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "epoch": epoch, "seconds": train_seconds,
-                    "probe_seconds": probe_seconds, "pairs": pairs_done},
-                   ckpt_path.with_suffix(".tmp"))
-        ckpt_path.with_suffix(".tmp").replace(ckpt_path)  # atomic: never a half-written checkpoint
+                    # the map sees the queue *before* this batch's keys join it (no self-competition)
+                    acc.add(epoch, idx, pair_map_values(q.detach(), k.detach(), variants, queue))
+                    for pq, pk in zip(query.parameters(), keyenc.parameters(), strict=True):
+                        pk.mul_(cfg.momentum).add_(pq.detach(), alpha=1.0 - cfg.momentum)
+                    kk = distributed.all_gather_rows(k.detach(), dist)  # the global batch's keys
+                    end = ptr + kk.shape[0]
+                    if end <= cfg.queue_size:
+                        queue[ptr:end] = kk
+                    else:  # wrap around
+                        cut = cfg.queue_size - ptr
+                        queue[ptr:] = kk[:cut]
+                        queue[: end - cfg.queue_size] = kk[cut:]
+                    ptr = end % cfg.queue_size
+                pairs_done += len(idx)
+                _advance(bar, epoch, cfg.epochs, loss, pairs_done,
+                         train_seconds + time.perf_counter() - t0)
+            train_seconds += time.perf_counter() - t0
+            # every rank's map sums for this epoch, added up (identity in a single process)
+            acc.set_sums(distributed.reduce_increments(acc.sums()[:3], epoch_start[:3], dist)
+                         + distributed.reduce_increments(acc.sums()[3:], epoch_start[3:], dist))
+            if not dist.primary:
+                continue  # rank 0 probes (the whole pool, once) and writes the checkpoint
+            if cfg.probed(epoch):
+                t1 = time.perf_counter()
+                acc.add(epoch, np.arange(n), _probe(keyenc, images, augment, variants,
+                                                    probe_negatives, cfg, epoch, device, fmt))
+                probe_seconds += time.perf_counter() - t1
+            torch.save({"query": query.state_dict(), "key": keyenc.state_dict(),
+                        "optimizer": optimizer.state_dict(), "queue": queue.cpu(), "ptr": ptr,
+                        "map": acc.state_dict(), "gen": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(), "epoch": epoch, "seconds": train_seconds,
+                        "probe_seconds": probe_seconds, "pairs": pairs_done},
+                       ckpt_path.with_suffix(".tmp"))
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)  # atomic: never a half-written checkpoint
 
     maps, spreads, trajectory = acc.summary()
     confidence, variability = maps[cfg.map_name], spreads[cfg.map_name]
@@ -367,6 +354,17 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
     ckpt_path.unlink(missing_ok=True)
     return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate,
                              maps=maps, map_trajectory=trajectory)
+
+
+def _advance(bar: ProgressCounter, epoch: int, epochs: int, loss: torch.Tensor, pairs: int,
+             seconds: float) -> None:
+    """One training step done: the bar shows the epoch, the loss and augmented pairs/s (read
+    only when a bar is drawn: the loss's value waits for the GPU)."""
+    if not bar.shown:
+        bar.advance(1)
+        return
+    bar.advance(1, epoch=f"{epoch + 1}/{epochs}", loss=f"{float(loss.detach()):.3f}",
+                img_s=f"{pairs / max(seconds, 1e-9):.0f}")
 
 
 def _probe_negatives(n: int, cfg: MocoConfig) -> np.ndarray:

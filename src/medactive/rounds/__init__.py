@@ -25,12 +25,11 @@ from medactive.rounds.loop import (
     is_cold,
     plan_round,
 )
-from medactive.rounds.pool import EncodedPool
+from medactive.rounds.pool import RoundPool
 from medactive.rounds.space import FeatureSpace
 
 __all__ = [
     "ClassifierConfig",
-    "EncodedPool",
     "EvaluationSet",
     "FeatureSpace",
     "FinetuneSettings",
@@ -38,6 +37,7 @@ __all__ = [
     "PlannedRound",
     "RankedPicks",
     "RoundModel",
+    "RoundPool",
     "ValidationEstimate",
     "ValidationPolicy",
     "check_round_request",

@@ -38,7 +38,7 @@ from medactive.rounds.loop import (
     plan_round,
     validation_estimate,
 )
-from medactive.rounds.pool import EncodedPool
+from medactive.rounds.pool import RoundPool
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class BacktestData:
         info: what produced it (encoder, sources), for the report.
     """
 
-    pool: EncodedPool
+    pool: RoundPool
     labels: np.ndarray
     test_features: np.ndarray
     test_labels: np.ndarray

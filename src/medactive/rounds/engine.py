@@ -37,7 +37,7 @@ from medactive.rounds.classifier import (
     finetune_classifier,
     fit_head_classifier,
 )
-from medactive.rounds.pool import EncodedPool
+from medactive.rounds.pool import RoundPool
 from medactive.strategies import (
     RoundView,
     SelectionHealth,
@@ -75,7 +75,7 @@ class EvaluationSet:
     images: np.ndarray | LazyImages | None = None
 
     @classmethod
-    def from_pool(cls, pool: EncodedPool, positions: np.ndarray, labels: np.ndarray
+    def from_pool(cls, pool: RoundPool, positions: np.ndarray, labels: np.ndarray
                   ) -> EvaluationSet:
         """Pool images at ``(K,)`` ``positions`` with their ``(K,)`` labels."""
         positions = np.asarray(positions, np.int64)
@@ -92,7 +92,7 @@ class EvaluationSet:
                    np.asarray(labels, np.int64), images)
 
 
-def cold_start_round(pool: EncodedPool, request: ColdStartRequest, *,
+def cold_start_round(pool: RoundPool, request: ColdStartRequest, *,
                      candidates: np.ndarray | None = None,
                      true_labels: np.ndarray | None = None,
                      round_index: int = 1,
@@ -126,11 +126,11 @@ def cold_start_round(pool: EncodedPool, request: ColdStartRequest, *,
     return selection
 
 
-def fit_round(pool: EncodedPool, labelled: np.ndarray, labels: np.ndarray, n_classes: int,
+def fit_round(pool: RoundPool, labelled: np.ndarray, labels: np.ndarray, n_classes: int,
               config: ClassifierConfig, seed: int, *,
               validation: ImageDataset | None = None) -> RoundModel:
     """Train the round's classifier on pool positions ``labelled`` ``(M,)`` with ``(M,)``
-    ``labels``: the head on :attr:`EncodedPool.head_features` (head mode), or a fine-tuned copy
+    ``labels``: the head on :attr:`RoundPool.head_features` (head mode), or a fine-tuned copy
     of the pool's encoder on the images (finetune mode; ``validation`` for early stopping).
 
     Raises:
@@ -150,7 +150,7 @@ def fit_round(pool: EncodedPool, labelled: np.ndarray, labels: np.ndarray, n_cla
     return finetune_classifier(pool.encoder, train, validation, n_classes, config, seed)
 
 
-def _head_network(pool: EncodedPool, model: RoundModel) -> Classifier | None:
+def _head_network(pool: RoundPool, model: RoundModel) -> Classifier | None:
     """The frozen encoder with the round's head folded back to raw features (VAAL and
     Consistency run the network), or None without an encoder."""
     import torch
@@ -165,7 +165,7 @@ def _head_network(pool: EncodedPool, model: RoundModel) -> Classifier | None:
     return network.eval()
 
 
-def round_view(pool: EncodedPool, model: RoundModel, rows: np.ndarray, labels: np.ndarray,
+def round_view(pool: RoundPool, model: RoundModel, rows: np.ndarray, labels: np.ndarray,
                evaluation: EvaluationSet, *, config: ClassifierConfig | None = None,
                true_labels: np.ndarray | None = None) -> RoundView:
     """The strategies' view of the round over pool positions ``rows`` ``(R,)``.

@@ -48,7 +48,7 @@ from medactive.rounds.planning import (
     second_read_size,
     validation_draw_size,
 )
-from medactive.rounds.pool import EncodedPool
+from medactive.rounds.pool import RoundPool
 from medactive.strategies import SelectionHealth, checked_strategy
 
 ValidationMode = Literal["crossfit", "holdout", "none"]
@@ -227,7 +227,7 @@ def check_round_request(pool_size: int, state: LabelState, budget: int, strategy
     return name
 
 
-def validation_estimate(pool: EncodedPool, state: LabelState, model: RoundModel,
+def validation_estimate(pool: RoundPool, state: LabelState, model: RoundModel,
                         n_classes: int, policy: ValidationPolicy, config: ClassifierConfig,
                         head_seed: int) -> ValidationEstimate | None:
     """The validation AUC of the round's model, honest under the policy.
@@ -267,7 +267,7 @@ def validation_estimate(pool: EncodedPool, state: LabelState, model: RoundModel,
 
 
 def plan_round(
-    pool: EncodedPool,
+    pool: RoundPool,
     state: LabelState,
     budget: int,
     *,

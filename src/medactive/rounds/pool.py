@@ -2,7 +2,7 @@
 
 Callers (``project query``, the runner, the back-test, ``medactive coldstart``) get the features
 from the encoder registry and its cache; the engine only reads them. The head's view of the
-features (:attr:`EncodedPool.head_features`) is derived here once per pool.
+features (:attr:`RoundPool.head_features`) is derived here once per pool.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -17,15 +18,18 @@ from torch import nn
 from medactive.coldstart import ColdStartView
 from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
+from medactive.models import EncodedPool
 from medactive.rounds.space import FeatureSpace
 
-#: What a round's strategies may see (:attr:`EncodedPool.strategy_space`).
+#: What a round's strategies may see (:attr:`RoundPool.strategy_space`).
 STRATEGY_SPACES = ("head", "encoder")
 
 
 @dataclass(eq=False)
-class EncodedPool:
-    """Every image a loop may label, as the encoder sees it.
+class RoundPool:
+    """Every image a loop may label, as the round engine sees it: an encoder's features
+    (:func:`medactive.models.encode_pool`, or your own embeddings) with the images, the
+    head's feature space and what the strategies see.
 
     Attributes:
         features: ``(N, D)`` float32 encoder features (memory-mapped or in memory). Cold-start
@@ -63,6 +67,15 @@ class EncodedPool:
         if self.images is not None and self.images.shape[0] != self.features.shape[0]:
             raise StrategyError(f"{self.images.shape[0]} images for {self.features.shape[0]} "
                                 "feature rows")
+
+    @classmethod
+    def from_encoded(cls, encoded: EncodedPool, images: np.ndarray | LazyImages | None = None,
+                     **options: Any) -> RoundPool:
+        """The round engine's pool of an encoder registry result (``options``:
+        ``standardise``, ``strategy_space``)."""
+        return cls(encoded.features, key=encoded.key, encoder=encoded.encoder, images=images,
+                   confidence=encoded.confidence, variability=encoded.variability,
+                   maps=encoded.maps or None, **options)
 
     @property
     def n(self) -> int:
