@@ -93,6 +93,11 @@ def read_tasks(tasks: Any, store: ProjectStore, ledger: Ledger, images: ImageInd
         if not isinstance(annotations, list):
             raise LabelStudioError(f"{where}: task {task.get('id', k)}: 'annotations' is not "
                                    "a list")
+        if not annotations:  # every task must still be one of the project's images
+            try:
+                images.image_of(task)
+            except LabelStudioError as exc:
+                problems.append(str(exc))
         for annotation in annotations:
             try:
                 pid = project_id(annotation.get("project") if isinstance(annotation, Mapping)

@@ -177,14 +177,25 @@ class ImageIndex:
             raise LabelStudioError(f"task {tid}: no image reference (data.image or "
                                    "data.medactive_id)")
         if not found:
-            raise LabelStudioError(f"task {tid}: image {named[0]!r} is not in the project"
-                                   + (f" (expected data.image to start with {self.prefix!r})"
-                                      if isinstance(image, str)
-                                      and not image.startswith(self.prefix) else ""))
+            raise LabelStudioError(f"task {tid}: " + self._unknown(image, own))
         if len(set(found.values())) > 1:
             raise LabelStudioError(f"task {tid}: data.image and data.medactive_id name "
                                    "different images")
         return next(iter(found.values()))
+
+    def _unknown(self, image: Any, own: Any) -> str:
+        """Why neither reference names a project image, with the prefix that would fit."""
+        if not isinstance(image, str):
+            return f"image {own!r} is not in the project"
+        if not image.startswith(self.prefix):
+            return (f"data.image {image!r} does not start with the image prefix "
+                    f"{self.prefix!r} (give the --image-prefix the tasks were exported with)")
+        ref = image[len(self.prefix):]
+        for cut in (k for k, ch in enumerate(ref) if ch == "/"):
+            if ref[cut + 1:] in self.by_uid:
+                return (f"image {ref!r} is not in the project (exported with --image-prefix "
+                        f"{self.prefix + ref[:cut + 1]!r}?)")
+        return f"image {ref!r} is not in the project"
 
 
 def _int(value: Any, what: str) -> int:
