@@ -7,7 +7,7 @@ STAMP := $(VENV)/.medactive-installed
 # torch first: the CPU build of 2.13.0 lies on this disk; a bare `torch` would pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean labelstudio-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # The lint runs first, so CI (.ci/run calls `make test`) enforces it: ruff, then mypy over the
 # whole package (config in pyproject.toml; about 30 s from an empty cache on 2 cores at load 6).
-test: lint
+test: lint labelstudio-env
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -34,6 +34,21 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_strategies.py
+
+# Label Studio, for the ML backend's end-to-end test (tests/annotate/test_labelstudio_live.py):
+# it pins far more packages than medactive, so it gets its own environment (label-studio-sdk
+# comes with it), made once from PyPI.
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
+LABEL_STUDIO_SPEC ?= label-studio==1.23.2
+
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet "$(LABEL_STUDIO_SPEC)"
+	touch $(LS_STAMP)
+
+labelstudio-env: $(LS_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
