@@ -22,7 +22,7 @@ LAYERS = {
     "data": 2,
     "models": 3,
     "strategies": 4, "coldstart": 4,
-    "experiment": 5, "annotate": 5,
+    "experiment": 5, "annotate": 5, "integrations": 5,
     "cli": 6,
     "__main__": 7, "__init__": 7,
 }

@@ -21,6 +21,7 @@ about 2 minutes on 2 cores (Label Studio's start and migrations are ~35 s of it)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,10 +80,8 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float, every: float =
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     """Stop ``proc`` and its children: its own process group, by its PID."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
