@@ -58,6 +58,12 @@ class Recorder:
         self.classes = store.classes()
         self._lock = threading.RLock()
         self._round: tuple[int | None, set[int]] = (None, set())
+        history = store.history()
+        # the highest store record id known: an intent's watermark. Kept up to date with the
+        # records written here (one history read per recorder, not per answer); a record another
+        # process writes meanwhile only widens what recovery may adopt, which must still match
+        # the intent's image, reader and answer exactly
+        self._high = int(history[-1][0]) if history else 0
 
     # ------------------------------------------------------------------ public
 
@@ -79,11 +85,11 @@ class Recorder:
             intent = {"answer": answer.answer, "reader": answer.reader,
                       "replaces": replaces,
                       "replaces_reader": entry.reader if entry is not None else None,
-                      "watermark": self._watermark(), "round_id": self._round_of(answer.image_id),
+                      "watermark": self._high, "round_id": self._round_of(answer.image_id),
                       "ls_updated_at": answer.updated_at}
             self.ledger.begin(answer.project, answer.annotation, answer.task, answer.image_id,
                               answer.reader, intent)
-            self._carry_out(answer.project, answer.annotation, answer.image_id, intent)
+            self._carry_out(answer.project, answer.annotation, answer.image_id, intent, False)
             return CHANGED if replaces is not None else RECORDED
 
     def withdraw(self, ls_project: int, annotation: int) -> str:
@@ -94,11 +100,11 @@ class Recorder:
             if entry is None or entry.label_id is None:
                 return UNCHANGED
             intent = {"answer": None, "reader": entry.reader, "replaces": entry.label_id,
-                      "replaces_reader": entry.reader, "watermark": self._watermark(),
+                      "replaces_reader": entry.reader, "watermark": self._high,
                       "round_id": None, "ls_updated_at": entry.ls_updated_at}
             self.ledger.begin(ls_project, annotation, entry.task, entry.image_id, entry.reader,
                               intent)
-            self._carry_out(ls_project, annotation, entry.image_id, intent)
+            self._carry_out(ls_project, annotation, entry.image_id, intent, False)
             return WITHDRAWN
 
     def apply_all(self, answers: Iterable[LsAnswer], outcome: Outcome | None = None) -> Outcome:
@@ -132,22 +138,24 @@ class Recorder:
         """The entry of ``annotation`` after completing any change left pending."""
         entry = self.ledger.get(ls_project, annotation)
         if entry is not None and entry.pending is not None:
-            self._carry_out(ls_project, annotation, entry.image_id, entry.pending)
+            self._carry_out(ls_project, annotation, entry.image_id, entry.pending, True)
             entry = self.ledger.get(ls_project, annotation)
         return entry
 
     def _carry_out(self, ls_project: int, annotation: int, image_id: int,
-                   intent: dict[str, Any]) -> None:
-        """Withdraw the replaced record, record the new answer (or adopt the one a killed run
-        already wrote), then clear the intent. Each step may be repeated safely."""
+                   intent: dict[str, Any], recovering: bool) -> None:
+        """Withdraw the replaced record, record the new answer (or, ``recovering`` an intent a
+        killed run left, adopt the record it may already have written), then clear the
+        intent. Each step may be repeated safely."""
         if intent["replaces"] is not None:
             self.store.retract(int(intent["replaces"]), str(intent["replaces_reader"]))
         label_id = None
         if intent["answer"] is not None:
-            label_id = self._written_since(image_id, intent)
+            label_id = self._written_since(image_id, intent) if recovering else None
             if label_id is None:
                 label_id = self.store.record(image_id, intent["answer"], intent["reader"],
                                              intent["round_id"])
+                self._high = max(self._high, label_id)
         self.ledger.finish(ls_project, annotation, intent["answer"], intent["reader"],
                            label_id, intent["ls_updated_at"])
 
@@ -165,10 +173,6 @@ class Recorder:
                     and rid not in retracted:
                 return int(rid)
         return None
-
-    def _watermark(self) -> int:
-        history = self.store.history()
-        return int(history[-1][0]) if history else 0
 
     def _round_of(self, image_id: int) -> int | None:
         """The latest round's id when ``image_id`` is queried in it, else None."""
