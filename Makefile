@@ -7,7 +7,7 @@ STAMP := $(VENV)/.medactive-installed
 # torch first: the CPU build of 2.13.0 lies on this disk; a bare `torch` would pull a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench install clean labelstudio-env monailabel-env
+.PHONY: demo test lint bench install clean chromium labelstudio-env monailabel-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ demo: $(STAMP)
 
 # The lint runs first, so CI (.ci/run calls `make test`) enforces it: ruff, then mypy over the
 # whole package (config in pyproject.toml; about 30 s from an empty cache on 2 cores at load 6).
-test: lint labelstudio-env monailabel-env
+# The browser tests need Debian's chromium: `chromium` installs it when it is missing.
+test: lint chromium labelstudio-env monailabel-env
 	$(BIN)/python -m pytest -q
+
+chromium:
+	.ci/ensure-chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -78,7 +78,7 @@ def main() -> None:
 
     def one_round(strategy, rep: int) -> tuple[float, float]:
         t0 = time.perf_counter()
-        _, view = runner._train_and_view(labeled, rep)
+        view = runner.round_view_of(labeled, rep)
         t1 = time.perf_counter()
         strategy.rank(view, args.budget, np.random.default_rng(rep))
         return t1 - t0, time.perf_counter() - t1

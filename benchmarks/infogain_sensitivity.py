@@ -40,7 +40,7 @@ def round_zero(preset: str, n_labeled: int | float, seed: int = 0):
     n = len(runner.prepared.splits.train)
     count = round(n_labeled * n) if n_labeled < 1 else int(n_labeled)
     labeled = np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
-    _, view = runner._train_and_view(labeled, seed * 100)
+    view = runner.round_view_of(labeled, seed * 100)
     return view
 
 

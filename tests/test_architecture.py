@@ -1,9 +1,9 @@
 """The house rules of ``src/medactive``, checked from the source with :mod:`ast`.
 
-* Layers: errors | defaults -> progress | rng | registry | metrics | geometry -> data -> models
-  -> strategies | coldstart -> experiment | annotate -> cli -> __main__. A module imports only from its own
-  package or from a lower layer (function-level imports included), so no import runs back up and
-  sibling packages of one layer stay independent.
+* Layers: errors | defaults -> progress | rng | registry | metrics | geometry -> data | selection
+  -> models -> strategies | coldstart -> rounds -> experiment | annotate -> cli -> __main__. A module
+  imports only from its own package or from a lower layer (function-level imports included),
+  so no import runs back up and sibling packages of one layer stay independent.
 * No import circle among modules (function-level imports included; ``TYPE_CHECKING`` blocks
   excluded, they never run). Imports of a package's face (its ``__init__``, which only hands
   names on) are left out: that is how a registry loads its built-in entries without a loop.
@@ -19,12 +19,13 @@ PACKAGE = "medactive"
 LAYERS = {
     "errors": 0, "defaults": 0,
     "progress": 1, "rng": 1, "registry": 1, "metrics": 1, "geometry": 1,
-    "data": 2,
+    "data": 2, "selection": 2,
     "models": 3,
     "strategies": 4, "coldstart": 4,
-    "experiment": 5, "annotate": 5, "integrations": 5,
-    "cli": 6,
-    "__main__": 7, "__init__": 7,
+    "rounds": 5,
+    "experiment": 6, "annotate": 6, "integrations": 6,
+    "cli": 7,
+    "__main__": 8, "__init__": 8,
 }
 
 

@@ -2,8 +2,8 @@
 
 L2 normalisation, pairwise distances, k-nearest-neighbour typicality (TypiClust, Hacohen et al.
 2022), δ-ball graphs and the purity radius (ProbCover, Yehuda et al. 2022). Pure functions of
-``(N, D)`` arrays: :mod:`medactive.coldstart` (initial queries) and :mod:`medactive.strategies`
-(acquisition rounds) both import them, so neither layer imports the other.
+``(N, D)`` arrays, the building blocks of :mod:`medactive.selection` (K-means, TypiClust,
+ProbCover), which both :mod:`medactive.coldstart` and :mod:`medactive.strategies` use.
 """
 
 from __future__ import annotations
@@ -96,16 +96,3 @@ def ball_graph(x: np.ndarray, delta: float, chunk: int = 1024) -> sparse.csr_mat
         cols.append(c)
     r, c = np.concatenate(rows), np.concatenate(cols)
     return sparse.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)), shape=(n, n))
-
-
-def kmeans_labels(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``(N,)`` K-means cluster of each row of ``(N, D)`` ``x`` (scikit-learn, 3 inits; the
-    mini-batch variant above 50,000 rows keeps huge pools tractable). ``k`` is capped at N."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
-    k = max(1, min(int(k), x.shape[0]))
-    if x.shape[0] > 50_000:
-        model = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096)
-    else:
-        model = KMeans(k, random_state=seed, n_init=3)
-    return model.fit_predict(x).astype(np.int64)

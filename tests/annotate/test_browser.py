@@ -70,7 +70,7 @@ def test_label_three_undo_reload(server: tuple[str, Path], tmp_path: Path) -> No
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
             problems: list[str] = []  # a CSP violation or a script error would land here
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))

@@ -38,7 +38,7 @@ class SlowJob:
         self.fail = fail
         self.release = threading.Event()
 
-    def __call__(self, store: ProjectStore, budget: int) -> int:
+    def __call__(self, store: ProjectStore, budget: int, force: bool) -> int:
         job = store.begin_job("query", {"budget": budget}, None)
 
         def run() -> None:
@@ -80,8 +80,8 @@ def served(tmp_path: Path, bloodmnist_path: Path, job: SlowJob) -> Iterator[tupl
     yield from ((url, proj) for url in _serve(proj, job))
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def browser():  # one browser for the module; each page gets its own context (cookies, storage)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
     from playwright.sync_api import sync_playwright
@@ -113,7 +113,11 @@ def test_why_this_image(served, browser) -> None:
 
     url, proj = served
     page = _open(browser, url, "dr-a")
-    expect(page.locator("#whytext")).to_contain_text("rank 1 · aeig · score 0.9000")
+    # the strategy, its score with what it means, and the rank (test_browser_page.py covers
+    # every case of "why this image")
+    expect(page.locator("#whytext")).to_contain_text("chosen by aeig")
+    expect(page.locator("#whytext")).to_contain_text("information gain 0.90 nats")
+    expect(page.locator("#whytext")).to_contain_text("rank 1 of 6 in round 1")
     expect(page.locator("#preds")).to_contain_text("hidden until you answer")
     expect(page.locator("#mixbar .chip")).to_have_count(6)  # the query's predicted mix
     page.keyboard.press("2")
@@ -151,7 +155,7 @@ def test_two_readers_undo_and_adjudication(served, browser) -> None:
     expect(row).to_contain_text("dr-a: basophil · dr-b: erythroblast")
     expect(row).to_contain_text("unresolved")
     row.locator("select").select_option("basophil")
-    row.locator("button").click()
+    row.locator("button.small").click()
     expect(row).to_contain_text("basophil (adjudicated)")
     b.click("button[data-tab=stats]")
     expect(b.locator("#rounds tbody tr")).to_have_count(1)
@@ -190,7 +194,8 @@ def test_next_round_job(served, browser, job: SlowJob) -> None:
     url, proj = served
     page = _open(browser, url, "dr-a")
     page.fill("#budget", "5")
-    page.click("#nextround")
+    page.click("#nextround")  # round 1 is open: closing it takes a second, deliberate click
+    page.click("#forceround")
     expect(page.locator("#jobbox")).to_contain_text("pre-training 30%")
     expect(page.locator("#nextround")).to_be_disabled()  # one job at a time
     page.reload()  # the page survives a reload while the job runs
@@ -199,13 +204,17 @@ def test_next_round_job(served, browser, job: SlowJob) -> None:
     page.keyboard.press("1")  # labels keep being accepted during the job
     expect(page.locator("#progress")).to_have_text("1 / 6")
     job.release.set()
-    expect(page.locator("#round")).to_have_text("round 2 · aeig", timeout=10000)
+    # the reader is mid-round: the page says a new round exists instead of swapping the image
+    expect(page.locator("#roundnotice")).to_contain_text("Round 2 has started", timeout=10000)
+    page.click("#reloadbtn")
+    expect(page.locator("#round")).to_have_text("round 2 · aeig")
     expect(page.locator("#progress")).to_have_text("0 / 5")
     expect(page.locator("#jobbox")).to_be_hidden()
     with ProjectStore.open(proj) as store:
         assert len(store.reader_answers()) == 1  # the answer given meanwhile is kept
     job.fail, job.release = True, threading.Event()
     page.click("#nextround")
+    page.click("#forceround")
     job.release.set()
     expect(page.locator("#jobbox")).to_contain_text("next round failed: cannot read <path>",
                                                     timeout=10000)
@@ -222,7 +231,7 @@ def test_gallery_filter_and_jump(served, browser) -> None:
     page.keyboard.press("u")
     expect(page.locator("#progress")).to_have_text("1 / 6")  # one request at a time
     page.keyboard.press("s")
-    expect(page.locator("#progress")).to_have_text("2 / 6")
+    expect(page.locator("#progress")).to_have_text("1 / 6 · 1 skipped")  # not done
     page.click("button[data-tab=gallery]")
     cards = page.locator("#grid .card")
     expect(cards).to_have_count(6)

@@ -51,7 +51,8 @@ def test_import_export_status(tmp_path, image_folder, capsys) -> None:
 @pytest.mark.parametrize("body, message", [
     ("image_id,label\na/img001.png,benign\nnope.png,benign\n", "unknown image id"),
     ("image_id,label\na/img001.png,benign\nb/img000.png,cancer\n", "unknown class"),
-    ("id,class\na/img001.png,benign\n", "needs a header"),
+    ("who,what\na/img001.png,benign\n", "no image id column found"),
+    ("image,notes\na/img001.png,benign\n", "no label column found"),
 ])
 def test_import_rejects_before_writing(tmp_path, image_folder, capsys, body, message) -> None:
     proj = _init(tmp_path, image_folder)

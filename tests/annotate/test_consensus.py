@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from medactive.annotate.consensus import agreement, cohen, decide, fleiss
 from medactive.annotate.monitor import stability_kappa, stop_decision
-from medactive.annotate.planning import (
+from medactive.annotate.schema import Answer
+from medactive.rounds.planning import (
     interleave,
     second_read_candidates,
     validation_draw_size,
 )
-from medactive.annotate.schema import Answer
 
 CLASSES = ["a", "b", "c"]
 

@@ -39,7 +39,7 @@ SENDERS = ("page", "no-cookie", "foreign-origin", "cross-site", "rebound-host", 
 WRITES = ("/api/answer", "/api/undo", "/api/adjudicate", "/api/next-round")
 
 
-def _fake_job(store: ProjectStore, budget: int) -> int:
+def _fake_job(store: ProjectStore, budget: int, force: bool) -> int:
     """Stands in for the background query (the fuzz must not train models): a job that is
     recorded and finishes at once."""
     job = store.begin_job("query", {"budget": budget}, None)

@@ -38,9 +38,14 @@ class Jobs:
 
     def __init__(self) -> None:
         self.budgets: list[int] = []
+        self.forced: list[bool] = []
 
-    def __call__(self, store: ProjectStore, budget: int) -> int:
+    def __call__(self, store: ProjectStore, budget: int, force: bool) -> int:
+        from medactive.annotate.next_round import check_round_request
+
+        check_round_request(store, budget, force=force)  # as spawn_query_job does first
         self.budgets.append(budget)
+        self.forced.append(force)
         return store.begin_job("query", {"budget": budget}, None)
 
 
@@ -231,8 +236,8 @@ def test_next_round_starts_once_when_every_image_is_answered(round1: ProjectStor
         again = c.post("/webhook", headers=AUTH, json=created(35, queued[0], "normal", user=3))
         assert "job" not in again.json() and jobs.budgets == [4]
         status = c.get("/status", headers=AUTH).json()
-    assert status["round"] == {**status["round"], "queued": 4, "answered": 4, "skipped": 0,
-                               "complete": True}
+    assert status["round"] == {**status["round"], "queried": 4, "complete": 4, "open": 0,
+                               "skipped": 0, "done": True}
     assert status["job"]["status"] == "failed" and status["ledger"]["live"] == 6
 
 
@@ -240,11 +245,18 @@ def test_no_automatic_round_when_switched_off(round1: ProjectStore, tasks) -> No
     jobs = Jobs()
     ids = {q.uid for q in round1.queue(1)}
     with client(round1, jobs, auto_next_round=False) as c:
-        for k, task in enumerate(t for t in tasks if t["data"]["medactive_id"] in ids):
+        queued = [t for t in tasks if t["data"]["medactive_id"] in ids]
+        for k, task in enumerate(queued[:3]):  # one image of the round left open
             c.post("/webhook", headers=AUTH, json=created(40 + k, task, "benign"))
         assert jobs.budgets == []
-        r = c.post("/next-round", headers=AUTH, json={"budget": 2})
+        open_round = c.post("/next-round", headers=AUTH, json={"budget": 2})
+        assert open_round.status_code == 409  # as the page: an open round is not abandoned
+        assert "1 of 4 images still need an answer; answer them first, or send" \
+            in open_round.json()["error"]
+        assert c.post("/next-round", headers=AUTH, json={"force": "yes"}).status_code == 422
+        r = c.post("/next-round", headers=AUTH, json={"budget": 2, "force": True})
         assert r.json() == {"job": "1", "status": "started", "budget": 2}
+        assert jobs.forced == [True]
         assert c.post("/next-round", headers=AUTH, json={}).json()["status"] == "already running"
         assert c.post("/next-round", headers=AUTH, json={"budget": 0}).status_code == 422
 
@@ -252,19 +264,27 @@ def test_no_automatic_round_when_switched_off(round1: ProjectStore, tasks) -> No
 def test_train_records_everything_withdraws_deleted_and_starts_a_round(round1: ProjectStore,
                                                                        tasks) -> None:
     jobs = Jobs()
+    assert [t["data"]["medactive_id"] for t in tasks[:4]] == [q.uid for q in round1.queue(1)]
     with client(round1, jobs, budget=3) as c:
         c.post("/webhook", headers=AUTH, json=created(50, tasks[5], "normal"))  # deleted later
         listed = [{**tasks[0], "annotations": [created(51, tasks[0], "benign")["annotation"]]},
                   {**tasks[1], "annotations": [created(52, tasks[1], "tumour")["annotation"]]},
                   {**tasks[2], "annotations": [created(53, tasks[2], "malignant",
                                                        user=2)["annotation"]]}]
-        r = c.post("/train", headers=AUTH, json={"annotations": listed, "project": "1.1796305",
-                                                  "label_config": CONFIG, "params": {}})
-        body = r.json()
-        assert (body["job"], body["status"], body["budget"]) == ("1", "started", 3)
-        assert (body["recorded"], body["withdrawn"]) == (2, 1)
-        assert body["problems"] == [f"task {tasks[1]['id']}: choice 'tumour' is not a class of "
-                                    "the project (classes: benign, malignant, normal)"]
+        body = {"annotations": listed, "project": "1.1796305", "label_config": CONFIG,
+                "params": {}}
+        refused = c.post("/train", headers=AUTH, json=body)
+        # the round still has open images: not abandoned (as the page), but nothing is lost
+        assert refused.status_code == 409
+        assert refused.json()["error"] == (
+            "round 1 is still open: 2 of 4 images still need an answer; answer them first, or "
+            "send {\"force\": true} to the backend's next-round route to close it without them")
+        assert sorted(a[1] for a in answers(round1).values()) == ["benign", "malignant"]
+        listed[1]["annotations"] = [created(52, tasks[1], "normal")["annotation"]]
+        listed.append({**tasks[3], "annotations": [created(54, tasks[3], "normal")["annotation"]]})
+        r = c.post("/train", headers=AUTH, json=body).json()
+        assert (r["job"], r["status"], r["budget"], r["problems"]) == ("1", "started", 3, [])
+        assert (r["recorded"], r["unchanged"], r["withdrawn"]) == (2, 2, 0)
         assert c.post("/job_status", headers=AUTH, json={"job": "1"}).json()["job_status"] == \
             "started"
         round1.finish_job(1, round_id=1)
@@ -272,8 +292,9 @@ def test_train_records_everything_withdraws_deleted_and_starts_a_round(round1: P
             "finished"
         assert c.post("/job_status", headers=AUTH, json={"job": "77"}).json() == \
             {"job_status": "removed"}
-    assert jobs.budgets == [3]
-    assert sorted(a[1] for a in answers(round1).values()) == ["benign", "malignant"]
+    assert jobs.budgets == [3] and jobs.forced == [False]
+    assert sorted(a[1] for a in answers(round1).values()) == ["benign", "malignant", "normal",
+                                                              "normal"]
 
 
 def test_restart_keeps_everything(round1: ProjectStore, tasks) -> None:

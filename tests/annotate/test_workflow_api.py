@@ -14,9 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medactive.annotate.app import create_app
+from medactive.annotate.next_round import OpenRoundError
 from medactive.annotate.records import JobBusyError
 from medactive.annotate.settings import update_settings
 from medactive.annotate.store import ProjectStore
+from medactive.errors import StrategyError
 
 BASE = "http://127.0.0.1:8765"
 
@@ -149,16 +151,22 @@ def test_reader_tokens(round1: ProjectStore) -> None:
     assert token not in dump and len(token) >= 16
 
 
-def _fake_job(store: ProjectStore, budget: int) -> int:
+def _fake_job(store: ProjectStore, budget: int, force: bool) -> int:
     return store.begin_job("query", {"budget": budget}, None)
 
 
 def test_next_round_job_state(round1: ProjectStore) -> None:
     client = _client(round1, start_job=_fake_job)
     r = client.post("/api/next-round", json={"budget": 5, "annotator": "dr-a"})
+    # round 1 has 6 open images: refused, with the count, and no job recorded
+    assert r.status_code == 409 and r.json()["open_round"]["open"] == 6
+    assert "round 1 is still open: 6 of 6 images still need an answer" in r.json()["detail"]
+    assert round1.jobs() == []
+    r = client.post("/api/next-round", json={"budget": 5, "annotator": "dr-a", "force": True})
     assert r.status_code == 200 and r.json()["job"]["status"] == "running"
     job = r.json()["job"]["id"]
-    again = client.post("/api/next-round", json={"budget": 5, "annotator": "dr-a"})
+    again = client.post("/api/next-round", json={"budget": 5, "annotator": "dr-a",
+                                                 "force": True})
     assert again.status_code == 409 and "already running" in again.json()["detail"]
     round1.update_job(job, "pre-training", 0.4)
     s = client.get("/api/state").json()  # a reload sees the job and its progress
@@ -218,7 +226,7 @@ def test_gallery_thumbnails_and_exports(round1: ProjectStore) -> None:
 
 def test_real_background_job(tmp_path, image_folder) -> None:
     """The button's job is `medactive project query --job N` in its own process: it records
-    the round, the page's store sees it finish; a bad budget is reported as a failed job."""
+    the round, the page's store sees it finish; a bad budget or an open round records no job."""
     from medactive.annotate.jobs import spawn_query_job
     from medactive.annotate.project import init_from_folder
 
@@ -231,9 +239,9 @@ def test_real_background_job(tmp_path, image_folder) -> None:
         done = store.job(job)
         assert done.status == "done", done.error
         assert done.round_id == store.latest_round().id and len(store.queue(done.round_id)) == 4
-        bad = spawn_query_job(store, 999)
-        deadline = time.monotonic() + 60
-        while store.job(bad).status == "running" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert store.job(bad).status == "failed"
-        assert "larger than the 12 unanswered images" in store.job(bad).error
+        # a bad request is refused before any job is recorded (no failed job for a typo)
+        with pytest.raises(StrategyError, match="larger than the 12 unanswered images"):
+            spawn_query_job(store, 999, force=True)
+        with pytest.raises(OpenRoundError, match="4 of 4 images still need an answer"):
+            spawn_query_job(store, 2)
+        assert [j.id for j in store.jobs()] == [job]

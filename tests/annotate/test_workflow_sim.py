@@ -134,7 +134,7 @@ def test_walkthrough_screenshots(simulated: Path, tmp_path: Path) -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1100, "height": 1000})
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
                 problems: list[str] = []
                 page.on("pageerror", lambda e: problems.append(str(e)))
                 page.goto(f"{url}/")
@@ -161,6 +161,8 @@ def test_walkthrough_screenshots(simulated: Path, tmp_path: Path) -> None:
                 page.screenshot(path=str(shots["adjudicate"]))
                 page.click("button[data-tab=stats]")
                 expect(page.locator("#rounds tbody tr")).to_have_count(4)
+                expect(page.locator("#plot-auc circle")).to_have_count(3)  # rounds with a model
+                expect(page.locator("#plot-classes polyline")).to_have_count(8)
                 expect(page.locator("#stop")).to_contain_text("Stopping")
                 expect(page.locator("#agree")).to_contain_text("Cohen's κ")
                 shots["progress"] = tmp_path / "progress.png"

@@ -139,8 +139,15 @@ def test_ablations_differ_as_designed():
                   .select(view, 3, rng(0)).tolist()) == [2, 7, 10]
     np.testing.assert_array_equal(
         get_coldstart_strategy("hard-to-contrast-global").select(view, 3, rng(0)), [9, 3, 5])
+    # TypiClust uses clusters of at most min_cluster_size images only after all larger ones have
+    # run out (the authors' code drops them: `cluster_size > MIN_CLUSTER_SIZE`); blob C (image 10)
+    # is such an outlier for min_cluster_size=1, so the budget cycles over A and B instead
+    typi = get_coldstart_strategy("typiclust", seed=0, min_cluster_size=1).select(
+        view, 3, rng(0)).tolist()
+    assert 10 not in typi and {i // 5 for i in typi} == {0, 1}
+    # with the default 5 every blob here is that small (5, 5, 1): then all of them, largest first
     typi = get_coldstart_strategy("typiclust", seed=0).select(view, 3, rng(0)).tolist()
-    assert 10 not in typi  # TypiClust skips clusters smaller than min_cluster_size (5)
+    assert [i // 5 for i in typi] == [0, 1, 2]
     cover = get_coldstart_strategy("probcover", seed=0).select(view, 3, rng(0))
     assert {int(c) // 5 for c in cover} == {0, 1, 2}
 

@@ -252,7 +252,9 @@ def test_bad_one_hot_rows(tmp_path: Path, cells: str, what: str) -> None:
 def test_structural_errors(tmp_path: Path) -> None:
     write_png(tmp_path / "a.png", 1, size=(8, 8))
     write_png(tmp_path / "b.png", 1, size=(9, 8))
-    assert "row 3 (a)" in _error(write_csv(tmp_path / "d.csv", "image,label", ["a,x", "a,y"]))
+    # the same image twice: two labels are refused naming both rows (issue 20)
+    message = _error(write_csv(tmp_path / "d.csv", "image,label", ["a,x", "a,y", "b,x"]))
+    assert "conflicting labels" in message and "row 2" in message and "row 3" in message
     assert "pass image_size" in _error(write_csv(tmp_path / "s.csv", "image,label",
                                                  ["a,x", "b,y"]), image_size=None)
     assert "labels" in _error(write_csv(tmp_path / "n.csv", "image,notes", ["a,hello"]))

@@ -123,11 +123,14 @@ def test_wrong_shapes_and_values(tmp_path, key, value, message):
         load_medmnist(_write_npz(tmp_path / "shape.npz", **arrays))
 
 
-def test_labels_out_of_range_for_registry_classes(tmp_path):
+def test_labels_out_of_range_for_registry_classes(tmp_path, monkeypatch):
+    # loaded by its registry name, a file must fit that subset's classes
     arrays = _good_arrays()
     arrays["train_labels"][0, 0] = 9  # bloodmnist has 8 classes
+    _write_npz(tmp_path / "bloodmnist.npz", **arrays)
+    monkeypatch.setenv("MEDACTIVE_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"out of range for 8 classes"):
-        load_medmnist(_write_npz(tmp_path / "bloodmnist.npz", **arrays))
+        load_medmnist("bloodmnist", download=False)
 
 
 def test_registry_lists_2d_multiclass_subsets():

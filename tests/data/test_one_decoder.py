@@ -47,7 +47,7 @@ def _query_input(project: Path, monkeypatch) -> np.ndarray:
     def capture(images, *args, **kwargs):
         raise _Captured(images)
 
-    monkeypatch.setattr(query, "run_coldstart", capture)  # the projects have no labels yet
+    monkeypatch.setattr(query, "pretrain", capture)  # the encoder is the first to see them
     with pytest.raises(_Captured) as caught:
         query.run_query(project, 1)
     return caught.value.images

@@ -180,16 +180,19 @@ def test_presets_validate():
 def test_head_model_folds_standardisation(synthetic_config):
     """The network handed to VAAL/Consistency must predict exactly what the head on standardised
     cached features predicts."""
-    from medactive.models import HeadConfig, fit_head, head_proba, predict_proba
+    from medactive.models import predict_proba
+    from medactive.rounds import EvaluationSet, fit_round, round_view
 
     runner = Runner(load_config(synthetic_config), synthetic_config.parent / "r", progress=False)
-    p = runner.prepared
-    assert np.allclose(p.head_train.mean(0), 0, atol=1e-4)
+    pool, p = runner.pool, runner.prepared
+    assert np.allclose(pool.head_features.mean(0), 0, atol=1e-4)
     labels = p.splits.train.labels
-    weight, bias = fit_head(p.head_train, labels, p.splits.n_classes, HeadConfig(epochs=5))
-    model = runner._head_model(weight, bias)
-    expected = head_proba(p.head_train, weight, bias)
-    assert np.allclose(predict_proba(model, p.splits.train.images), expected, atol=1e-4)
+    everything = np.arange(len(labels))
+    model = fit_round(pool, everything, labels, p.splits.n_classes, runner.classifier, 0)
+    view = round_view(pool, model, everything, np.full(len(labels), -1),
+                      EvaluationSet.from_features(pool, p.val_features, p.splits.val.labels))
+    expected = model.probabilities(pool.head_features)
+    assert np.allclose(predict_proba(view.model, p.splits.train.images), expected, atol=1e-4)
 
 
 def test_finetune_mode_retrains_the_network_each_round(tmp_path, monkeypatch):
@@ -217,7 +220,7 @@ def test_finetune_mode_retrains_the_network_each_round(tmp_path, monkeypatch):
 def test_finetune_early_stopping_watches_validation_auc(tmp_path, monkeypatch):
     """``model.finetune.early_stopping_patience`` reaches the trainer, with the validation split
     whose macro AUC it watches; without it, no validation pass is paid for."""
-    import medactive.experiment.runner as runner_module
+    import medactive.rounds.classifier as runner_module  # the engine fits every round
 
     monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
     npz = write_synthetic_npz(tmp_path / "synthetic.npz")

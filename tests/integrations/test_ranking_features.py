@@ -33,31 +33,61 @@ def test_cold_start_without_classes_never_picks_a_labelled_image(blobs) -> None:
     ranking = rank_pool(x, labelled, np.full(90, -1), 0, budget=6)
     assert ranking.strategy == DEFAULT_COLDSTART
     assert len(set(ranking.order.tolist())) == 6 and not labelled[ranking.order].any()
-    # TypiClust takes clusters without labelled images first: the labelled points sit in
-    # blob 0, so the first pick comes from another blob
-    assert ranking.order[0] >= 30
+    # TypiClust: one typical image per cluster, so the six picks spread over the three blobs
+    assert len(set((ranking.order // 30).tolist())) == 3
 
 
-def test_two_classes_switch_to_the_default_acquisition(blobs) -> None:
+def test_a_class_label_switches_to_the_default_acquisition(blobs) -> None:
     x, y = blobs
     labelled = np.zeros(90, bool)
     labelled[[0, 1, 30, 31, 60]] = True
     labels = np.where(labelled, y, -1)
-    labels[60] = -1  # labelled without a class: out of the view, never picked
+    labels[60] = -1  # labelled without a class: neither trained on nor picked
     ranking = rank_pool(x, labelled, labels, 3, budget=5)
     assert ranking.strategy == DEFAULT_ACQUISITION
     assert not labelled[ranking.order].any() and len(set(ranking.order.tolist())) == 5
     assert ranking.scores is not None and ranking.scores.shape == (5,)
     again = rank_pool(x, labelled, labels, 3, budget=5)
     assert np.array_equal(ranking.order, again.order)  # seeded
+    # as in a project: one labelled class is enough for the round's head over C classes ...
     one_class = np.where(labelled & (y == 0), y, -1)
-    assert rank_pool(x, labelled, one_class, 3, budget=5).strategy == DEFAULT_COLDSTART
+    assert rank_pool(x, labelled, one_class, 3, budget=5).strategy == DEFAULT_ACQUISITION
+    # ... but a single known class and nothing else is no classifier
+    assert rank_pool(x, labelled, np.where(labelled & (y == 0), 0, -1), 1,
+                     budget=5).strategy == DEFAULT_COLDSTART
+
+
+def test_the_acquisition_is_the_project_round(blobs) -> None:
+    """The same picks as medactive's round engine run by hand on the same pool and labels."""
+    from medactive.rounds import (
+        ClassifierConfig,
+        EncodedPool,
+        EvaluationSet,
+        fit_round,
+        rank_round,
+        round_seeds,
+        round_view,
+    )
+    from medactive.strategies import checked_strategy
+
+    x, y = blobs
+    labelled = np.isin(np.arange(90), [0, 1, 30, 31, 61])
+    labels = np.where(labelled, y, -1)
+    pool = EncodedPool(x)
+    rng, head_seed = round_seeds(0, 2)
+    known = np.flatnonzero(labelled)
+    model = fit_round(pool, known, y[known], 3, ClassifierConfig(), head_seed)
+    view = round_view(pool, model, np.arange(90), labels, EvaluationSet.from_pool(
+        pool, known, y[known]))
+    expected = rank_round(checked_strategy(DEFAULT_ACQUISITION), view, 4, rng).positions
+    assert np.array_equal(rank_pool(x, labelled, labels, 3, budget=4).order, expected)
 
 
 @pytest.mark.parametrize(("labelled", "labels", "message"), [
     (np.zeros(5, bool), np.full(5, -1), "do not match"),
     (np.zeros(90, bool), np.r_[np.zeros(1, int), np.full(89, -1)], "cannot have a class"),
     (np.ones(90, bool), np.full(90, 7), r"in \[0, 3\)"),
+    (np.r_[np.ones(89, bool), False], np.full(90, -1), "between 1 and the 1 unlabelled"),
 ])
 def test_bad_input_is_refused(blobs, labelled, labels, message) -> None:
     with pytest.raises(StrategyError, match=message):

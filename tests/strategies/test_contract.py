@@ -139,6 +139,11 @@ def test_score_strategies_rank_by_their_scores(tiny_view: RoundView) -> None:
     ("diversity", {"strategy": "diversity"}, "itself"),
     ("diversity", {"strategy": "bald", "strategy_params": {"n_samples": -1}}, "n_samples"),
     ("consistency", {"n_augment": 1}, "n_augment"),
+    ("typiclust", {"knn": True}, "knn"),
+    ("typiclust", {"min_cluster_size": -1}, "min_cluster_size"),
+    ("probcover", {"fill": "nearest"}, "fill"),
+    ("probcover", {"n_clusters": 0}, "n_clusters"),
+    ("diversity", {"n_groups": True}, "n_groups"),
 ])
 def test_checked_strategy_rejects_bad_values_up_front(name, params, message) -> None:
     from medactive.strategies import checked_strategy
@@ -152,6 +157,9 @@ def test_checked_strategy_rejects_bad_values_up_front(name, params, message) -> 
     ("hacon", {"n_clusters": 0}, "n_clusters"),
     ("typiclust", {"knn": 0}, "knn"),
     ("probcover", {"alpha": 2.0}, "alpha"),
+    ("probcover", {"fill": "nearest"}, "fill"),
+    ("typiclust", {"max_clusters": 0}, "max_clusters"),
+    ("kmeans-centroid", {"oversample": True}, "oversample"),
     ("kmeans-pixels", {"pca_dim": -1}, "pca_dim"),
     ("label-diversity", {"base": "hacon", "base_params": {"n_clusters": 0}}, "n_clusters"),
 ])

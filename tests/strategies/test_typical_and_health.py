@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medactive.errors import StrategyError
+from medactive.selection import probcover_rank, typiclust_rank
 from medactive.strategies import RoundView, get_strategy, selection_health
-from medactive.strategies.typical import probcover_rank, typiclust_rank
 
 
 def _blobs(n_per: int = 30, centres: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -47,11 +47,11 @@ def test_typiclust_goes_to_clusters_without_labels_first() -> None:
 def test_probcover_counts_labelled_balls_as_covered() -> None:
     x, blob = _blobs()
     labelled = np.isin(np.arange(x.shape[0]), np.flatnonzero(blob == 0)[:3])
-    picked, gains = probcover_rank(x, labelled, 3, np.random.default_rng(0), delta=0.3)
+    picked, gains = probcover_rank(x, labelled, 3, n_pseudo_classes=4, delta=0.3, seed=0)
     assert 0 not in set(blob[picked]) and set(blob[picked]) == {1, 2, 3}
     assert np.all(gains == 30)
     # every blob covered: later picks fall back to random draws with gain 0
-    picked, gains = probcover_rank(x, labelled, 6, np.random.default_rng(0), delta=0.3)
+    picked, gains = probcover_rank(x, labelled, 6, n_pseudo_classes=4, delta=0.3, seed=0)
     assert np.unique(picked).size == 6 and not labelled[picked].any()
     assert np.all(gains[3:] == 0)
 

@@ -9,6 +9,7 @@ label rows live here too, so ``project init`` can reject a bad CSV before anythi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,9 @@ class AnswerRecords:
     image: Any
     removed_ids: Any
     classes: Any
+    reader_answers: Any
+    latest_round: Any
+    queue: Any
 
     def _class_idx(self, class_name: str) -> int:
         rows = self._query("SELECT idx FROM classes WHERE name = ?", (class_name,))
@@ -153,21 +157,63 @@ class AnswerRecords:
         return self._query("SELECT id, image_id, kind, class_idx, retracts, round_id, annotator,"
                            " created_at FROM labels ORDER BY id")
 
-    def import_labels(self, rows: Sequence[tuple[str, str]], annotator: str) -> int:
+    def import_labels(self, rows: Sequence[tuple[str, str]], annotator: str,
+                      validation: bool = False, source: str = "") -> int:
         """Import ``(uid, answer)`` rows (answer: a class name or ``unsure``) atomically.
 
         Every row is checked before anything is written: one unknown id or class rejects the
         whole import.
+
+        With ``validation``, the images join the project's validation sample, the mechanism a
+        query's random validation draw uses: one transaction records a round of its own
+        (strategy ``import``, ``source`` in its parameters) whose queries have the purpose
+        ``validation``, and the answers as that round's. Such images are never trained on, so
+        an image that already has an answer is refused, and so is an import while the latest
+        round still has unanswered images (the import round would hide its queue).
         """
         by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}
         classes = {name: k for k, name in enumerate(self.classes())}
         check_label_rows(rows, set(by_uid), list(classes))
+        if validation:
+            self._check_validation_import([by_uid[u] for u, _ in rows])
         stamp = now()
         with self._write() as con:
+            round_id = None
+            if validation:
+                cur = con.execute(
+                    "INSERT INTO rounds (strategy, params, checkpoint, created_at)"
+                    " VALUES ('import', ?, NULL, ?)",
+                    (json.dumps({"set": "validation", "source": source}), stamp))
+                round_id = inserted_id(cur)
+                con.executemany(
+                    "INSERT INTO queries (round_id, image_id, rank, score, purpose)"
+                    " VALUES (?, ?, ?, NULL, 'validation')",
+                    [(round_id, by_uid[u], rank) for rank, (u, _) in enumerate(rows, start=1)])
             con.executemany(
-                "INSERT INTO labels (image_id, kind, class_idx, annotator, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(by_uid[u], "unsure" if a == "unsure" else "label", classes.get(a), annotator,
-                  stamp) for u, a in rows],
+                "INSERT INTO labels (image_id, kind, class_idx, round_id, annotator, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(by_uid[u], "unsure" if a == "unsure" else "label", classes.get(a), round_id,
+                  annotator, stamp) for u, a in rows],
             )
         return len(rows)
+
+    def _check_validation_import(self, image_ids: list[int]) -> None:
+        """Raise :class:`StoreError` unless ``image_ids`` may join the validation sample."""
+        if len(set(image_ids)) != len(image_ids):
+            raise StoreError("import rejected, nothing written: an image is listed twice")
+        answered = {a.image_id for a in self.reader_answers()}
+        clash = [i for i in image_ids if i in answered]
+        if clash:
+            uids = [self.image(i).uid for i in clash[:3]]
+            raise StoreError(
+                f"import rejected, nothing written: {len(clash)} image(s) already have an "
+                f"answer (e.g. {', '.join(uids)}); a validation image must never have been "
+                "trained on")
+        latest = self.latest_round()
+        if latest is not None:
+            pending = sum(not q.done for q in self.queue(latest.id))
+            if pending:
+                raise StoreError(
+                    f"import rejected, nothing written: round {latest.id} still has {pending} "
+                    "unanswered image(s); answer them (or start the next round) first, because "
+                    "a validation import is recorded as a round of its own")

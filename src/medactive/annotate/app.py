@@ -35,7 +35,12 @@ from medactive.annotate.guard import (
     redact_paths,
 )
 from medactive.annotate.jobs import spawn_query_job
-from medactive.annotate.review_api import add_review_routes, page_state
+from medactive.annotate.review_api import (
+    add_review_routes,
+    not_in_round,
+    page_state,
+    replaced_round,
+)
 from medactive.annotate.store import ProjectStore
 from medactive.data.decode import DecodeSettings, render_png
 from medactive.errors import ConfigError, MedactiveError, StoreError, StoreReplacedError
@@ -46,19 +51,23 @@ log = logging.getLogger("medactive.annotate")
 
 
 class AnswerIn(BaseModel):
-    """Body of ``POST /api/answer``: one answer for one queried image."""
+    """Body of ``POST /api/answer``: one answer for one queried image. ``round_id``: the round
+    the page shows (the page always sends it); an answer from the page of a round that was
+    replaced since is refused, with a message saying so."""
 
     model_config = ConfigDict(extra="forbid")
     image_id: int = Field(ge=1, le=MAX_ID)
     answer: str = Field(min_length=1, max_length=200)
     annotator: str = Field(pattern=NAME_PATTERN)
+    round_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class UndoIn(BaseModel):
-    """Body of ``POST /api/undo``."""
+    """Body of ``POST /api/undo`` (``round_id`` as in :class:`AnswerIn`)."""
 
     model_config = ConfigDict(extra="forbid")
     annotator: str = Field(pattern=NAME_PATTERN)
+    round_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 def _static(name: str) -> str:
@@ -72,7 +81,7 @@ def create_app(
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
-    start_job: Callable[[ProjectStore, int], int] = spawn_query_job,
+    start_job: Callable[[ProjectStore, int, bool], int] = spawn_query_job,
 ) -> FastAPI:
     """Build the app over the project in ``project_dir`` (opened once, kept open).
 
@@ -81,8 +90,10 @@ def create_app(
             page; None on a loopback server, where the per-launch session cookie alone guards.
         host, port: the address the server is bound to; requests naming another ``Host`` are
             refused (DNS rebinding), and the cookie is named after the port.
-        start_job: ``(store, budget) -> job id``, what the "next round" button runs (default:
-            ``medactive project query`` in a background process; tests pass a stand-in).
+        start_job: ``(store, budget, force) -> job id``, what the "next round" button runs
+            once the request passed :func:`~medactive.annotate.next_round.check_round_request`
+            (default: ``medactive project query`` in a background process; tests pass a
+            stand-in).
 
     Raises:
         ConfigError: a token shorter than :data:`MIN_TOKEN_LENGTH`.
@@ -198,12 +209,15 @@ def create_app(
             raise HTTPException(422, f"unknown class {body.answer!r}; classes: {classes}")
         latest = store.latest_round()
         if latest is None:
-            raise HTTPException(409, "no round yet: run `medactive project query` first")
+            raise HTTPException(409, "no round yet: start one with Next round (or run "
+                                     "`medactive project query`)")
         if store.image(body.image_id) is None:
             raise HTTPException(404, f"unknown image id {body.image_id}")
+        if body.round_id is not None and body.round_id != latest.id:
+            raise HTTPException(409, replaced_round(body.round_id, latest.id))
         item = next((q for q in store.queue(latest.id) if q.image_id == body.image_id), None)
         if item is None:
-            raise HTTPException(409, f"image {body.image_id} is not queried in round {latest.id}")
+            raise HTTPException(409, not_in_round(store, body.image_id, latest.id))
         await run_in_threadpool(store.record, body.image_id, body.answer, body.annotator,
                                 latest.id)
         return state(body.annotator)
@@ -213,6 +227,9 @@ def create_app(
         body: UndoIn = await read_json(request, UndoIn)
         reader_for(request, body.annotator)
         latest = store.latest_round()
+        if latest is not None and body.round_id is not None and body.round_id != latest.id:
+            raise HTTPException(409, f"round {body.round_id} was replaced by round {latest.id}"
+                                     " — reload to continue")
         if latest is None or await run_in_threadpool(store.undo, latest.id, body.annotator) \
                 is None:
             raise HTTPException(409, "nothing of yours to undo in this round")

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from medactive.annotate.next_round import check_round_request
 from medactive.annotate.store import ProjectStore
 
 LOG_TAIL = 2000
@@ -41,21 +42,31 @@ def error_from_log(path: Path) -> str:
         "the job stopped before it finished"
 
 
-def spawn_query_job(store: ProjectStore, budget: int, seed: int = 0) -> int:
-    """Start a query round in the background; returns its job id.
+def spawn_query_job(store: ProjectStore, budget: int, force: bool = False, seed: int = 0) -> int:
+    """Start a query round in the background; returns its job id. The request is checked first
+    (:func:`~medactive.annotate.next_round.check_round_request`, as ``project query`` does): a
+    bad one records no job.
+
+    Args:
+        force: close the latest round even though some of its images still need an answer.
 
     Raises:
+        StrategyError: a bad budget or strategy; OpenRoundError: the latest round is still
+            open and ``force`` is False (nothing recorded in either case).
         JobBusyError: a job is already running on this project.
         StoreError: the project cannot be written.
     """
     store.check_writable()
-    job_id = store.begin_job("query", {"budget": budget, "seed": seed, "from": "page"}, None)
+    check_round_request(store, budget, force=force, seed=seed)
+    job_id = store.begin_job("query", {"budget": budget, "seed": seed, "force": force,
+                                       "from": "page"}, None)
     log = job_log(store.dir, job_id)
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
         out = open(log, "wb")  # noqa: SIM115 - handed to the child, closed by the reaper
         command = [sys.executable, "-m", "medactive", "project", "query", str(store.dir),
-                   "--budget", str(budget), "--seed", str(seed), "--job", str(job_id)]
+                   "--budget", str(budget), "--seed", str(seed), "--job", str(job_id)] + (
+                       ["--force"] if force else [])
         env = {**os.environ, "MEDACTIVE_PROGRESS": "0"}
         # its own session: stopping the server (Ctrl-C) does not kill a job half-way
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,

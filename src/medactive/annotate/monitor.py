@@ -2,12 +2,16 @@
 
 * **labels per class** (training and validation separately), unsure answers, disagreements
   still unresolved;
-* **per round**: the readers' agreement (:func:`~medactive.annotate.consensus.agreement`), the
-  macro AUC of that round's model on the validation sample, and the *stabilizing predictions*
-  κ (Bloodgood & Vijay-Shanker, CoNLL 2009): Cohen's κ between the predicted classes of this
-  round's model and the previous round's on one fixed random sample of images (the stop set).
-  When κ has stayed at or above ``stop_kappa`` for ``stop_rounds`` consecutive rounds, new labels
-  have stopped changing the model's mind: **consider stopping**.
+* **per round**: its state (``open``, ``complete``, or ``closed`` by ``query --force`` with
+  images unanswered, as recorded when it was closed), the readers' agreement
+  (:func:`~medactive.annotate.consensus.agreement`), the macro AUC of that round's model on
+  the validation sample, and the *stabilizing predictions* κ (Bloodgood & Vijay-Shanker, CoNLL
+  2009): Cohen's κ between the predicted classes of this round's model and the previous
+  round's on one fixed random sample of images (the stop set). When κ has stayed at or above
+  ``stop_kappa`` for ``stop_rounds`` consecutive rounds, new labels have stopped changing the
+  model's mind: **consider stopping**;
+* **labels per class over rounds** (the Progress page's plot): the current decided labels of the
+  images each round added, cumulated.
 
 Every figure is computed from what the store holds (the rounds' recorded probabilities, the
 current labels), so the validation AUC of *every* round is measured on the *same, current*
@@ -42,6 +46,20 @@ class RoundSummary:
     validation_n: int
     stability_kappa: float | None  # vs the previous round with a model, on the stop set
     health: dict[str, Any] | None  # the strategy's selection-health record, when it made one
+    state: str = "open"  # open | complete | closed (replaced with images still open)
+    open: int = 0  # images still needing an answer now (skipped ones included)
+    skipped: int = 0  # of those, skipped by someone
+    closed_open: int | None = None  # images still open when the next round replaced it
+    replaced_by: int | None = None  # the round that replaced it
+
+    def state_text(self) -> str:
+        """``"open: 18 to answer"``, ``"complete"`` or ``"closed, 15 unanswered"``."""
+        if self.state == "open":
+            return f"open: {self.open} to answer" if self.open else "open"
+        if self.state == "closed":
+            return f"closed, {self.closed_open if self.closed_open is not None else self.open}" \
+                   " unanswered"
+        return "complete"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -67,6 +85,9 @@ class Progress:
     consider_stopping: bool
     stop_reason: str
     settings: dict[str, Any] = field(default_factory=dict)
+    # cumulative decided labels per class after each round ({"round": r, "per_class": {...}};
+    # round 0 = labels imported before the first round, listed only when there are some)
+    labels_by_round: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -101,6 +122,52 @@ def stop_decision(kappas: list[float | None], threshold: float, window: int) -> 
     return False, f"predictions still changing (last κ {recent[-1]:.3f} < {threshold})"
 
 
+def round_states(store: Any, rounds: list[Any], reads_needed: int
+                 ) -> list[tuple[str, Any, int | None, int | None]]:
+    """Per round ``(state, progress now, open images when it was replaced, replaced by)``.
+
+    The latest round is ``open`` while any image still needs an answer, else ``complete``. An
+    earlier round was replaced by the next one: ``closed`` when that round recorded it still
+    had open images (``query --force``; ``closed_round`` in the new round's parameters), else
+    ``complete``. A project from before that record judges by the images still open now.
+    """
+    out: list[tuple[str, Any, int | None, int | None]] = []
+    for k, rnd in enumerate(rounds):
+        progress = store.round_progress(rnd.id, reads_needed)
+        if k == len(rounds) - 1:
+            out.append(("open" if progress.open else "complete", progress, None, None))
+            continue
+        after = rounds[k + 1]
+        closed = after.params.get("closed_round")
+        recorded = isinstance(closed, dict) and closed.get("round_id") == rnd.id
+        left = int(closed["open"]) if recorded else progress.open
+        out.append(("closed" if left else "complete", progress, left if left else None,
+                    after.id))
+    return out
+
+
+def labels_by_round(store: Any, rounds: list[Any], decided: dict[int, Decision],
+                    classes: list[str]) -> list[dict[str, Any]]:
+    """Cumulative decided labels per class after each round: an image counts from the first
+    round that queried it (with its current decision); labels of images no round queried
+    (imported) count from round 0, listed only when there are some."""
+    first: dict[int, int] = {}
+    for rnd in rounds:
+        for q in store.queue(rnd.id):
+            first.setdefault(q.image_id, rnd.id)
+    marks = [0] + [r.id for r in rounds]
+    counts = {m: dict.fromkeys(classes, 0) for m in marks}
+    for iid, d in decided.items():
+        if d.label is None:
+            continue
+        since = first.get(iid, 0)
+        for m in marks:
+            if m >= since:
+                counts[m][classes[d.label]] += 1
+    shown = marks if any(counts[0].values()) or not rounds else marks[1:]
+    return [{"round": m, "per_class": counts[m]} for m in shown]
+
+
 def validation_labels(store: Any, decided: dict[int, Decision]) -> dict[int, int]:
     """``image_id -> class`` of the validation sample's decided labels."""
     return {i: d.label for i in store.validation_ids()
@@ -121,7 +188,9 @@ def project_progress(store: Any, settings: ProjectSettings | None = None) -> Pro
     answers = store.reader_answers()
     stop_ids = store.stop_sample()
     rounds, previous = [], None
-    for rnd in store.rounds():
+    all_rounds = store.rounds()
+    states = round_states(store, all_rounds, settings.reads_per_image)
+    for rnd, (state, prog, closed_open, replaced_by) in zip(all_rounds, states, strict=True):
         queue = store.queue(rnd.id)
         ids = {q.image_id for q in queue}
         probs = store.predictions(rnd.id, sorted(set(val) | set(stop_ids)))
@@ -142,7 +211,8 @@ def project_progress(store: Any, settings: ProjectSettings | None = None) -> Pro
             rnd.id, rnd.strategy, rnd.created_at, len(queue),
             sum(bool(q.answers) for q in queue), purposes,
             agreement([a for a in answers if a.image_id in ids], classes), auc, len(val_ids),
-            kappa, rnd.params.get("health")))
+            kappa, rnd.params.get("health"), state, prog.open, prog.skipped, closed_open,
+            replaced_by))
     kappas: list[float | None] = [r.stability_kappa for r in rounds
                                   if r.stability_kappa is not None]
     stop, why = stop_decision(kappas, settings.stop_kappa, settings.stop_rounds)
@@ -152,4 +222,4 @@ def project_progress(store: Any, settings: ProjectSettings | None = None) -> Pro
         sum(d.status == "unresolved" for d in decided.values()),
         sum(d.disagreement for d in decided.values()),
         rounds, agreement(answers, classes), settings.stop_kappa, settings.stop_rounds, stop,
-        why, settings.as_dict())
+        why, settings.as_dict(), labels_by_round(store, all_rounds, decided, classes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +17,39 @@ from medactive.annotate.csvcells import (  # noqa: F401 - re-exported for caller
 )
 from medactive.annotate.database import db_path
 from medactive.annotate.store import ProjectStore
-from medactive.data.csvfile import read_csv
 from medactive.data.decode import DecodeSettings, encode_png
 from medactive.data.imagefiles import SkippedFile, find_image_files, scan_images
+from medactive.data.labelcsv import (
+    ClassMatcher,
+    match_image_names,
+    merge_duplicates,
+    read_image_list,
+)
+from medactive.data.pool import FOLDER_IMAGE_SIZE, MAX_IMAGE_SIZE  # noqa: F401 - re-exported
 from medactive.errors import ConfigError, DataError, StoreError
 
-DEFAULT_FOLDER_SIZE = 64
-MAX_IMAGE_SIZE = 1024  # the model input side; larger would only exhaust memory on a big folder
+DEFAULT_FOLDER_SIZE = FOLDER_IMAGE_SIZE
+#: Where imported labels go: the training labels, or the project's validation sample.
+IMPORT_SETS = ("training", "validation")
+
+
+@dataclass(frozen=True)
+class LabelFileOptions:
+    """How to read a labels file: the CSV's id and label columns (default: detected)."""
+
+    id_column: str | None = None
+    label_column: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelRows:
+    """What a labels file says, matched to a project: ``(image id, answer)`` rows (answer: a
+    class name as the project spells it, or ``unsure``), one per image, and how many rows of
+    the file were duplicates taken once or open disagreements skipped."""
+
+    rows: list[tuple[str, str]]
+    duplicates: int = 0
+    unresolved: int = 0
 
 
 def init_from_folder(
@@ -35,6 +62,7 @@ def init_from_folder(
     settings: DecodeSettings | None = None,
     strict: bool = False,
     features: Path | None = None,
+    label_options: LabelFileOptions | None = None,
 ) -> ProjectStore:
     """Register every readable PNG/JPEG/TIFF/DICOM under ``folder`` (path + hash, nothing copied)
     and decode them once into the decoded-image store (parallel, resumable; queries reuse it).
@@ -47,9 +75,9 @@ def init_from_folder(
     are listed too).
 
     Image ids are the paths relative to ``folder`` (POSIX separators), so a labels CSV can name
-    files the way a person sees them. ``features``: your own embeddings (``.npy`` rows in the
-    registered order, or Parquet with an ``image_id`` column of those ids); queries then skip
-    contrastive pre-training.
+    files the way a person sees them (or by a unique file name: :func:`read_labels_file`).
+    ``features``: your own embeddings (``.npy`` rows in the registered order, or Parquet with an
+    ``image_id`` column of those ids); queries then skip contrastive pre-training.
 
     Raises:
         DataError: no folder, no readable image at all, a bad labels CSV, or (``strict``) any
@@ -62,9 +90,10 @@ def init_from_folder(
     root = Path(folder).expanduser().resolve()
     files, refused = find_image_files(root)
     uid = {p: p.relative_to(root).as_posix() for p in [*files, *(f.path for f in refused)]}
-    rows_csv = read_labels_csv(labels_csv) if labels_csv else []
     # checked before the slow scan and before the project exists: a bad CSV fails in
     # milliseconds and leaves nothing behind to clean up
+    rows_csv = read_labels_file(labels_csv, list(uid.values()), classes,
+                                label_options).rows if labels_csv else []
     check_label_rows(rows_csv, set(uid.values()), classes)
     _refuse_existing(project_dir)
     good, bad = scan_images(files, image_size, settings=settings)
@@ -119,10 +148,15 @@ def init_from_npz(
     limit: int | None = None,
     labels_csv: Path | None = None,
     features: Path | None = None,
+    label_options: LabelFileOptions | None = None,
 ) -> ProjectStore:
     """Make a project from a MedMNIST ``.npz``: one split exported as PNGs under ``DIR/images``.
 
     Ids are the dataset ids (``train-17``), so true labels can be imported in simulations.
+    Class names: ``classes``, else the registered subset's when the file's content is one
+    (:func:`medactive.data.medmnist.identify_medmnist`; never from the file name), else
+    ``class_0..``; the project's meta says which (``class_names``: ``given``, ``registry`` or
+    ``inferred``).
 
     Raises:
         DataError: unknown or empty split, bad file, bad labels CSV.
@@ -144,8 +178,11 @@ def init_from_npz(
     names = check_class_names(classes or list(ds.class_names))
     if len(names) != ds.n_classes:
         raise DataError(f"{npz} has {ds.n_classes} classes but {len(names)} names were given")
-    rows_csv = read_labels_csv(labels_csv) if labels_csv else []
-    check_label_rows(rows_csv, {str(u) for u in ds.ids}, names)
+    naming = "given" if classes else \
+        ("inferred" if splits.meta.get("class_names") == "inferred" else "registry")
+    ids = [str(u) for u in ds.ids]
+    rows_csv = read_labels_file(labels_csv, ids, names, label_options).rows if labels_csv else []
+    check_label_rows(rows_csv, set(ids), names)
     _refuse_existing(project_dir)
     # everything is checked; from here on a failure removes what this call wrote
     out = Path(project_dir) / "images"
@@ -161,7 +198,8 @@ def init_from_npz(
             rows.append((str(uid), str(path.resolve()), hashlib.sha256(data).hexdigest()))
         h, _, c = ds.image_shape
         meta = {"source": str(Path(npz).resolve()), "split": split, "image_size": int(h),
-                "channels": int(c), "decode": DecodeSettings().to_meta()}
+                "channels": int(c), "decode": DecodeSettings().to_meta(),
+                "class_names": naming}
         meta.update(_model_inputs(project_dir, rows, meta, features))
         store = ProjectStore.create(project_dir, names, meta)
         store.add_images(rows)
@@ -193,10 +231,14 @@ def _model_inputs(project_dir: Path, rows: list[tuple[str, str, str]], meta: dic
 
 
 def check_image_size(image_size: int) -> None:
-    """Raise :class:`ConfigError` unless ``image_size`` is a usable model input side."""
-    if not isinstance(image_size, int) or not 8 <= image_size <= MAX_IMAGE_SIZE:
-        raise ConfigError(f"--image-size must be between 8 and {MAX_IMAGE_SIZE} pixels, "
-                          f"got {image_size}")
+    """Raise :class:`ConfigError` unless ``image_size`` is a usable model input side (the
+    rule of :func:`medactive.data.pool.check_image_size`, shared with ``coldstart``)."""
+    from medactive.data.pool import check_image_size as check
+
+    try:
+        check(image_size)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _refuse_existing(project_dir: Path) -> None:
@@ -207,29 +249,101 @@ def _refuse_existing(project_dir: Path) -> None:
         raise StoreError(f"{db_path(project_dir)} already exists; a project is initialised once")
 
 
-def read_labels_csv(path: Path) -> list[tuple[str, str]]:
-    """Read ``image_id,label`` rows (header required; extra columns ignored; UTF-8 with or
-    without a byte-order mark, see :func:`medactive.data.csvfile.read_csv`). Cells escaped
-    against spreadsheet formulas by :func:`export_csv` are read back unescaped."""
-    header, rows = read_csv(path, "labels file")
-    if CSV_ID not in header or CSV_LABEL not in header:
-        raise DataError(f"{path}: needs a header with columns {CSV_ID!r} and {CSV_LABEL!r} "
-                        f"(found: {header})")
-    out = []
-    for row in rows:
-        uid = unescape_cell(row.cells.get(CSV_ID, ""))
-        label = unescape_cell(row.cells.get(CSV_LABEL, ""))
-        if not label and row.cells.get("decided_by") == "unresolved":
-            continue  # a medactive export's open disagreement: nothing to import yet
-        if not uid or not label:
-            raise DataError(f"{path}, line {row.line}: empty {CSV_ID} or {CSV_LABEL}")
-        out.append((uid, label))
-    return out
+def read_labels_csv(path: Path, image_ids: Sequence[str], classes: Sequence[str],
+                    options: LabelFileOptions | None = None) -> LabelRows:
+    """Read a labels CSV for a project with ``image_ids`` and ``classes``, through the one CSV
+    reader (:mod:`medactive.data.labelcsv`).
+
+    * columns: detected (``image_id``/``image``/``filename``/... and ``label``/``class``/
+      ``diagnosis``/...) or named in ``options``; other columns are ignored;
+    * images: by id, or by a file name (with or without extension) that is unique in the
+      project; ambiguous and unknown names are refused, named;
+    * classes: case-insensitively (``Basophil`` is ``basophil``), or ``unsure``;
+    * the same image twice with the same label is taken once; with two labels the file is
+      refused, naming the rows;
+    * cells escaped against spreadsheet formulas by :func:`export_csv` are read back
+      unescaped, and a medactive export's open disagreements (empty label, ``decided_by`` =
+      ``unresolved``) are skipped.
+
+    Raises:
+        DataError: one line naming every problem found; nothing is returned then.
+    """
+    opts = options or LabelFileOptions()
+    table = read_image_list(path, id_column=opts.id_column, label_column=opts.label_column,
+                            labels="required", what="labels file")
+    decided_by = next((h for h in table.header if h.lower() == "decided_by"), None)
+    kept, unresolved = [], 0
+    for row in table.rows:
+        label = unescape_cell(row.label)
+        if not label and decided_by and row.cells.get(decided_by) == "unresolved":
+            unresolved += 1  # a medactive export's open disagreement: nothing to import yet
+            continue
+        if not label:
+            raise DataError(f"{path}: row {row.line}: empty label in column "
+                            f"{table.label_column!r} for {row.name!r}")
+        kept.append((row.line, unescape_cell(row.name), label))
+    if not kept:
+        return LabelRows([], 0, unresolved)
+    uid_of = match_image_names([name for _, name, _ in kept], list(image_ids), path)
+    match = ClassMatcher(list(classes), extra=("unsure",))
+    unknown = sorted({label for _, _, label in kept if match(label) is None})
+    if unknown:
+        raise DataError(f"{path}: unknown class(es) {', '.join(repr(u) for u in unknown[:5])}"
+                        f"{' ...' if len(unknown) > 5 else ''} (classes: {', '.join(classes)}; "
+                        "case does not matter)")
+    uids = [uid_of[name] for _, name, _ in kept]
+    answers = [str(match(label)) for _, _, label in kept]
+    keep = merge_duplicates(path, uids, answers, [line for line, _, _ in kept])
+    return LabelRows([(uids[k], answers[k]) for k in keep], len(kept) - len(keep), unresolved)
+
+
+#: Readers of labels files by suffix: ``reader(path, image_ids, classes, options)``. Another
+#: format (a Label Studio JSON export) plugs in here.
+LABEL_READERS: dict[str, Callable[[Path, Sequence[str], Sequence[str], LabelFileOptions],
+                                  LabelRows]] = {".csv": read_labels_csv}
+
+
+def read_labels_file(path: Path, image_ids: Sequence[str], classes: Sequence[str],
+                     options: LabelFileOptions | None = None) -> LabelRows:
+    """Read a labels file with the reader its suffix names (:data:`LABEL_READERS`).
+
+    Raises:
+        DataError: a file type no reader is registered for, or the reader's refusal.
+    """
+    path = Path(path)
+    reader = LABEL_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: cannot import {path.suffix or 'a file without suffix'} "
+                        f"files; known: {', '.join(sorted(LABEL_READERS))}")
+    return reader(path, image_ids, classes, options or LabelFileOptions())
+
+
+def import_labels_file(store: ProjectStore, path: Path, annotator: str = "import", *,
+                       options: LabelFileOptions | None = None,
+                       label_set: str = "training") -> LabelRows:
+    """Import a labels file into ``store``: every row checked first, then one transaction.
+
+    ``label_set`` ``validation`` puts the images into the project's validation sample
+    (:meth:`~medactive.annotate.answers.AnswerRecords.import_labels`).
+
+    Raises:
+        DataError / StoreError: an unknown set, or any problem in the file (nothing written).
+    """
+    if label_set not in IMPORT_SETS:
+        raise DataError(f"--set must be training or validation, got {label_set!r}")
+    store.check_writable()
+    result = read_labels_file(path, [img.uid for img in store.images()], store.classes(),
+                              options)
+    if not result.rows:  # e.g. an export holding only open disagreements: nothing to write
+        return result
+    store.import_labels(result.rows, annotator, validation=label_set == "validation",
+                        source=Path(path).name)
+    return result
 
 
 def import_csv(store: ProjectStore, path: Path, annotator: str = "import") -> int:
     """Import a labels CSV; unknown ids or classes reject the whole file before any write."""
-    return store.import_labels(read_labels_csv(path), annotator)
+    return len(import_labels_file(store, path, annotator).rows)
 
 
 def export_csv(store: ProjectStore, path: Path | None) -> list[dict[str, str]]:

@@ -1,32 +1,26 @@
-"""The human-in-the-loop cycle behind ``medactive project query``.
+"""The human-in-the-loop cycle behind ``medactive project query``: the store's side of a round.
 
-One query round:
+The round itself — validation draw, second reads, the classifier, the strategy's picks, the
+selection-health check — is :func:`medactive.rounds.plan_round`, the same function the back-test
+(``medactive project backtest``) replays with an oracle, so what was measured is what runs here.
+This module adds what only a project has:
 
-1. open every image of the project (registered, not removed) lazily from the decoded-image store
-   (built at ``init``, decoded with the project's settings and resized to its image size;
-   :mod:`medactive.annotate.pixels`);
-2. unless the project brought its own embeddings (``init --features``), get a contrastive
-   encoder for them: MoCo v2 pre-training (:mod:`medactive.coldstart.pipeline`,
-   the same pipeline as ``medactive coldstart`` and the runner), cached under
-   ``DIR/encoders/<key>`` so only the first query of a project pays for it;
-3. * no labels yet -> a cold-start strategy (default ``hacon``) on the contrastive features and
-     dataset map, through :func:`~medactive.coldstart.pipeline.run_coldstart`;
-   * labels -> a classifier = frozen encoder + dropout/linear head trained on the labelled images
-     (:func:`fit_head`; seconds on a CPU), then an acquisition strategy (default ``aeig``) on a
-     :class:`RoundView` of it. The head is saved under ``DIR/models/`` as the round's checkpoint;
-4. record the round and its ranked queries in one transaction.
+1. every image of the project (registered, not removed) read lazily from the decoded-image store
+   (built at ``init``; :mod:`medactive.annotate.pixels`);
+2. the project's features: its own embeddings (``init --features``), or a MoCo v2 encoder
+   pre-trained on its images (:mod:`medactive.coldstart.pipeline`), cached under
+   ``DIR/encoders/<key>`` so only the first query pays for it — and none at all for a random
+   cold start, which reads no features;
+3. the labels so far as a :class:`~medactive.rounds.LabelState`: a training label is an image's
+   decision (:mod:`medactive.annotate.consensus`: adjudicated, else majority; unresolved
+   disagreements and ``unsure`` answers are left out), validation labels are the validation
+   sample's;
+4. the round recorded in one transaction: its ranked queue with purposes, the model's
+   probabilities on every image (out-of-fold on the validation images it trained on), the head as
+   the round's checkpoint under ``DIR/models/``.
 
-Images whose current answer is ``unsure`` are left out of the view entirely: they are neither
-training data (no class) nor candidates (the clinician has already looked at them). So a round
-never queries an image that already has an answer.
-
-A round's budget is split (:mod:`medactive.annotate.planning`): a uniformly random
-**validation draw** (``validation_share`` of the budget; labelled like any other image, never
-trained on; the evaluation set of the information-gain strategies and EPIG, and the sample the
-validation AUC is measured on), optional **second reads** of single-read images where the new
-model disagrees with the reader, and the strategy's own picks for the rest. The training label of
-an image is its decision (:mod:`medactive.annotate.consensus`): adjudicated, else majority;
-unresolved disagreements are left out until someone adjudicates them.
+With no labels yet the round is a cold start (default: :data:`~medactive.defaults.DEFAULT_COLDSTART`),
+afterwards an acquisition round (default: :data:`~medactive.defaults.DEFAULT_ACQUISITION`).
 
 Every query runs as a **job** recorded in the store (stage, progress, error): the page's "next
 round" button starts ``medactive project query --job N`` in the background, the CLI records one
@@ -47,25 +41,31 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medactive.annotate.consensus import Decision, decisions
+from medactive.annotate.next_round import check_round_request as check_project_request
 from medactive.annotate.pixels import FEATURES_FILE, project_features, project_images
-from medactive.annotate.planning import (
-    draw_uniform,
-    interleave,
-    second_read_candidates,
-    second_read_size,
-    validation_draw_size,
-)
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
-from medactive.coldstart.pipeline import ColdStartRequest, check_request, pretrain, run_coldstart
-from medactive.data.lazy import LazyImages, take
-from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
+from medactive.coldstart.pipeline import needs_features, pretrain
+from medactive.data.lazy import LazyImages
+from medactive.defaults import DEFAULT_ACQUISITION
 from medactive.errors import MedactiveError, StrategyError
+from medactive.models import HeadConfig
 from medactive.progress import listen
-from medactive.strategies import SelectionHealth, checked_strategy
+from medactive.rounds import (
+    ClassifierConfig,
+    EncodedPool,
+    LabelState,
+    PlannedRound,
+    ValidationPolicy,
+    check_round_request,
+    is_cold,
+    plan_round,
+)
+from medactive.rounds.planning import draw_uniform
+from medactive.strategies import SelectionHealth
 
 if TYPE_CHECKING:
-    from medactive.models.contrastive_config import ContrastiveResult, MocoConfig
+    from medactive.models.contrastive_config import MocoConfig
 
 DEFAULT_STRATEGY = DEFAULT_ACQUISITION  # the name this module has always exported
 
@@ -106,113 +106,11 @@ def _moco(cfg: QueryConfig) -> MocoConfig:
                       batch_size=cfg.pretrain_batch_size, seed=cfg.seed)
 
 
-@dataclass
-class OwnFeatures:
-    """The project's own embeddings standing in for a pre-training result (``features``,
-    ``key``) when it was initialised with ``--features``: no encoder, no dataset map."""
-
-    features: np.ndarray
-    key: str = "features"
-
-
 Progress = Callable[[str, float], None]
 # stage -> (start, end) of the job's progress bar
 STAGES = {"loading images": (0.0, 0.1), "pre-training": (0.1, 0.7),
           "training classifier": (0.7, 0.8), "ranking": (0.8, 0.95), "recording": (0.95, 1.0)}
 _OUTER_STEP = re.compile(r"(\d+)/(\d+)\s*$")
-
-
-@dataclass
-class _Labels:
-    """The labels a round works from, by position in the project's image list."""
-
-    train: np.ndarray  # (N,) int64 class used for training, -1 otherwise
-    validation: np.ndarray  # (N,) int64 class of a decided validation image, -1 otherwise
-    answered: np.ndarray  # (N,) bool: some reader answered (or an adjudication exists)
-    single: np.ndarray  # (N,) bool: decided by one reader alone (a second read may help)
-    drawn_validation: np.ndarray  # (N,) bool: in the validation sample, answered or not
-
-
-def _labels(store: ProjectStore, position: dict[int, int], n: int) -> _Labels:
-    decided: dict[int, Decision] = decisions(store)
-    val_ids = store.validation_ids()
-    out = _Labels(np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, bool),
-                  np.zeros(n, bool), np.zeros(n, bool))
-    for iid in val_ids:
-        out.drawn_validation[position[iid]] = True
-    for iid, d in decided.items():
-        k = position[iid]
-        out.answered[k] = True
-        if d.label is None:
-            continue
-        if iid in val_ids:
-            out.validation[k] = d.label
-        else:
-            out.train[k] = d.label
-            out.single[k] = d.status == "single"
-    return out
-
-
-def _acquire(name: str, result: ContrastiveResult | OwnFeatures, images: np.ndarray | LazyImages,
-             rows: np.ndarray, lab: _Labels, n_classes: int, budget: int, n_second: int,
-             cfg: QueryConfig, checkpoint: Path, report: Progress
-             ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[float], np.ndarray,
-                        dict[str, Any]]:
-    """Train the head on the training labels, rank the pool with ``name``, pick second reads.
-
-    Returns:
-        ``(picked positions in rows, their scores or None, second-read positions in the
-        project, their scores, (N, C) probabilities of every image, parameters to record)``.
-    """
-    import torch
-
-    from medactive.models import HeadConfig, fit_head
-    from medactive.strategies import RoundView, get_strategy, selection_health
-    from medactive.strategies.base import softmax
-    from medactive.strategies.sharded import rank_with
-
-    all_feats = np.asarray(result.features, np.float32)
-    feats, y = all_feats[rows], lab.train[rows]
-    known = y >= 0
-    head_cfg = HeadConfig(epochs=cfg.head_epochs, seed=cfg.seed)
-    report("training classifier", 0.0)
-    # one output per project class, labelled or not yet: an unseen class keeps a low logit
-    weight, bias = fit_head(feats[known], y[known], n_classes, head_cfg)
-    val = np.flatnonzero(lab.validation >= 0)
-    # the evaluation set: the validation sample once it has two classes; before that (first
-    # rounds, or validation_share 0) the labelled training set, as a project without one must
-    use_val = np.unique(lab.validation[val]).size >= 2
-    eval_feats = all_feats[val] if use_val else feats[known]
-    eval_labels = lab.validation[val] if use_val else y[known]
-    view = RoundView(features=feats, labeled_mask=known, labels=np.where(known, y, -1),
-                     weight=weight, bias=bias, dropout_p=head_cfg.dropout,
-                     val_features=eval_feats, val_labels=eval_labels, images=take(images, rows))
-    probs = softmax(all_feats.astype(np.float64) @ weight.T.astype(np.float64)
-                    + bias.astype(np.float64))
-    second: list[int] = []
-    second_scores: list[float] = []
-    if n_second:
-        single = np.flatnonzero(lab.single)
-        order, sc = second_read_candidates(probs[single], lab.train[single])
-        second = single[order[:n_second]].tolist()
-        second_scores = sc[:n_second].tolist()
-    strat = get_strategy(name, **cfg.strategy_params)
-    report("ranking", 0.0)
-    # second reads come out of the budget only as far as there are disagreements
-    picked, scores = rank_with(strat, view, budget - len(second),
-                               np.random.default_rng(cfg.seed), ray=cfg.ray)
-    # the batch against its pool by the model's own predictions (recorded with the round)
-    health = selection_health(view.pool_probabilities, np.searchsorted(view.pool_indices, picked))
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    partial = checkpoint.with_suffix(".part")  # a killed query leaves no truncated checkpoint
-    torch.save({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias),
-                "encoder_key": result.key, "dropout": head_cfg.dropout,
-                "head_config": dataclasses.asdict(head_cfg)}, partial)
-    partial.replace(checkpoint)
-    params = {**strat.get_params(), "head_epochs": cfg.head_epochs,
-              "evaluation_set": "validation" if use_val else "training",
-              "evaluation_n": int(eval_labels.size), "health": health.as_dict()}
-    return picked, scores, second, second_scores, probs, params
 
 
 def _job_reporter(store: ProjectStore, job_id: int, progress: Progress | None) -> Progress:
@@ -253,6 +151,7 @@ def run_query(
     *,
     job_id: int | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> QueryResult:
     """Run one query round on the project in ``project_dir`` and record it, as a job.
 
@@ -260,10 +159,12 @@ def run_query(
         job_id: the job this run carries out (started by the labelling page); None records a
             new one (one job at a time per project).
         progress: optional ``(stage, overall fraction)`` callback.
+        force: close the latest round even though some of its images still need an answer.
 
     Raises:
         StrategyError: bad budget (not positive, or more than the unanswered images) or an
-            unknown strategy name.
+            unknown strategy name — refused before any job is recorded.
+        OpenRoundError: the latest round still has open images and ``force`` is False.
         StoreError: the project cannot be opened or written; ``JobBusyError`` when another
             query is running.
     """
@@ -272,7 +173,10 @@ def run_query(
         raise StrategyError(f"--budget must be a positive integer, got {budget!r}")
     with ProjectStore.open(project_dir) as store:
         store.check_writable()  # a read-only project fails now, not after minutes of training
+        request = (budget, strategy, cfg.strategy_params)
         if job_id is None:
+            # a typo or an open round is refused before a job exists (no failed job for it)
+            check_project_request(store, *request, force=force, seed=cfg.seed)
             job_id = store.begin_job("query", {"budget": budget, "strategy": strategy,
                                                "seed": cfg.seed}, os.getpid())
         else:
@@ -280,6 +184,11 @@ def run_query(
             if job is None or job.status != "running":
                 raise StrategyError(f"job {job_id} is not a running job of this project")
             store.set_job_pid(job_id, os.getpid())
+            try:  # the page checked it before starting the job; the project may have moved on
+                check_project_request(store, *request, force=force, seed=cfg.seed)
+            except MedactiveError as exc:
+                store.finish_job(job_id, error=str(exc))
+                raise
         report = _job_reporter(store, job_id, progress)
         try:
             with listen(_pretraining_listener(report)):
@@ -295,6 +204,69 @@ def run_query(
     return result
 
 
+def _label_state(store: ProjectStore, position: dict[int, int], n: int) -> LabelState:
+    """The project's labels by position in its image list (decisions, validation sample)."""
+    decided: dict[int, Decision] = decisions(store)
+    val_ids = store.validation_ids()
+    state = LabelState.empty(n)
+    for iid in val_ids:
+        state.drawn_validation[position[iid]] = True
+    for iid, d in decided.items():
+        k = position[iid]
+        state.answered[k] = True
+        if d.label is None:
+            continue
+        if iid in val_ids:
+            state.validation[k] = d.label
+        else:
+            state.train[k] = d.label
+            state.single[k] = d.status == "single"
+    return state
+
+
+def round_policy(settings: ProjectSettings) -> ValidationPolicy:
+    """The project's validation policy (``validation_mode`` and ``validation_share``)."""
+    return ValidationPolicy(settings.validation_mode,  # type: ignore[arg-type]
+                            settings.validation_share).check()
+
+
+def project_pool(store: ProjectStore, images: LazyImages, meta: dict[str, Any],
+                  uids: list[str], cfg: QueryConfig, needs_features: bool) -> EncodedPool:
+    """The project's pool as the engine sees it: own embeddings, or the cached MoCo encoder
+    (pre-trained on every image at the first query that needs features)."""
+    own = project_features(store.dir, meta, uids)
+    if own is not None:
+        return EncodedPool(own, key="features", images=images)
+    if not needs_features:  # a random cold start reads no features: no pre-training for it
+        return EncodedPool(np.zeros((images.shape[0], 0), np.float32), key="none",
+                           images=images)
+    result = pretrain(images, _moco(cfg), cache_root=store.dir / "encoders")
+    return EncodedPool(result.features, key=result.key, encoder=result.encoder, images=images,
+                       confidence=result.confidence, variability=result.variability,
+                       maps=result.maps or None)
+
+
+def _save_head(path: Path, plan: PlannedRound, pool: EncodedPool, cfg: QueryConfig) -> None:
+    """The round's head (and the feature space it works in) as its checkpoint; atomic."""
+    import torch
+
+    assert plan.model is not None
+    space = pool.space
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")  # a killed query leaves no truncated checkpoint
+    torch.save({"weight": torch.from_numpy(plan.model.weight),
+                "bias": torch.from_numpy(plan.model.bias),
+                "space_mean": None if space.mean is None else torch.from_numpy(space.mean),
+                "space_std": None if space.std is None else torch.from_numpy(space.std),
+                "encoder_key": pool.key, "dropout": plan.model.dropout,
+                "head_config": dataclasses.asdict(_classifier(cfg).head)}, partial)
+    partial.replace(path)
+
+
+def _classifier(cfg: QueryConfig) -> ClassifierConfig:
+    return ClassifierConfig(head=HeadConfig(epochs=cfg.head_epochs))
+
+
 def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryConfig,
            report: Progress) -> QueryResult:
     start = time.perf_counter()
@@ -304,96 +276,61 @@ def _query(store: ProjectStore, budget: int, strategy: str | None, cfg: QueryCon
     meta, classes, rows_all = store.meta(), store.classes(), store.images()
     n = len(rows_all)
     position = {r.id: k for k, r in enumerate(rows_all)}
-    lab = _labels(store, position, n)
-    # view rows: training labels and the unanswered pool; never an unsure, unresolved or
-    # validation image (the model must not train on those)
-    pool_mask = ~lab.answered & ~lab.drawn_validation
-    rows = np.flatnonzero((lab.train >= 0) | pool_mask)
-    pool = np.flatnonzero(pool_mask)
-    if budget > pool.size:
-        raise StrategyError(f"budget {budget} is larger than the {pool.size} unanswered images")
-    cold = not np.any(lab.train >= 0)
-    # the default cold start needs no dataset map, so it also serves your own embeddings
-    name = strategy or (DEFAULT_COLDSTART if cold else DEFAULT_STRATEGY)
+    state = _label_state(store, position, n)
+    policy = round_policy(settings)
+    # every name, parameter and the budget checked before minutes of pre-training
+    name = check_round_request(n, state, budget, strategy, cfg.strategy_params, policy)
+    cold = is_cold(state, policy)
     round_no = len(store.rounds()) + 1
-    rng = np.random.default_rng([cfg.seed, round_no])
-    val_counts = np.bincount(lab.validation[lab.validation >= 0], minlength=len(classes))
-    n_val = validation_draw_size(budget, settings.validation_share, val_counts)
-    n_second = 0 if cold else min(second_read_size(budget, settings.second_read_share),
-                                  int(lab.single.sum()))
-    validation = draw_uniform(pool, n_val, rng)
-    rows = np.setdiff1d(rows, validation)
-    n_acquire_max = budget - n_val
-    request = ColdStartRequest(name, dict(cfg.strategy_params), n_acquire_max, cfg.seed)
-    # every name and parameter checked before minutes of pre-training, not after
-    if cold:
-        check_request(request, rows.size)
-    else:
-        checked_strategy(name, **cfg.strategy_params)
     report("loading images", 0.0)
     # hashes checked: a model must never train on a file that changed after registration
-    # read lazily from the decoded-image store (built at init; files re-hashed)
     images = project_images([r.path for r in rows_all], [r.sha256 for r in rows_all], meta)
-    own = project_features(store.dir, meta, [r.uid for r in rows_all])  # --features
     report("loading images", 1.0)
-    encoders = store.dir / "encoders"
+    needs = not cold or needs_features(name, cfg.strategy_params)
+    pool = project_pool(store, images, meta, [r.uid for r in rows_all], cfg, needs)
+    report("training classifier", 0.0)
+    plan = plan_round(pool, state, budget, n_classes=len(classes), round_index=round_no,
+                      seed=cfg.seed, strategy=name, params=cfg.strategy_params, policy=policy,
+                      classifier=_classifier(cfg), second_read_share=settings.second_read_share,
+                      class_names=list(classes), ray=cfg.ray)
+    report("recording", 0.0)
     predictions = None
-    second: list[int] = []
-    second_scores: list[float] = []
-    if cold:
-        selection = run_coldstart(images, request, _moco(cfg), candidates=rows,
-                                  cache_root=encoders, features=own)
-        if own is not None:
-            result: ContrastiveResult | OwnFeatures = OwnFeatures(own)
-        else:  # run_coldstart pre-trains whenever it is given no features of its own
-            assert selection.pretraining is not None
-            result = selection.pretraining
-        positions, scores = selection.indices, selection.scores
-        params = selection.strategy.get_params()
-        checkpoint = str(store.dir / FEATURES_FILE if own is not None
-                         else encoders / result.key)
-    else:
-        result = pretrain(images, _moco(cfg), cache_root=encoders) if own is None \
-            else OwnFeatures(own)
-        ckpt = store.dir / "models" / f"round-{round_no:03d}-head.pt"
-        picked, scores, second, second_scores, probs, params = _acquire(
-            name, result, images, rows, lab, len(classes), n_acquire_max, n_second, cfg, ckpt,
-            report)
-        positions = rows[picked]
-        checkpoint = str(ckpt)
-        predictions = {rows_all[k].id: probs[k] for k in range(n)}
+    if plan.model is not None:
+        checkpoint = str(store.dir / "models" / f"round-{round_no:03d}-head.pt")
+        _save_head(Path(checkpoint), plan, pool, cfg)
+        assert plan.probabilities is not None
+        predictions = {rows_all[k].id: plan.probabilities[k] for k in range(n)}
         if not store.stop_sample():
-            stop = draw_uniform(pool, min(settings.stop_sample, pool.size),
+            pool_positions = state.candidates()
+            stop = draw_uniform(pool_positions, min(settings.stop_sample, pool_positions.size),
                                 np.random.default_rng([cfg.seed, 0]))
             store.save_stop_sample([rows_all[int(k)].id for k in stop])
-    report("recording", 0.0)
-    acquired = [(rows_all[int(p)].id, None if scores is None else float(s), "acquire")
-                for p, s in zip(positions, scores if scores is not None else [None] * len(
-                    positions), strict=True)]
-    extra = [(rows_all[int(p)].id, None, "validation") for p in validation] + [
-        (rows_all[int(p)].id, float(s), "second-read")
-        for p, s in zip(second, second_scores, strict=True)]
-    order = interleave(list(range(len(acquired))), list(range(len(acquired), len(acquired)
-                                                              + len(extra))), rng)
-    queued = [(acquired + extra)[k] for k in order]
+    else:
+        checkpoint = str(store.dir / FEATURES_FILE if pool.key == "features"
+                         else store.dir / "encoders" / pool.key)
     # labels given while this job ran count for the round after: drop what got answered since
     answered_now = {a.image_id for a in store.reader_answers()}
-    queued = [q for q in queued if q[2] == "second-read" or q[0] not in answered_now]
+    queued = [(rows_all[int(p)].id, s, purpose)
+              for p, s, purpose in zip(plan.positions.tolist(), plan.scores, plan.purposes,
+                                       strict=True)
+              if purpose == "second-read" or rows_all[int(p)].id not in answered_now]
     ids = [q[0] for q in queued]
     score_list = [q[1] for q in queued]
     purposes = [q[2] for q in queued]
-    params = {**params, "budget": budget, "seed": cfg.seed, "encoder": result.key,
-              "pretrain_epochs": cfg.pretrain_epochs, "backbone": cfg.backbone,
-              "validation_draw": int(n_val), "second_reads": len(second)}
+    params = {**plan.params, "encoder": pool.key, "pretrain_epochs": cfg.pretrain_epochs,
+              "backbone": cfg.backbone, "head_epochs": cfg.head_epochs}
+    if plan.selection is not None and plan.selection.clusters is not None:
+        # "why this image" at a cold start: the K-means cluster each pick stands for
+        params["clusters"] = {str(rows_all[int(p)].id): int(c) for p, c in
+                              zip(plan.selection.indices, plan.selection.clusters, strict=True)}
     try:
         round_id = store.add_round(name, params, checkpoint, list(zip(ids, score_list,
                                                                       strict=True)),
                                    purposes, predictions)
     except BaseException:
-        if not cold:  # a head no round points at would only mislead
+        if plan.model is not None:  # a head no round points at would only mislead
             Path(checkpoint).unlink(missing_ok=True)
         raise
     report("recording", 1.0)
-    health = None if cold else SelectionHealth(**params["health"], class_names=list(classes))
     return QueryResult(round_id, name, ids, score_list, time.perf_counter() - start, purposes,
-                       health=health)
+                       health=plan.health)

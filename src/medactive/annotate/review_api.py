@@ -3,14 +3,20 @@
 from the served origin, body size, path-free errors):
 
 * ``GET /api/state`` (built here): the reader's next image with *why* it was asked (rank,
-  strategy, score, purpose) and, once answered (or always, if the project says so), the
-  model's top-3 classes; the round's predicted class mix; the running job;
+  strategy, purpose, and the score with its meaning: :mod:`medactive.annotate.why`) and, once
+  answered (or always, if the project says so), the model's top-3 classes; answered and
+  skipped counts (a skip is not an answer); the round's predicted class mix; the running job;
+  what the next round would be (strategy, unanswered pool);
 * ``GET /api/item/{id}``: the same for any image of the round (the gallery's "jump to");
 * ``GET /api/gallery``: the round's queue with thumbnails' ids, status and filters;
 * ``GET /api/disagreements`` / ``POST /api/adjudicate``: the adjudication view;
 * ``GET /api/progress``: labels per class, agreement, validation AUC, stopping signal;
-* ``POST /api/next-round`` / ``GET /api/job``: the background query;
-* ``GET /api/export/{csv|json|labelstudio}``: downloads (without server paths);
+* ``POST /api/next-round`` / ``GET /api/job``: the background query, checked first as
+  ``project query`` checks it (:mod:`medactive.annotate.next_round`: a bad budget is a 422, an
+  open round a 409 naming how many images wait, unless ``force``); ``/api/job`` also names the
+  latest round, which every open page polls to notice a new one;
+* ``GET /api/export/{csv|json|labelstudio|labelstudio-config}``: downloads (without server
+  paths; the last is Label Studio's labelling config for the tasks);
 * ``POST /api/signin``: a reader proves their personal token (once any reader has one).
 """
 
@@ -23,18 +29,21 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from medactive.annotate.consensus import decisions
-from medactive.annotate.exports import FORMATS, export_text
+from medactive.annotate.exports import FORMATS, export_text, label_studio_config
 from medactive.annotate.guard import MAX_ID, NAME_PATTERN
 from medactive.annotate.monitor import project_progress
+from medactive.annotate.next_round import OpenRoundError, check_round_request, next_round_plan
 from medactive.annotate.schema import Job, QueueItem, RoundRow
 from medactive.annotate.settings import ProjectSettings, load_settings
 from medactive.annotate.store import ProjectStore
 from medactive.annotate.thumbs import thumbnail_png
+from medactive.annotate.why import explain_pick
 from medactive.data.decode import DecodeSettings
+from medactive.errors import StrategyError
 
 MAX_BUDGET = 100_000
 FILTERS = ("all", "open", "unsure", "skipped", "disagree")
@@ -42,6 +51,7 @@ TOP_K = 3
 WHY = {"acquire": "chosen by the strategy", "validation": "uniform random draw for the "
        "validation sample (never trained on)", "second-read": "second read: the model "
        "disagrees with the first reader"}
+LABEL_STUDIO_CONFIG = "labelstudio-config"
 EXPORT_TYPES = {"csv": ("text/csv; charset=utf-8", "labels.csv"),
                 "json": ("application/json", "history.json"),
                 "labelstudio": ("application/json", "label-studio-tasks.json")}
@@ -57,11 +67,13 @@ class AdjudicateIn(BaseModel):
 
 
 class NextRoundIn(BaseModel):
-    """Body of ``POST /api/next-round``."""
+    """Body of ``POST /api/next-round`` (``force``: close a round whose images still need an
+    answer, as ``query --force``)."""
 
     model_config = ConfigDict(extra="forbid")
     budget: int = Field(ge=1, le=MAX_BUDGET)
     annotator: str = Field(pattern=NAME_PATTERN)
+    force: bool = False
 
 
 class SignInIn(BaseModel):
@@ -70,6 +82,24 @@ class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN)
     token: str = Field(min_length=1, max_length=200)
+
+
+def not_in_round(store: ProjectStore, image_id: int, latest: int) -> str:
+    """Why an image cannot be answered in round ``latest``, in the reader's words (the image's
+    own name, never a store id), with what to do."""
+    row = store.image(image_id)
+    name = row.uid if row is not None else "this image"
+    earlier = [r for r in store.rounds_of_image(image_id) if r < latest]
+    if earlier:
+        return (f"{name} belongs to round {earlier[-1]}, which was replaced by round {latest} "
+                "— reload to continue")
+    return f"{name} is not part of round {latest}, the current round — reload to continue"
+
+
+def replaced_round(asked: int, latest: int) -> str:
+    """The message for an answer sent from the page of a round since replaced."""
+    return (f"This image belongs to round {asked}, which was replaced by round {latest} — "
+            "reload to continue")
 
 
 def top_predictions(probs: np.ndarray | None, classes: list[str]) -> list[dict[str, Any]] | None:
@@ -110,16 +140,26 @@ def job_dict(job: Job | None, redact: Callable[[str], str]) -> dict[str, Any] | 
 
 
 def item_dict(store: ProjectStore, rnd: RoundRow, q: QueueItem, reader: str | None,
-              settings: ProjectSettings, classes: list[str]) -> dict[str, Any]:
-    """One queued image: why it is asked, and the model's guess when it may be shown."""
+              settings: ProjectSettings, classes: list[str], n_picks: int) -> dict[str, Any]:
+    """One queued image: why it is asked (:func:`~medactive.annotate.why.explain_pick`), and
+    the model's guess when it may be shown. ``n_picks``: the round's strategy picks."""
     own = q.answers.get(reader) if reader else None
     reveal = settings.show_predictions == "first" or own is not None
-    probs = store.predictions(rnd.id, [q.image_id]).get(q.image_id) if reveal else None
+    probs = store.predictions(rnd.id, [q.image_id]).get(q.image_id)
+    explained = explain_pick(strategy=rnd.strategy, params=rnd.params, purpose=q.purpose,
+                             score=q.score, image_id=q.image_id, probs=probs, classes=classes,
+                             reveal=reveal, n_picks=n_picks)
     return {"image_id": q.image_id, "uid": q.uid, "rank": q.rank, "score": q.score,
-            "purpose": q.purpose, "strategy": rnd.strategy, "why": WHY[q.purpose],
-            "own_answer": own, "n_answers": len(q.answers), "done": q.done,
+            "round_id": rnd.id, "purpose": q.purpose, "strategy": rnd.strategy,
+            "why": WHY[q.purpose], "explain": explained, "own_answer": own,
+            "skipped": q.skipped, "n_answers": len(q.answers), "done": q.done,
             "predictions_hidden": not reveal,
             "predictions": top_predictions(probs, classes) if reveal else None}
+
+
+def picks(queue: list[QueueItem]) -> int:
+    """How many of a round's queries are the strategy's own picks."""
+    return sum(q.purpose == "acquire" for q in queue)
 
 
 def page_state(store: ProjectStore, project: str, classes: list[str], annotator: str | None,
@@ -132,6 +172,9 @@ def page_state(store: ProjectStore, project: str, classes: list[str], annotator:
     current = next((q for q in queue if not q.done), None)
     last = store.last_own_record(latest.id, reader) if latest and reader else None
     last_item = next((q for q in queue if last and q.image_id == last[0]), None)
+    # a skip moves the page on, but the image still needs an answer: counted apart
+    skipped = [q.image_id for q in queue if q.done and q.skipped]
+    n_picks = picks(queue)
     return {
         "project": project,
         "classes": classes,
@@ -145,12 +188,15 @@ def page_state(store: ProjectStore, project: str, classes: list[str], annotator:
             "health": round_mix(store, latest, queue, classes)},
         "total": len(queue),
         "done": sum(q.done for q in queue),
+        "answered": sum(q.done for q in queue) - len(skipped),
+        "skipped": skipped,
         "current": None if current is None or latest is None else item_dict(
-            store, latest, current, reader, settings, classes),
+            store, latest, current, reader, settings, classes, n_picks),
         "last": None if last_item is None or latest is None else item_dict(
-            store, latest, last_item, reader, settings, classes),
+            store, latest, last_item, reader, settings, classes, n_picks),
         "can_undo": last is not None,
         "job": job_dict(store.latest_job(), redact),
+        "next": next_round_plan(store).as_dict(),
     }
 
 
@@ -163,7 +209,7 @@ def add_review_routes(
     reader_for: Callable[[Request, str | None], str | None],
     sign_in: Callable[[str], Response],
     state: Callable[[str | None], dict[str, Any]],
-    start_job: Callable[[ProjectStore, int], int],
+    start_job: Callable[[ProjectStore, int, bool], int],
     redact: Callable[[str], str],
     decode: DecodeSettings | None = None,
 ) -> None:
@@ -174,6 +220,7 @@ def add_review_routes(
     """
 
     def latest_queue(reader: str | None) -> tuple[RoundRow, list[QueueItem], ProjectSettings]:
+        """The latest round, its queue for ``reader`` and the settings (409 before any)."""
         latest = store.latest_round()
         if latest is None:
             raise HTTPException(409, "no round yet: run `medactive project query` first")
@@ -187,8 +234,8 @@ def add_review_routes(
         latest, queue, settings = latest_queue(who)
         q = next((q for q in queue if q.image_id == image_id), None)
         if q is None:
-            raise HTTPException(404, f"image {image_id} is not queried in round {latest.id}")
-        return item_dict(store, latest, q, who, settings, classes)
+            raise HTTPException(404, not_in_round(store, image_id, latest.id))
+        return item_dict(store, latest, q, who, settings, classes, picks(queue))
 
     @app.get("/api/gallery")
     def gallery(request: Request, reader: str | None = Query(None, pattern=NAME_PATTERN),
@@ -253,19 +300,34 @@ def add_review_routes(
 
     @app.get("/api/job")
     def job() -> dict[str, Any]:
-        return {"job": job_dict(store.latest_job(), redact)}
+        # polled by every open page: the latest round's id tells it a new round has started
+        return {"job": job_dict(store.latest_job(), redact), "round_id": store.latest_round_id()}
 
     @app.post("/api/next-round", openapi_extra=json_body(NextRoundIn))
-    async def next_round(request: Request) -> dict[str, Any]:
+    async def next_round(request: Request) -> Response:
         body: NextRoundIn = await read_json(request, NextRoundIn)
         reader_for(request, body.annotator)
-        job_id = await run_in_threadpool(start_job, store, body.budget)
-        return {"job": job_dict(store.job(job_id), redact)}
+        try:  # the CLI's own check, before a job exists: a typo never shows as a failed job
+            await run_in_threadpool(check_round_request, store, body.budget, force=body.force)
+        except OpenRoundError as exc:
+            progress = exc.progress
+            return JSONResponse({"detail": f"round {progress.round_id} is still open: "
+                                           f"{progress.describe()}",
+                                 "open_round": progress.as_dict()}, status_code=409)
+        except StrategyError as exc:
+            raise HTTPException(422, str(exc)) from None
+        job_id = await run_in_threadpool(start_job, store, body.budget, body.force)
+        return JSONResponse({"job": job_dict(store.job(job_id), redact)})
 
     @app.get("/api/export/{fmt}")
     def export(fmt: str) -> Response:
+        if fmt == LABEL_STUDIO_CONFIG:  # the labelling config the Label Studio tasks fit
+            return Response(label_studio_config(classes), media_type="application/xml",
+                            headers={"Content-Disposition":
+                                     'attachment; filename="label-studio-config.xml"'})
         if fmt not in FORMATS:
-            raise HTTPException(404, f"unknown export format; formats: {', '.join(FORMATS)}")
+            raise HTTPException(404, f"unknown export format; formats: {', '.join(FORMATS)}, "
+                                     f"{LABEL_STUDIO_CONFIG}")
         media, name = EXPORT_TYPES[fmt]
         text = export_text(store, fmt, include_paths=False)
         return Response(text, media_type=media,

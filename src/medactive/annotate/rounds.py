@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,34 @@ import numpy as np
 
 from medactive.annotate.schema import PURPOSES, QueueItem, RoundRow, inserted_id, now
 from medactive.errors import StoreError
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """How far a round's queue got: ``queried`` images (removed ones left out), ``complete``
+    ones (every read the settings ask for), ``open`` ones (the rest), of which ``skipped``
+    (someone skipped it and nobody answered it) and ``partial`` (some reads, not all of them:
+    double reading or a second read)."""
+
+    round_id: int
+    queried: int
+    complete: int
+    open: int
+    skipped: int
+    partial: int
+
+    def as_dict(self) -> dict[str, int]:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        """``"18 of 30 images still need an answer (2 skipped, 3 waiting for a second
+        reader)"``."""
+        extra = [f"{self.skipped} skipped"] if self.skipped else []
+        if self.partial:
+            extra.append(f"{self.partial} waiting for another reader")
+        tail = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.open} of {self.queried} images still need an answer{tail}"
 
 
 class RoundRecords:
@@ -29,6 +58,7 @@ class RoundRecords:
     classes: Any
     current_answers: Any
     reader_answers: Any
+    raw_settings: Any
 
     def add_round(
         self,
@@ -47,6 +77,11 @@ class RoundRecords:
                 default all ``"acquire"``. Only a ``"second-read"`` may name a labelled image.
             predictions: ``image_id -> (C,)`` probabilities of the model that chose the round.
 
+        The round it replaces is closed by this one: its progress at this moment (how many of
+        its images were still open, :class:`RoundProgress`) is recorded in the new round's
+        parameters as ``closed_round``, so ``status`` can say honestly that a round was closed
+        with images unanswered (``project query --force``), not leave it looking half done.
+
         Raises:
             StoreError: a queried image already has an answer (outside a second read), is
                 listed twice, or a purpose is unknown.
@@ -62,6 +97,9 @@ class RoundRecords:
                  if i in answered and k != "second-read"]
         if clash:
             raise StoreError(f"refusing to query {len(clash)} already-labelled image(s)")
+        previous = self.latest_round_id()
+        if previous is not None:
+            params = {**params, "closed_round": self.round_progress(previous).as_dict()}
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO rounds (strategy, params, checkpoint, created_at) VALUES (?, ?, ?, ?)",
@@ -105,6 +143,35 @@ class RoundRecords:
         """The most recent round, or None before the first query."""
         rounds = self.rounds()
         return rounds[-1] if rounds else None
+
+    def latest_round_id(self) -> int | None:
+        """The id of the most recent round (one cheap query: the page polls it), or None."""
+        rows = self._query("SELECT max(id) FROM rounds")
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    def rounds_of_image(self, image_id: int) -> list[int]:
+        """The rounds that queried ``image_id``, oldest first."""
+        return [int(r[0]) for r in self._query(
+            "SELECT round_id FROM queries WHERE image_id = ? ORDER BY round_id", (image_id,))]
+
+    def round_progress(self, round_id: int, reads_needed: int | None = None) -> RoundProgress:
+        """How far round ``round_id`` got (see :class:`RoundProgress`); ``reads_needed``
+        defaults to the project's ``reads_per_image`` setting. A skip leaves an image open: it
+        was looked at, not answered."""
+        if reads_needed is None:
+            reads_needed = int(self.raw_settings().get("reads_per_image", 1))
+        queue = self.queue(round_id, None, reads_needed)
+        complete = skipped = partial = 0
+        for q in queue:
+            need = max(reads_needed, 2) if q.purpose == "second-read" else reads_needed
+            if len(q.answers) >= need:
+                complete += 1
+            elif q.answers:
+                partial += 1
+            elif q.skipped:
+                skipped += 1
+        return RoundProgress(round_id, len(queue), complete, len(queue) - complete, skipped,
+                             partial)
 
     def queue(self, round_id: int, reader: str | None = None,
               reads_needed: int = 1) -> list[QueueItem]:

@@ -5,8 +5,10 @@ Every default must make sense for any dataset (docs/labelling.md, "Settings"):
 
 * ``show_predictions`` ``"after"``: the model's guess is shown once the reader has answered,
   never before (a clinician shown a guess first tends to agree with it: anchoring);
-* ``validation_share`` 0.2: a fifth of each round's budget is a uniformly random draw kept out of
-  training, the usual hold-out share; 0 turns it off;
+* ``validation_share`` 0.2 and ``validation_mode`` ``"crossfit"``: a fifth of each round's
+  budget is a uniformly random draw (the validation sample); cross-fitting trains on it too and
+  measures the validation AUC out of fold, ``"holdout"`` keeps it out of training, ``"none"``
+  draws nothing (:mod:`medactive.rounds.loop`; the evidence is in docs/labelling.md);
 * ``stop_kappa`` 0.99 over ``stop_rounds`` 3 consecutive rounds: Bloodgood & Vijay-Shanker's
   (2009) stabilizing-predictions criterion as published; ``stop_sample`` 1000 images is a
   stop set large enough for a stable κ and cheap for any project;
@@ -23,6 +25,7 @@ from typing import Any
 from medactive.errors import ConfigError
 
 SHOW_PREDICTIONS = ("after", "first")
+VALIDATION_MODES = ("crossfit", "holdout", "none")  # medactive.rounds.loop.VALIDATION_MODES
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ProjectSettings:
 
     show_predictions: str = "after"
     validation_share: float = 0.2
+    validation_mode: str = "crossfit"
     stop_kappa: float = 0.99
     stop_rounds: int = 3
     stop_sample: int = 1000
@@ -43,6 +47,9 @@ class ProjectSettings:
         if self.show_predictions not in SHOW_PREDICTIONS:
             raise ConfigError(f"show_predictions must be one of {SHOW_PREDICTIONS}, got "
                               f"{self.show_predictions!r}")
+        if self.validation_mode not in VALIDATION_MODES:
+            raise ConfigError(f"validation_mode must be one of {', '.join(VALIDATION_MODES)}, "
+                              f"got {self.validation_mode!r}")
         for name in ("validation_share", "second_read_share"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
@@ -59,6 +66,13 @@ class ProjectSettings:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
+
+
+def trains_on_validation_labels(settings: ProjectSettings) -> bool:
+    """True when the classifier also trains on the validation sample's labels (cross-fitting),
+    as :attr:`medactive.rounds.ValidationPolicy.trains_on_validation` says; kept here so the
+    page's request check stays free of torch."""
+    return settings.validation_mode == "crossfit"
 
 
 def parse_settings(values: dict[str, Any]) -> ProjectSettings:

@@ -15,7 +15,9 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("info")
 def info(
-    dataset: str = typer.Argument(..., help="MedMNIST name (e.g. bloodmnist) or path to .npz"),
+    dataset: str = typer.Argument(
+        ..., help="MedMNIST name (e.g. bloodmnist), path to an .npz, or a labelled image-folder "
+                  "CSV"),
 ) -> None:
     """Print splits, image size, channels, class names and per-split class counts."""
     from medactive.data.loading import load_dataset
@@ -31,6 +33,11 @@ def info(
         table.add_row(str(k), name, *(str(counts[s][k]) for s, _ in splits.items()))
     table.add_row("", "total", *(str(len(d)) for _, d in splits.items()))
     console.print(table)
+    if splits.meta.get("split_note"):
+        console.print(f"split: {splits.meta['split_note']}")
+    if splits.meta.get("class_names") == "inferred":
+        console.print("classes: numbered (not a registered MedMNIST subset, judged by its "
+                      "content); `project init --classes` names them")
 
 
 @app.command("fetch")

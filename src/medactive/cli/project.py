@@ -21,7 +21,12 @@ def init(
     project_dir: Path = typer.Argument(..., help="project directory (holds project.db)"),
     images: Path | None = typer.Option(None, "--images", help="folder of PNG/JPEG/TIFF/DICOM files"),
     classes: str | None = typer.Option(None, "--classes", help='class names, "a,b,c"'),
-    labels: Path | None = typer.Option(None, "--labels", help="CSV image_id,label to import"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="CSV of labels you already have (id and label columns detected)"),
+    id_column: str | None = typer.Option(None, "--id-column",
+                                         help="--labels: the column naming the images"),
+    label_column: str | None = typer.Option(None, "--label-column",
+                                            help="--labels: the column of labels"),
     from_npz: Path | None = typer.Option(None, "--from-npz", help="MedMNIST .npz file"),
     split: str = typer.Option("train", "--split", help="split of --from-npz to use"),
     limit: int | None = typer.Option(None, "--limit", help="use only the first N npz images"),
@@ -38,26 +43,40 @@ def init(
         "with an image_id column; queries then skip contrastive pre-training"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
+    from medactive.annotate.project import (
+        LabelFileOptions,
+        init_from_folder,
+        init_from_npz,
+        skipped_files,
+    )
     from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
+    if labels is None and (id_column is not None or label_column is not None):
+        raise ConfigError("--id-column and --label-column apply to --labels")
+    options = LabelFileOptions(id_column, label_column)
     if images is not None and from_npz is None:
         if not names:
             raise ConfigError('--classes "name1,name2,..." is required with --images')
         settings = DecodeSettings.parse(window, frame)
         store = init_from_folder(project_dir, images, names, labels, image_size=image_size,
-                                 settings=settings, strict=strict, features=features)
+                                 settings=settings, strict=strict, features=features,
+                                 label_options=options)
     elif from_npz is not None and images is None:
         if window is not None or frame is not None:
             raise ConfigError("--window and --frame apply to --images (DICOM), not --from-npz")
-        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features)
+        store = init_from_npz(project_dir, from_npz, split, names, limit, labels, features,
+                              label_options=options)
     else:
         raise ConfigError("give exactly one of --images FOLDER or --from-npz FILE")
     with store:
         typer.echo(f"project {project_dir}: {store.n_images()} images, "
                    f"{len(store.classes())} classes ({', '.join(store.classes())}), "
                    f"{len(store.current_answers())} labelled")
+        if store.meta().get("class_names") == "inferred":
+            typer.echo(f"note: {from_npz} is not a registered MedMNIST subset (judged by its "
+                       "content), so its classes are numbered; name them with --classes "
+                       '"name0,name1,..." in label order', err=True)
         _report_skipped(skipped_files(store), store.meta().get("labels_not_imported", []))
 
 
@@ -102,7 +121,10 @@ def status(
         typer.echo(f"readers disagree on {progress.disagreements} image(s); "
                    f"{progress.unresolved} unresolved (left out of training until adjudicated)")
     last = f" (latest: {st.latest_strategy})" if st.latest_strategy else ""
-    typer.echo(f"rounds: {st.rounds}{last}; pending queries: {st.pending}")
+    latest = progress.rounds[-1] if progress.rounds else None
+    pending = latest.open if latest else 0  # a skipped image is still pending
+    skips = f" ({latest.skipped} skipped)" if latest and latest.skipped else ""
+    typer.echo(f"rounds: {st.rounds}{last}; pending queries: {pending}{skips}")
     if st.removed or st.skipped_at_init:
         typer.echo(f"removed: {st.removed}; skipped at init (unreadable): {st.skipped_at_init}")
     for item in left_out:
@@ -111,15 +133,24 @@ def status(
         typer.echo(f"  removed  {removal.uid}: {removal.reason} ({removal.annotator}, "
                    f"{removal.created_at})")
     if progress.rounds:
-        typer.echo("  round  strategy      queried  answered  readers κ  val AUC (n)  "
-                   "stability κ")
-        for summary in progress.rounds:
+        # columns as wide as their longest entry: a strategy name is never cut short
+        width = max(len("strategy"), *(len(r.strategy) for r in progress.rounds))
+        states = [r.state_text() for r in progress.rounds]
+        state_width = max(len("state"), *(len(t) for t in states))
+        typer.echo(f"  round  {'strategy':{width}s}  queried  answered  {'state':{state_width}s}"
+                   "  readers κ  val AUC (n)  stability κ")
+        for summary, state in zip(progress.rounds, states, strict=True):
             kappa = "-" if summary.agreement.kappa is None else f"{summary.agreement.kappa:.3f}"
             auc = "-" if summary.validation_auc is None else \
                 f"{summary.validation_auc:.3f} ({summary.validation_n})"
             stab = "-" if summary.stability_kappa is None else f"{summary.stability_kappa:.4f}"
-            typer.echo(f"  {summary.id:5d}  {summary.strategy:12.12s}  {summary.queried:7d}  "
-                       f"{summary.answered:8d}  {kappa:>9s}  {auc:>11s}  {stab:>11s}")
+            typer.echo(f"  {summary.id:5d}  {summary.strategy:{width}s}  {summary.queried:7d}  "
+                       f"{summary.answered:8d}  {state:{state_width}s}  {kappa:>9s}  "
+                       f"{auc:>11s}  {stab:>11s}")
+        closed = [r for r in progress.rounds if r.state == "closed"]
+        for r in closed:
+            typer.echo(f"round {r.id} was closed by round {r.replaced_by} with {r.closed_open} "
+                       "image(s) unanswered (`query --force`)")
     agree = progress.overall_agreement
     if agree.method is not None:
         per_class = ", ".join(f"{name} {'-' if k is None else f'{k:.2f}'}"
@@ -163,14 +194,13 @@ def export(
         help="labelstudio: prefix of each task's image URL (then the image id)"),
 ) -> None:
     """Export labels: CSV (one row per image), the full history as JSON, or Label Studio tasks."""
-    from medactive.annotate.exports import export_file
+    from medactive.annotate.exports import describe_export, export_file
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
         written = export_file(store, output, fmt, image_prefix=image_prefix)
         n = store.n_images()
-    extra = f" (labelling config: {output}.xml)" if written == "labelstudio" else ""
-    typer.echo(f"wrote {written} export of {n} images to {output}{extra}")
+    typer.echo(describe_export(output, written, n))
 
 
 @app.command("settings")
@@ -180,6 +210,9 @@ def settings(
         None, "--show-predictions", help="after (default: once the reader answered) or first"),
     validation_share: float | None = typer.Option(
         None, "--validation-share", help="share of each round drawn at random for validation"),
+    validation_mode: str | None = typer.Option(
+        None, "--validation-mode", help="crossfit (the validation sample trains too; AUC out "
+        "of fold), holdout (never trained on) or none"),
     stop_kappa: float | None = typer.Option(None, "--stop-kappa",
                                             help="stabilizing-predictions threshold"),
     stop_rounds: int | None = typer.Option(None, "--stop-rounds",
@@ -199,6 +232,7 @@ def settings(
     with ProjectStore.open(project_dir) as store:
         values = update_settings(
             store, show_predictions=show_predictions, validation_share=validation_share,
+            validation_mode=validation_mode,
             stop_kappa=stop_kappa, stop_rounds=stop_rounds, stop_sample=stop_sample,
             reads_per_image=reads_per_image, second_read_share=second_read_share,
             pretrain_epochs=pretrain_epochs)
@@ -228,16 +262,35 @@ def reader(
 @app.command("import")
 def import_(
     project_dir: Path = typer.Argument(..., help="project directory"),
-    csv_file: Path = typer.Argument(..., help="CSV with columns image_id,label"),
+    labels_file: Path = typer.Argument(
+        ..., help="CSV of labels (id and label columns detected; a project export imports "
+                  "back)"),
     annotator: str = typer.Option("import", "--annotator", help="name recorded with the labels"),
+    label_set: str = typer.Option(
+        "training", "--set", help="training, or validation: the images join the validation "
+                                  "sample (never trained on; the validation AUC uses them)"),
+    id_column: str | None = typer.Option(None, "--id-column",
+                                         help="the column naming the images (default: detected)"),
+    label_column: str | None = typer.Option(None, "--label-column",
+                                            help="the column of labels (default: detected)"),
 ) -> None:
-    """Import labels; unknown ids or classes reject the whole file before anything is written."""
-    from medactive.annotate.project import import_csv
+    """Import labels; unknown or ambiguous images, unknown classes or conflicting duplicates
+    reject the whole file before anything is written."""
+    from medactive.annotate.project import LabelFileOptions, import_labels_file
     from medactive.annotate.store import ProjectStore
 
     with ProjectStore.open(project_dir) as store:
-        n = import_csv(store, csv_file, annotator)
-    typer.echo(f"imported {n} labels")
+        result = import_labels_file(store, labels_file, annotator,
+                                    options=LabelFileOptions(id_column, label_column),
+                                    label_set=label_set)
+    notes = []
+    if result.duplicates:
+        notes.append(f"{result.duplicates} duplicate row(s) taken once")
+    if result.unresolved:
+        notes.append(f"{result.unresolved} open disagreement(s) skipped")
+    where = " into the validation sample" if label_set == "validation" else ""
+    typer.echo(f"imported {len(result.rows)} labels{where}"
+               + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 @app.command("query")
@@ -254,14 +307,20 @@ def query(
                                    "ray://HOST:PORT (default: this process)"),
     job: int | None = typer.Option(None, "--job", hidden=True,
                                    help="the job id this run carries out (the page's button)"),
+    force: bool = typer.Option(
+        False, "--force", help="close the latest round even though some of its images still "
+        "need an answer (`status` then shows that round as closed)"),
 ) -> None:
-    """Choose the next images to label and record them as a new round."""
+    """Choose the next images to label and record them as a new round.
+
+    Refused (exit 2, nothing recorded) for a bad budget, an unknown strategy, or while the
+    latest round still has images without an answer (unless --force)."""
     from medactive.annotate.query import QueryConfig, run_query
     from medactive.models.cluster import check_address
 
     cfg = QueryConfig(seed=seed, pretrain_epochs=epochs,
                       ray=None if ray is None else check_address(ray))
-    result = run_query(project_dir, budget, strategy, cfg, job_id=job)
+    result = run_query(project_dir, budget, strategy, cfg, job_id=job, force=force)
     counts = {p: result.purposes.count(p) for p in ("validation", "second-read")}
     extra = ", ".join(f"+{n} {p}" for p, n in counts.items() if n)
     chosen = len(result.image_ids) - sum(counts.values())
@@ -292,3 +351,91 @@ def serve(
 
     serve_project(project_dir, host=host, port=port, token=token, annotator=annotator,
                   announce=announce)
+
+
+def _budgets(budgets: str | None, budget: int | None, rounds: int) -> tuple[int, ...]:
+    """``--budgets 16,16,32`` or ``--budget N --rounds R``: the per-round budgets."""
+    if budgets is not None:
+        try:
+            values = tuple(int(b) for b in budgets.split(","))
+        except ValueError:
+            raise ConfigError(f"--budgets must be comma-separated integers, got {budgets!r}") \
+                from None
+        return values
+    if rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1, got {rounds}")
+    return (budget or 20,) * rounds
+
+
+@app.command("backtest")
+def backtest(
+    source: str = typer.Argument(..., help="a project directory, a MedMNIST name or .npz, or an "
+                                 "image-folder CSV with labels"),
+    budgets: str | None = typer.Option(None, "--budgets",
+                                       help="labels asked per round, e.g. 16,16,32,64"),
+    budget: int | None = typer.Option(None, "--budget", help="labels per round (with --rounds)"),
+    rounds: int = typer.Option(4, "--rounds", help="rounds (with --budget)"),
+    repeats: int = typer.Option(5, "--repeats", help="paired repeats (5 or more)"),
+    seed: int = typer.Option(0, "--seed", help="base seed"),
+    pipelines: str = typer.Option(
+        "defaults,random", "--pipelines",
+        help="compared pipelines: defaults, random, papers, or COLDSTART:ACQUISITION"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="project: ground truth from this CSV instead of its labels"),
+    test_share: float = typer.Option(0.25, "--test-share",
+                                     help="share of the labelled images held out for testing "
+                                     "(projects and folder CSVs)"),
+    validation_mode: str | None = typer.Option(
+        None, "--validation-mode", help="crossfit, holdout or none (default: the project's, "
+        "else the product's default)"),
+    validation_share: float | None = typer.Option(None, "--validation-share",
+                                                  help="share of each round drawn at random"),
+    long_tail: float | None = typer.Option(None, "--long-tail",
+                                           help="datasets: make pool and test long-tailed"),
+    limit: int | None = typer.Option(None, "--limit", help="datasets: subsample the pool"),
+    pretrain_epochs: int | None = typer.Option(None, "--pretrain-epochs",
+                                               help="MoCo pre-training epochs"),
+    out: Path | None = typer.Option(None, "--out", help="output folder "
+                                    "(default runs/backtest-<name>)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+) -> None:
+    """Replay the product's loop on images with known labels: do medactive's picks beat
+    labelling at random on YOUR data? Prints AUC per expert label spent and a verdict."""
+    from medactive.rounds import ValidationPolicy
+    from medactive.rounds.backtest import BacktestPlan, parse_pipeline
+
+    chosen = tuple(parse_pipeline(p) for p in pipelines.split(",") if p.strip())
+    plan_budgets = _budgets(budgets, budget, rounds)
+    is_project = (Path(source) / "project.db").is_file()
+
+    def make_plan(policy: ValidationPolicy) -> BacktestPlan:
+        if validation_mode is not None or validation_share is not None:
+            policy = ValidationPolicy(
+                validation_mode or policy.mode,  # type: ignore[arg-type]
+                policy.share if validation_share is None else validation_share)
+        return BacktestPlan(plan_budgets, repeats, seed, chosen, policy.check())
+
+    make_plan(ValidationPolicy()).check(10**12)  # names, budgets, repeats: before any work
+    if is_project:
+        from medactive.annotate.backtest import project_backtest_data
+        from medactive.annotate.query import QueryConfig
+        from medactive.experiment.backtest import backtest_to_folder
+
+        data, policy = project_backtest_data(source, labels=labels, test_share=test_share,
+                                             seed=seed, progress=not quiet,
+                                             config=QueryConfig(pretrain_epochs=pretrain_epochs))
+        out_dir = out or Path("runs") / f"backtest-{data.name}"
+        summary, verdict = backtest_to_folder(data, make_plan(policy), out_dir,
+                                              progress=not quiet)
+    else:
+        if labels is not None:
+            raise ConfigError("--labels applies to a project; a dataset brings its own labels")
+        from medactive.experiment.backtest import DatasetSource, dataset_backtest
+
+        src = DatasetSource(source, test_share, long_tail, limit, seed)
+        out_dir = out or Path("runs") / f"backtest-{Path(source).stem}"
+        summary, verdict = dataset_backtest(src, make_plan(ValidationPolicy()), out_dir,
+                                            pretrain_epochs=pretrain_epochs, progress=not quiet)
+    from medactive.cli.experiment import print_backtest
+
+    print_backtest(summary, verdict)

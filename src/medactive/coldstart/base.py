@@ -20,6 +20,7 @@ import numpy as np
 from medactive.data.lazy import LazyImages, take
 from medactive.errors import StrategyError
 from medactive.registry import Parametrized, Registry
+from medactive.selection import check_budget
 
 
 @dataclass(eq=False)
@@ -117,13 +118,9 @@ class ColdStartView:
 
 
 def check_coldstart_budget(n: int, budget: int) -> None:
-    """Raise :class:`StrategyError` unless ``1 <= budget <= n``."""
-    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
-        raise StrategyError(f"budget must be a positive integer, got {budget!r}")
-    if budget > n:
-        raise StrategyError(
-            f"budget {budget} is larger than the pool: it must be between 1 and the pool size ({n})"
-        )
+    """Raise :class:`StrategyError` unless ``budget`` is an integer in ``[1, n]`` (booleans
+    refused): :func:`medactive.selection.check_budget` over the whole pool of ``n`` images."""
+    check_budget(budget, n, "pool")
 
 
 class ColdStartStrategy(Parametrized, ABC):
@@ -134,6 +131,9 @@ class ColdStartStrategy(Parametrized, ABC):
     """
 
     simulation_only: bool = False
+    #: False for strategies that never read ``view.features`` (a random start): callers may
+    #: then skip the encoder entirely.
+    needs_features: bool = True
 
     @abstractmethod
     def rank(

@@ -1,20 +1,21 @@
-"""Label-free typicality baselines beyond the HaCon paper, on the same contrastive features.
+"""TypiClust and ProbCover as cold-start functions: the shared implementations of
+:mod:`medactive.selection` with nothing labelled (the all-False mask).
 
-* TypiClust (Hacohen et al. 2022): K-means with K = budget; from the largest clusters first, the
-  most *typical* member, typicality = 1 / mean distance to its k nearest neighbours (within the
-  cluster, k = 20). Clusters with fewer than ``min_cluster_size`` points are skipped when enough
-  larger ones exist.
-* ProbCover (Yehuda et al. 2022): δ-balls on L2-normalised features, δ the largest radius whose
-  balls are still "pure" (contain one K-means pseudo-class) for a fraction ``alpha`` of the points;
-  then greedy maximum coverage (the point whose ball covers most still-uncovered points).
+* TypiClust (Hacohen et al. 2022): K-means with K = budget (``|L| + B`` with ``|L| = 0``), the
+  most typical member of each cluster, largest clusters first, clusters of 5 or fewer images
+  last (:func:`medactive.selection.typiclust_rank`).
+* ProbCover (Yehuda et al. 2022): δ-balls with δ the purity radius at ``alpha`` for K-means
+  pseudo-classes — K = the budget here, because the number of classes is unknown before any
+  label — then greedy maximum coverage (:func:`medactive.selection.probcover_rank`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from medactive.coldstart.hacon import check_coldstart_budget, kmeans
-from medactive.geometry import ball_graph, l2_normalise, purity_radius, typicality
+from medactive.coldstart.base import check_coldstart_budget
+from medactive.geometry import ball_graph, purity_radius, typicality
+from medactive.selection import probcover_rank, typiclust_rank
 
 __all__ = ["ball_graph", "probcover_select", "purity_radius", "typicality", "typiclust_select"]
 
@@ -25,40 +26,17 @@ def typiclust_select(
     *,
     n_clusters: int | None = None,
     knn: int = 20,
+    max_clusters: int = 500,
     min_cluster_size: int = 5,
     seed: int = 0,
 ) -> np.ndarray:
-    """TypiClust initial query.
-
-    Args:
-        features: ``(N, D)`` features (L2-normalised inside).
-        budget: number of images.
-        n_clusters: K (default ``budget``; the paper uses ``|L| + B`` = B at cold start).
-        knn: neighbours for typicality.
-        min_cluster_size: clusters smaller than this are used only when nothing else is left.
-        seed: K-means seed.
-
-    Returns:
-        ``(budget,)`` int64 indices in acquisition order.
-    """
+    """TypiClust initial query: ``(budget,)`` int64 indices of ``(N, D)`` ``features`` in
+    acquisition order (arguments as :func:`medactive.selection.typiclust_rank`)."""
     check_coldstart_budget(features.shape[0], budget)
-    x = l2_normalise(features)
-    labels, _ = kmeans(x, n_clusters or budget, seed)
-    k = int(labels.max()) + 1
-    sizes = np.bincount(labels, minlength=k)
-    members = [np.flatnonzero(labels == c) for c in range(k)]
-    typ = [typicality(x[m], knn) for m in members]
-    taken = [0] * k  # how many already taken from each cluster
-    out: list[int] = []
-    while len(out) < budget:
-        avail = [c for c in range(k) if taken[c] < sizes[c]]
-        big = [c for c in avail if sizes[c] >= min_cluster_size] or avail
-        # largest cluster with the fewest picks so far (TypiClust's "largest uncovered" rule)
-        c = min(big, key=lambda c: (taken[c], -sizes[c], c))
-        order = np.argsort(-typ[c], kind="stable")
-        out.append(int(members[c][order[taken[c]]]))
-        taken[c] += 1
-    return np.asarray(out, dtype=np.int64)
+    nothing = np.zeros(features.shape[0], dtype=bool)
+    return typiclust_rank(features, nothing, budget, n_clusters=n_clusters, knn=knn,
+                          max_clusters=max_clusters, min_cluster_size=min_cluster_size,
+                          seed=seed)[0]
 
 
 def probcover_select(
@@ -68,44 +46,13 @@ def probcover_select(
     alpha: float = 0.95,
     n_clusters: int | None = None,
     delta: float | None = None,
+    fill: str = "random",
     seed: int = 0,
 ) -> np.ndarray:
-    """ProbCover initial query (greedy max coverage of δ-balls).
-
-    Args:
-        features: ``(N, D)`` features (L2-normalised inside).
-        budget: number of images.
-        alpha: purity target for choosing δ.
-        n_clusters: pseudo-classes for purity (default ``max(budget, 2)``; the paper uses the
-            number of classes, which a cold-start user may not know).
-        delta: fixed ball radius (skips the purity search).
-        seed: K-means seed and tie-breaking.
-
-    Returns:
-        ``(budget,)`` int64 indices in acquisition order. When everything is covered the rest is
-        filled with the points of highest degree (ProbCover's fallback is random; degree keeps
-        it deterministic and typical).
-    """
+    """ProbCover initial query: ``(budget,)`` int64 indices of ``(N, D)`` ``features`` in
+    acquisition order; ``n_clusters`` pseudo-classes (default: the budget, at least 2), other
+    arguments as :func:`medactive.selection.probcover_rank`."""
     check_coldstart_budget(features.shape[0], budget)
-    x = l2_normalise(features)
-    if delta is None:
-        pseudo, _ = kmeans(x, max(int(n_clusters or budget), 2), seed)
-        delta = purity_radius(x, pseudo, alpha, seed=seed)
-    graph = ball_graph(x, delta)
-    degree0 = np.asarray(graph.sum(axis=1)).ravel()
-    rng = np.random.default_rng(seed)
-    tiebreak = rng.random(x.shape[0]) * 1e-3  # < 1: only breaks exact ties in coverage counts
-    uncovered = np.ones(x.shape[0], dtype=np.float32)
-    chosen = np.zeros(x.shape[0], dtype=bool)
-    out: list[int] = []
-    while len(out) < budget:
-        gain = graph @ uncovered
-        if gain.max() <= 0:  # all covered: fall back to degree
-            score = np.where(chosen, -np.inf, degree0 + tiebreak)
-        else:
-            score = np.where(chosen, -np.inf, gain + tiebreak)
-        i = int(np.argmax(score))
-        out.append(i)
-        chosen[i] = True
-        uncovered[graph[i].indices] = 0.0
-    return np.asarray(out, dtype=np.int64)
+    nothing = np.zeros(features.shape[0], dtype=bool)
+    return probcover_rank(features, nothing, budget, n_pseudo_classes=int(n_clusters or budget),
+                          alpha=alpha, delta=delta, fill=fill, seed=seed)[0]

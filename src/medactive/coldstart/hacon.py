@@ -6,93 +6,16 @@ Everything here is label-free: it reads contrastive features and confidences onl
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from collections.abc import Sequence
-
 import numpy as np
 
 from medactive.coldstart.base import check_coldstart_budget
 from medactive.coldstart.embedding import clustering_space
 from medactive.errors import StrategyError
-from medactive.geometry import l2_normalise  # noqa: F401  (re-exported: cold start's public name)
+from medactive.geometry import l2_normalise  # re-exported: cold start's public name
+from medactive.selection import check_scalar, kmeans, round_robin
 
-# Above this many points K-means uses faiss when it is installed (scikit-learn otherwise).
-FAISS_MIN_POINTS = 50_000
-_KMEANS_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-_KMEANS_CACHE_SIZE = 16
-
-
-def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """K-means on ``(N, D)`` points; memoised on the data's hash (strategies share clusterings).
-
-    Returns:
-        ``(labels (N,) int64, centroids (k, D) float32)``. Labels are renumbered canonically —
-        cluster ``c`` is the one whose smallest member index has rank ``c`` — so results do not
-        depend on the backend's arbitrary numbering.
-    """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    k = int(min(k, x.shape[0]))
-    ck = (hashlib.md5(x.tobytes()).hexdigest(), x.shape, k, int(seed))
-    if ck in _KMEANS_CACHE:
-        _KMEANS_CACHE.move_to_end(ck)
-        labels, cents = _KMEANS_CACHE[ck]
-        return labels.copy(), cents.copy()
-    labels, cents = _kmeans_backend(x, k, seed)
-    first = np.array([np.flatnonzero(labels == c).min() if (labels == c).any() else x.shape[0]
-                      for c in range(k)])
-    rank = np.empty(k, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(k)
-    labels, cents = rank[labels], cents[np.argsort(rank)]
-    _KMEANS_CACHE[ck] = (labels, cents)
-    if len(_KMEANS_CACHE) > _KMEANS_CACHE_SIZE:
-        _KMEANS_CACHE.popitem(last=False)
-    return labels.copy(), cents.copy()
-
-
-def _kmeans_backend(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if x.shape[0] >= FAISS_MIN_POINTS:
-        try:
-            import faiss  # optional, much faster on large pools
-
-            km = faiss.Kmeans(x.shape[1], k, niter=25, seed=seed, verbose=False)
-            km.train(x)
-            _, lab = km.index.search(x, 1)
-            return lab[:, 0].astype(np.int64), km.centroids.astype(np.float32)
-        except ImportError:
-            pass
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
-    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
-
-
-def round_robin(groups: Sequence[np.ndarray], budget: int, order: np.ndarray) -> np.ndarray:
-    """Take one item per group per round, groups visited in ``order``, until ``budget`` items.
-
-    Args:
-        groups: per-group index arrays, each already sorted best-first.
-        budget: how many to take in total (at most the total group size).
-        order: permutation of ``range(len(groups))``: the visiting order of each round.
-
-    Returns:
-        ``(budget,)`` int64 indices. A group that runs out drops out; the remaining budget
-        spreads over the others.
-    """
-    out: list[int] = []
-    depth = 0
-    while len(out) < budget:
-        took = False
-        for g in order:
-            if depth < len(groups[g]):
-                out.append(int(groups[g][depth]))
-                took = True
-                if len(out) == budget:
-                    break
-        if not took:
-            raise StrategyError(f"budget {budget} exceeds the {len(out)} items available")
-        depth += 1
-    return np.asarray(out, dtype=np.int64)
+__all__ = ["clustered_selection", "farthest_first_order", "hacon_select", "kmeans",
+           "l2_normalise", "near_centroid", "round_robin"]
 
 
 def farthest_first_order(centroids: np.ndarray, sizes: np.ndarray, min_size: int = 5) -> np.ndarray:
@@ -133,7 +56,8 @@ def clustered_selection(
     over clusters in the order ``np.random.default_rng(seed).permutation(K)``.
 
     Args:
-        cluster_labels: ``(N,)`` ints in ``[0, K)`` (canonical numbering, see :func:`kmeans`).
+        cluster_labels: ``(N,)`` ints in ``[0, K)`` (canonical numbering, see
+            :func:`medactive.selection.kmeans`).
         rank_key: ``(N,)`` floats, smaller = taken first within its cluster.
         budget: total number of indices.
         seed: seed of the cluster visiting order.
@@ -201,11 +125,10 @@ def hacon_select(
             f"hacon: features {features.shape} and confidence {confidence.shape} do not match"
         )
     check_coldstart_budget(features.shape[0], budget)
+    check_scalar(n_clusters, "n_clusters", int, min_val=1, allow_none=True)
+    check_scalar(typical_fraction, "typical_fraction", float, min_val=0.0, max_val=1.0,
+                 min_inclusive=False)
     k = int(n_clusters) if n_clusters is not None else int(budget)
-    if k < 1:
-        raise StrategyError(f"n_clusters must be positive, got {n_clusters!r}")
-    if not 0.0 < typical_fraction <= 1.0:
-        raise StrategyError(f"typical_fraction must be in (0, 1], got {typical_fraction!r}")
     space = clustering_space(features, embedding, seed)
     labels, cents = kmeans(space, k, seed)
     key = confidence

@@ -1,7 +1,9 @@
-"""The one cold-start pipeline: check the request, pre-train MoCo v2 (cached), select, explain.
+"""The cold-start pieces the round engine (:mod:`medactive.rounds`) puts together: check the
+request, pre-train MoCo v2 (cached), select, explain.
 
-``medactive coldstart``, the labelling project's first ``query`` and the experiment runner all go
-through here, so the MoCo settings and the "encode, then select" sequence exist once:
+``medactive coldstart``, the labelling project's first ``query``, the back-test and the
+experiment runner all take their first round from :func:`medactive.rounds.cold_start_round`,
+which uses these, so the MoCo settings and the selection exist once:
 
 * :func:`moco_config` — the MoCo v2 settings for a pool (batch clamped to the pool, queue at least
   one batch);
@@ -10,7 +12,8 @@ through here, so the MoCo settings and the "encode, then select" sequence exist 
 * :func:`select_initial` — a strategy's ranked picks on a :class:`ColdStartView`, with per-image
   evidence (cluster, confidence, variability, score);
 * :func:`pretrain` — MoCo v2 with those settings (cached; warm rounds reuse its features);
-* :func:`run_coldstart` — all of the above for a set of images.
+* :func:`needs_features` — whether a strategy reads features at all (a random start does not,
+  so it needs no pre-training).
 """
 
 from __future__ import annotations
@@ -82,6 +85,18 @@ class ColdStartRequest:
         return params
 
 
+def needs_features(strategy: str, params: dict[str, Any] | None = None) -> bool:
+    """True unless the cold-start strategy ``strategy`` reads no features (``random``): such a
+    start needs no encoder, so no pre-training (unknown names answer True; the request check
+    reports them)."""
+    from medactive.coldstart.base import get_coldstart_strategy
+
+    try:
+        return bool(get_coldstart_strategy(strategy, **(params or {})).needs_features)
+    except StrategyError:
+        return True
+
+
 def check_request(request: ColdStartRequest, n_images: int | None = None) -> ColdStartStrategy:
     """The strategy ``request`` names, with every parameter checked, and the budget checked
     against ``n_images`` when given — all before any pre-training.
@@ -110,7 +125,6 @@ class ColdStartSelection:
             clustering HaCon uses), or None when not computed.
         confidence, variability: the dataset map at the picks (None without a map).
         strategy: the strategy object that chose them.
-        pretraining: the MoCo v2 result (encoder, features, map) when this pipeline ran it.
     """
 
     indices: np.ndarray
@@ -119,7 +133,6 @@ class ColdStartSelection:
     confidence: np.ndarray | None
     variability: np.ndarray | None
     strategy: ColdStartStrategy
-    pretraining: ContrastiveResult | None = None
 
     def evidence(self, ids: np.ndarray | None = None) -> list[dict[str, Any]]:
         """One dict per pick: ``rank, id, index, cluster, confidence, variability, score``."""
@@ -155,7 +168,7 @@ def select_initial(
             with HaCon when it used the same seed.
 
     Returns:
-        The :class:`ColdStartSelection` (``pretraining`` left None).
+        The :class:`ColdStartSelection`.
     """
     indices, scores = strategy.rank(view, budget, rng)
     indices = np.asarray(indices, dtype=np.int64)
@@ -185,53 +198,3 @@ def pretrain(
     """MoCo v2 pre-training of ``images`` with :func:`moco_config`'s settings (cached)."""
     cfg = moco_config(int(images.shape[0]), moco)
     return pretrain_moco(images, cfg, cache_root=cache_root, progress=progress)
-
-
-def run_coldstart(
-    images: np.ndarray | LazyImages,
-    request: ColdStartRequest,
-    moco: MocoConfig | None = None,
-    *,
-    candidates: np.ndarray | None = None,
-    cache_root: Path | None = None,
-    progress: bool = True,
-    features: np.ndarray | None = None,
-) -> ColdStartSelection:
-    """Check ``request``, pre-train (or load the cached) MoCo v2 encoder on ``images``, select.
-
-    Args:
-        images: uint8 ``(N, H, W, C)`` unlabelled images (the encoder learns from all of them),
-            in memory or lazy (:class:`~medactive.data.lazy.LazyImages`).
-        request: strategy, parameters, budget and seed.
-        moco: pre-training settings (default :func:`moco_config` for N images).
-        candidates: ``(M,)`` positions the selection may pick from (default: all); a labelling
-            project leaves out images already answered, while pre-training on every image keeps
-            one cached encoder per project.
-        cache_root: encoder cache folder (default: the user cache's ``encoders``).
-        progress: show the pre-training progress bar.
-        features: your own ``(N, D)`` embeddings of ``images``: no pre-training and no dataset
-            map (strategies that need one refuse; ``pretraining`` stays None).
-
-    Returns:
-        The selection (indices into ``images``), with its evidence (clusters included) and the
-        pre-training result.
-
-    Raises:
-        StrategyError / ConfigError: bad request or settings, before any pre-training.
-    """
-    n = int(images.shape[0])
-    rows = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
-    strategy = check_request(request, int(rows.size))
-    result = None
-    if features is None:
-        result = pretrain(images, moco, cache_root=cache_root, progress=progress)
-        view = ColdStartView(result.features, result.confidence, result.variability,
-                             images, maps=result.maps or None)
-    else:
-        view = ColdStartView(features, None, None, images)
-    view = view.subset(rows)
-    selection = select_initial(strategy, view, request.budget,
-                               np.random.default_rng(request.seed), cluster_seed=request.seed)
-    selection.indices = rows[selection.indices]
-    selection.pretraining = result
-    return selection

@@ -3,7 +3,9 @@
 Each is registered in :mod:`medactive.coldstart.base` and returns, with its picks, the score that
 put each one there (higher = wanted more): hardness ``1 - confidence`` for the hard-to-contrast
 family, ``confidence`` for easy-to-contrast, minus the distance to the cluster centroid for the
-centroid family; ``None`` where the strategy has no per-image score.
+centroid family, typicality for ``typiclust``, coverage gain for ``probcover``; ``None`` where the
+strategy has no per-image score. ``typiclust``, ``probcover`` and ``random`` are thin wrappers over
+:mod:`medactive.selection`, the code the acquisition strategies of the same names run.
 """
 
 from __future__ import annotations
@@ -16,34 +18,29 @@ from medactive.coldstart.base import (
     check_coldstart_budget,
     register_coldstart_strategy,
 )
-from medactive.coldstart.baselines import probcover_select, typiclust_select
 from medactive.coldstart.embedding import EMBEDDINGS, clustering_space
-from medactive.coldstart.hacon import (
-    clustered_selection,
-    farthest_first_order,
-    hacon_select,
-    kmeans,
-)
+from medactive.coldstart.hacon import clustered_selection, farthest_first_order, hacon_select
 from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.rng import seed_or_draw
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+from medactive.selection import (
+    check_choice,
+    check_probcover_params,
+    check_scalar,
+    check_typiclust_params,
+    kmeans,
+    probcover_rank,
+    random_pick,
+    typiclust_rank,
+)
 
 
 def _check_clusters(n_clusters: object) -> None:
-    if n_clusters is not None and (
-        not isinstance(n_clusters, (int, np.integer)) or isinstance(n_clusters, bool)
-        or n_clusters < 1
-    ):
-        raise StrategyError(f"n_clusters must be a positive integer, got {n_clusters!r}")
+    check_scalar(n_clusters, "n_clusters", int, min_val=1, allow_none=True)
 
 
 def _check_embedding(embedding: object) -> None:
-    if embedding not in EMBEDDINGS:
-        raise StrategyError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+    check_choice(embedding, "embedding", EMBEDDINGS)
 
 
 @register_coldstart_strategy("hacon")
@@ -82,8 +79,8 @@ class HaCon(ColdStartStrategy):
         _check_embedding(self.embedding)
         if self.map is not None and not isinstance(self.map, str):
             raise StrategyError(f"map must be a map variant name or None, got {self.map!r}")
-        if not (_is_number(self.typical_fraction) and 0.0 < float(self.typical_fraction) <= 1.0):
-            raise StrategyError(f"typical_fraction must be in (0, 1], got {self.typical_fraction!r}")
+        check_scalar(self.typical_fraction, "typical_fraction", float, min_val=0.0, max_val=1.0,
+                     min_inclusive=False)
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
@@ -128,10 +125,8 @@ class KMeansCentroid(ColdStartStrategy):
     def check_params(self) -> None:
         _check_clusters(self.n_clusters)
         _check_embedding(self.embedding)
-        if not (_is_number(self.oversample) and float(self.oversample) >= 1.0):
-            raise StrategyError(f"oversample must be a number >= 1, got {self.oversample!r}")
-        if self.order not in ("random", "farthest"):
-            raise StrategyError(f"order must be 'random' or 'farthest', got {self.order!r}")
+        check_scalar(self.oversample, "oversample", float, min_val=1.0)
+        check_choice(self.order, "order", ("random", "farthest"))
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
@@ -174,9 +169,7 @@ class KMeansPixels(ColdStartStrategy):
 
     def check_params(self) -> None:
         _check_clusters(self.n_clusters)
-        if self.pca_dim is not None and (not isinstance(self.pca_dim, (int, np.integer))
-                                         or self.pca_dim < 1):
-            raise StrategyError(f"pca_dim must be a positive integer or None, got {self.pca_dim!r}")
+        check_scalar(self.pca_dim, "pca_dim", int, min_val=1, allow_none=True)
 
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
@@ -215,52 +208,86 @@ def _centroid_selection(x: np.ndarray, budget: int, k: int, seed: int,
 class RandomColdStart(ColdStartStrategy):
     """Uniform random sample without replacement (the paper's strong baseline)."""
 
+    needs_features = False
+
     def rank(self, view: ColdStartView, budget: int,
              rng: np.random.Generator) -> tuple[np.ndarray, None]:
         check_coldstart_budget(view.n, budget)
-        return rng.choice(view.n, budget, replace=False).astype(np.int64), None
+        return random_pick(np.zeros(view.n, dtype=bool), budget, rng), None
 
 
 @register_coldstart_strategy("typiclust")
 class TypiClust(ColdStartStrategy):
-    """TypiClust (Hacohen et al. 2022) on the contrastive features."""
+    """TypiClust (Hacohen et al. 2022) on the contrastive features: the acquisition strategy's
+    implementation (:func:`medactive.selection.typiclust_rank`) with nothing labelled, so K =
+    budget. Scores are the picks' typicality.
 
-    def __init__(self, n_clusters: int | None = None, knn: int = 20, seed: int | None = None) -> None:
+    Args:
+        n_clusters: K (``None``: the paper's ``|L| + B`` = budget, capped at ``max_clusters``).
+        knn: neighbours for typicality (20).
+        seed: K-means seed (``None`` = drawn from ``rng``).
+        max_clusters: cap on the default K (500). min_cluster_size: clusters of at most this
+            many images are used last (5).
+    """
+
+    def __init__(self, n_clusters: int | None = None, knn: int = 20, seed: int | None = None,
+                 max_clusters: int = 500, min_cluster_size: int = 5) -> None:
         self.n_clusters = n_clusters
         self.knn = knn
         self.seed = seed
+        self.max_clusters = max_clusters
+        self.min_cluster_size = min_cluster_size
 
     def check_params(self) -> None:
-        _check_clusters(self.n_clusters)
-        if not isinstance(self.knn, (int, np.integer)) or self.knn < 1:
-            raise StrategyError(f"knn must be a positive integer, got {self.knn!r}")
+        check_typiclust_params(self.knn, self.max_clusters, self.min_cluster_size,
+                               self.n_clusters)
 
     def rank(self, view: ColdStartView, budget: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, None]:
-        return typiclust_select(view.features, budget, n_clusters=self.n_clusters, knn=self.knn,
-                                seed=seed_or_draw(self.seed, rng)), None
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        check_coldstart_budget(view.n, budget)
+        self.check_params()
+        return typiclust_rank(view.features, np.zeros(view.n, dtype=bool), budget,
+                              n_clusters=self.n_clusters, knn=int(self.knn),
+                              max_clusters=int(self.max_clusters),
+                              min_cluster_size=int(self.min_cluster_size),
+                              seed=seed_or_draw(self.seed, rng))
 
 
 @register_coldstart_strategy("probcover")
 class ProbCover(ColdStartStrategy):
-    """ProbCover (Yehuda et al. 2022) on the contrastive features."""
+    """ProbCover (Yehuda et al. 2022) on the contrastive features: the acquisition strategy's
+    implementation (:func:`medactive.selection.probcover_rank`) with nothing labelled. Scores
+    are the picks' coverage gains (0 for fill picks).
+
+    Args:
+        alpha: purity target of δ (0.95).
+        n_clusters: pseudo-classes of the purity search (``None``: the budget, at least 2 —
+            the paper uses the number of classes, unknown before the first label; the
+            acquisition strategy defaults to it).
+        delta: fixed ball radius (``None``: the purity search).
+        seed: K-means seed, tie-breaks and fill (``None`` = drawn from ``rng``).
+        fill: budget left once everything is covered: ``"random"`` (the paper) or ``"degree"``
+            (densest images first).
+    """
 
     def __init__(self, alpha: float = 0.95, n_clusters: int | None = None,
-                 delta: float | None = None, seed: int | None = None) -> None:
+                 delta: float | None = None, seed: int | None = None,
+                 fill: str = "random") -> None:
         self.alpha = alpha
         self.n_clusters = n_clusters
         self.delta = delta
         self.seed = seed
+        self.fill = fill
 
     def check_params(self) -> None:
-        _check_clusters(self.n_clusters)
-        if not (_is_number(self.alpha) and 0.0 < float(self.alpha) <= 1.0):
-            raise StrategyError(f"alpha must be in (0, 1], got {self.alpha!r}")
-        if self.delta is not None and not (_is_number(self.delta) and float(self.delta) > 0):
-            raise StrategyError(f"delta must be positive, got {self.delta!r}")
+        check_probcover_params(self.alpha, self.delta, self.fill, self.n_clusters)
 
     def rank(self, view: ColdStartView, budget: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, None]:
-        return probcover_select(view.features, budget, alpha=self.alpha,
-                                n_clusters=self.n_clusters, delta=self.delta,
-                                seed=seed_or_draw(self.seed, rng)), None
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        check_coldstart_budget(view.n, budget)
+        self.check_params()
+        return probcover_rank(
+            view.features, np.zeros(view.n, dtype=bool), budget,
+            n_pseudo_classes=int(self.n_clusters or budget), alpha=float(self.alpha),
+            delta=None if self.delta is None else float(self.delta), fill=self.fill,
+            seed=seed_or_draw(self.seed, rng))

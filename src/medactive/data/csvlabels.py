@@ -1,7 +1,9 @@
 """Label columns of an image-folder CSV: one column of names or indices, or one-hot columns.
 
-Split out of :mod:`medactive.data.folder` (which finds, decodes and splits the images). Integer
-label columns go through the guards of :mod:`medactive.data.labels`.
+Split out of :mod:`medactive.data.folder` (which finds, decodes and splits the images). The
+rows and the id column come from the one CSV reader, :mod:`medactive.data.labelcsv`; class
+names match case-insensitively as everywhere. Integer label columns go through the guards of
+:mod:`medactive.data.labels`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medactive.data.csvfile import read_csv
 from medactive.data.dataset import UNKNOWN_LABEL
+from medactive.data.labelcsv import LABEL_COLUMNS, ClassMatcher, find_column
 from medactive.data.labels import MAX_INFERRED_CLASSES, infer_class_count
 from medactive.errors import DataError
-
-LABEL_COLUMNS = ("label", "dx", "diagnosis", "level", "class")
 
 
 @dataclass(frozen=True)
@@ -30,28 +30,19 @@ class CsvImageRow:
     cells: dict[str, str]
 
 
-def read_image_csv(csv_path: Path) -> tuple[list[str], list[CsvImageRow]]:
-    """Return the header and the data rows with their line numbers (UTF-8, BOM or not)."""
-    header, rows = read_csv(csv_path)
-    if not rows:
-        raise DataError(f"{csv_path}: the CSV has a header but no rows")
-    return header, [CsvImageRow(r.line, "", r.cells) for r in rows]
+def require_columns(csv_path: Path, header: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The ``columns`` as spelled in ``header`` (matched case-insensitively).
 
-
-def find_column(header: Sequence[str], candidates: Sequence[str]) -> str | None:
-    """The first of ``candidates`` present in ``header`` (case-insensitive), or None."""
-    lower = {h.lower(): h for h in header}
-    return next((lower[c] for c in candidates if c in lower), None)
-
-
-def require_columns(csv_path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
-    """Raise :class:`DataError` naming the ``columns`` missing from ``header``."""
-    missing = [c for c in columns if c not in header]
+    Raises:
+        DataError: naming the ``columns`` missing from ``header``.
+    """
+    missing = [c for c in columns if find_column(header, [c]) is None]
     if missing:
         raise DataError(
             f"{csv_path}: column(s) {', '.join(missing)} not in the CSV "
             f"(columns: {', '.join(header)})"
         )
+    return [str(find_column(header, [c])) for c in columns]
 
 
 def _is_binary(value: str) -> bool:
@@ -70,11 +61,9 @@ def label_columns(
     if label_column is not None and one_hot_columns is not None:
         raise DataError("pass either label_column or one_hot_columns, not both")
     if label_column is not None:
-        require_columns(csv_path, header, [label_column])
-        return label_column, None
+        return require_columns(csv_path, header, [label_column])[0], None
     if one_hot_columns is not None:
-        require_columns(csv_path, header, list(one_hot_columns))
-        return None, list(one_hot_columns)
+        return None, require_columns(csv_path, header, list(one_hot_columns))
     found = find_column([h for h in header if h not in excluded], LABEL_COLUMNS)
     if found is not None:
         return found, None
@@ -137,15 +126,21 @@ def single_column_labels(
                                   f"{csv_path}: column {column!r}")
             class_names = [str(i) for i in range(max(n, 2))]  # grades such as Kaggle DR's 0..4
         else:
-            class_names = sorted({v for v in values if v})
+            # one class per name whatever its case (Basophil = basophil), spelled as first seen
+            spelling: dict[str, str] = {}
+            for v in values:
+                if v:
+                    spelling.setdefault(v.casefold(), v)
+            class_names = sorted(spelling.values())
     names = tuple(class_names)
     index = {name: i for i, name in enumerate(names)}
+    match = ClassMatcher(names)
     labels = np.full(len(rows), UNKNOWN_LABEL, dtype=np.int64)
     for i, (row, value) in enumerate(zip(rows, values, strict=True)):
         if not value:
             continue
-        if value in index:
-            labels[i] = index[value]
+        if match(value) is not None:
+            labels[i] = index[str(match(value))]
         elif i in numeric and numeric[i] < len(names):
             labels[i] = numeric[i]
         else:

@@ -18,12 +18,11 @@ from typing import cast
 
 import numpy as np
 
+from medactive.data.csvfile import read_csv
 from medactive.data.csvlabels import (
     CsvImageRow,
-    find_column,
     label_columns,
     one_hot_labels,
-    read_image_csv,
     require_columns,
     single_column_labels,
 )
@@ -35,13 +34,18 @@ from medactive.data.imagefiles import (
     ImageResolver,
     decode_files,
 )
+from medactive.data.labelcsv import (  # noqa: F401 - ID_COLUMNS re-exported for callers
+    ID_COLUMNS,
+    find_column,
+    merge_duplicates,
+    read_image_list,
+)
 from medactive.data.pixels import to_channels
 from medactive.errors import DataError
 
-# Auto-detected column names (case-insensitive), in order of preference.
-ID_COLUMNS = ("image", "image_id", "image_name", "imageid", "id", "path", "image_path",
-              "filepath", "file", "filename", "file_name")
 SPLIT_COLUMN = "split"
+#: train / val / test fractions of a labelled CSV without a split column.
+DEFAULT_SPLIT = (0.7, 0.1, 0.2)
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 _FOLDER_OPTIONS = {"image_root", "id_column", "label_column", "one_hot_columns", "class_names",
@@ -83,40 +87,24 @@ def _load(
     class_names: Sequence[str] | None = None, image_size: int | None = 28,
     channels: int | None = None, name: str | None = None, split_column: str | None = None,
     window: str | tuple[float, float] | None = None, frame: int | None = None,
-    lazy: bool = False,
-) -> ImageDataset:
-    """Load the dataset (``split_column`` is only excluded from label auto-detection); with
-    ``lazy``, the images go through the decoded-image store (:mod:`medactive.data.store`)."""
+    lazy: bool = False, split_values: dict[int, str] | None = None,
+) -> tuple[ImageDataset, list[int]]:
+    """Load the dataset and the CSV line of each of its images (``split_column`` is only
+    excluded from label auto-detection; ``split_values``, each row's split by line, must agree
+    between the rows of one image); with ``lazy``, the images go through the decoded-image
+    store (:mod:`medactive.data.store`)."""
     csv_path = Path(csv_path).expanduser()
     if isinstance(window, str):
         settings = DecodeSettings.parse(window, frame)
     else:
         settings = DecodeSettings(window, frame)
-    header, rows = read_image_csv(csv_path)
-    if id_column is None:
-        id_column = find_column(header, ID_COLUMNS)
-        if id_column is None:
-            raise DataError(
-                f"{csv_path}: no image id column found (columns: {', '.join(header)}); name it "
-                f"one of {', '.join(ID_COLUMNS)} or pass id_column="
-            )
-    require_columns(csv_path, header, [id_column])
+    table = read_image_list(csv_path, id_column=id_column, labels="ignore")
+    header, id_column = table.header, table.id_column
+    rows = [CsvImageRow(r.line, r.name, r.cells) for r in table.rows]
     if channels is not None and channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels}")
     if image_size is not None and image_size < 1:
         raise DataError(f"image_size must be a positive number of pixels, got {image_size}")
-    seen: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        image_id = row.cells.get(id_column, "")
-        if not image_id:
-            raise DataError(f"{csv_path}: row {row.line}: empty image id in column {id_column!r}")
-        if image_id in seen:
-            raise DataError(
-                f"{csv_path}: row {row.line} ({image_id}): duplicate image id (also row "
-                f"{seen[image_id]})"
-            )
-        seen[image_id] = row.line
-        rows[i] = CsvImageRow(row.line, image_id, row.cells)
     excluded = {id_column, split_column or find_column(header, (SPLIT_COLUMN,)) or ""}
     single, one_hot = label_columns(csv_path, header, rows, excluded, label_column,
                                      one_hot_columns)
@@ -126,21 +114,20 @@ def _load(
         labels, names = one_hot_labels(csv_path, rows, one_hot or [], class_names)
     if len(names) < 2:
         raise DataError(f"{csv_path}: need at least 2 classes, found {', '.join(names) or 'none'}")
-
-    root = Path(image_root).expanduser() if image_root is not None else csv_path.parent
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    resolve = ImageResolver(root)
-    paths = []
-    for row in rows:
-        path = resolve(row.image_id)
-        if path is None:
-            tried = ", ".join(["", *IMAGE_EXTENSIONS])
-            raise DataError(
-                f"{csv_path}: row {row.line}: image {row.image_id!r} not found in {root} "
-                f"(tried extensions: {tried.lstrip(', ') or 'none'} and sub-folders)"
-            )
-        paths.append(path)
+    root = image_root_of(csv_path, image_root)
+    paths = resolve_rows(csv_path, root, rows)
+    keys = [image_key(root, p) for p in paths]
+    lines = [r.line for r in rows]
+    if split_values is not None:  # one image in two splits would leak between them
+        merge_duplicates(csv_path, keys, [split_values[r.line] for r in rows], lines, "splits")
+    keep = merge_duplicates(csv_path, keys, [names[v] if v >= 0 else "" for v in labels], lines)
+    if len(keep) < len(rows):  # the same image listed twice with one label: taken once
+        label_of: dict[Path, int] = {}
+        for path, label in zip(paths, labels.tolist(), strict=True):
+            if label >= 0:
+                label_of.setdefault(path, label)
+        rows, paths = [rows[k] for k in keep], [paths[k] for k in keep]
+        labels = np.array([label_of.get(p, -1) for p in paths], dtype=np.int64)
     if lazy:  # decoded once into the store, read lazily (pools beyond memory)
         from medactive.data.store import store_images
 
@@ -151,9 +138,51 @@ def _load(
     else:
         images = _stack(csv_path, rows, _decode_all(csv_path, rows, paths, image_size,
                                                     settings), channels)
-    return ImageDataset.from_arrays(
-        images, labels, names, ids=[r.image_id for r in rows], name=name or csv_path.stem
-    )
+    dataset = ImageDataset.from_arrays(
+        images, labels, names, ids=[r.image_id for r in rows], name=name or csv_path.stem)
+    return dataset, [r.line for r in rows]
+
+
+def image_root_of(csv_path: Path, image_root: str | Path | None) -> Path:
+    """The folder a CSV's image paths are relative to: ``image_root``, else the CSV's folder.
+
+    Raises:
+        DataError: it is not a folder.
+    """
+    root = Path(image_root).expanduser() if image_root is not None else csv_path.parent
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    return root
+
+
+def image_key(root: Path, path: Path) -> str:
+    """The image a resolved ``path`` is, as a POSIX path relative to ``root`` (two rows naming
+    one file, ``img1`` and ``img1.png``, get one key)."""
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def resolve_rows(csv_path: Path, root: Path, rows: Sequence[CsvImageRow]) -> list[Path]:
+    """The file of every row, inside ``root`` (:class:`ImageResolver`).
+
+    Raises:
+        DataError: naming the row of the first image that is missing, absolute, leaves the root
+            or links out of it (checked before any image is opened).
+    """
+    resolve = ImageResolver(root)
+    paths = []
+    for row in rows:
+        try:
+            path = resolve(row.image_id)
+        except DataError as exc:
+            raise DataError(f"{csv_path}: row {row.line}: {exc}") from None
+        if path is None:
+            tried = ", ".join(["", *IMAGE_EXTENSIONS])
+            raise DataError(
+                f"{csv_path}: row {row.line}: image {row.image_id!r} not found in {root} "
+                f"(tried extensions: {tried.lstrip(', ') or 'none'} and sub-folders)"
+            )
+        paths.append(path)
+    return paths
 
 
 def load_image_folder(
@@ -209,7 +238,8 @@ def load_image_folder(
     """
     return _load(csv_path, image_root, id_column=id_column, label_column=label_column,
                  one_hot_columns=one_hot_columns, class_names=class_names,
-                 image_size=image_size, channels=channels, name=name, window=window, frame=frame, lazy=lazy)
+                 image_size=image_size, channels=channels, name=name, window=window,
+                 frame=frame, lazy=lazy)[0]
 
 
 def load_folder_splits(
@@ -241,12 +271,12 @@ def load_folder_splits(
     if unknown:
         raise DataError(f"unknown option(s) for an image-folder CSV: {', '.join(sorted(unknown))}")
     # Check the split column before decoding anything: a typo should fail in milliseconds.
-    header, rows = read_image_csv(csv_path)
+    header, rows = read_csv(csv_path)
     if split_column is None:
         split_column = find_column(header, (SPLIT_COLUMN,))
-    which: list[str] = []
+    which: dict[int, str] = {}
     if split_column is not None:
-        require_columns(csv_path, header, [split_column])
+        split_column = require_columns(csv_path, header, [split_column])[0]
         if sizes is not None:
             raise DataError(f"{csv_path}: sizes= cannot be used with split column {split_column!r}")
         for row in rows:
@@ -256,19 +286,29 @@ def load_folder_splits(
                     f"{csv_path}: row {row.line}: split {value!r} in column {split_column!r}; "
                     "expected train, val or test"
                 )
-            which.append(SPLIT_ALIASES[value.lower()])
-    dataset = _load(csv_path, split_column=split_column, **kwargs)  # type: ignore[arg-type]
+            which[row.line] = SPLIT_ALIASES[value.lower()]
+    dataset, lines = _load(csv_path, split_column=split_column,
+                           split_values=which if split_column is not None else None,
+                           **kwargs)  # type: ignore[arg-type]
     meta = {"path": str(csv_path), "source": "folder"}
     if split_column is None:
-        splits = stratified_split(dataset, sizes if sizes is not None else (0.7, 0.1, 0.2), seed)
+        fractions = sizes if sizes is not None else DEFAULT_SPLIT
+        splits = stratified_split(dataset, fractions, seed)
+        counts = "/".join(str(n) for n in splits.meta["sizes"])
         return DatasetSplits(splits.train, splits.val, splits.test, name=dataset.name,
-                             meta={**meta, **splits.meta})
-    which_arr = np.array(which)
+                             meta={**meta, **splits.meta,
+                                   "split_note": f"no split column: a stratified {counts} "
+                                   f"train/val/test split (seed {seed}); a 'split' column "
+                                   "chooses it"})
+    which_arr = np.array([which[line] for line in lines])
     parts = {}
     for part in ("train", "val", "test"):
         idx = np.flatnonzero(which_arr == part)
         if idx.size == 0:
             raise DataError(f"{csv_path}: no {part!r} rows in split column {split_column!r}")
         parts[part] = dataset.subset(idx)
+    counts = "/".join(str(len(parts[k])) for k in ("train", "val", "test"))
     return DatasetSplits(parts["train"], parts["val"], parts["test"], name=dataset.name,
-                         meta={**meta, "split": f"column {split_column}"})
+                         meta={**meta, "split": f"column {split_column}",
+                               "split_note": f"train/val/test {counts} from column "
+                               f"{split_column!r}"})

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 import numpy as np
@@ -118,34 +119,95 @@ def find_image_files(folder: str | Path) -> tuple[list[Path], list[SkippedFile]]
 
 
 class ImageResolver:
-    """Find the file for a CSV id: as given, then with each known extension, then by name
-    anywhere below the root (HAM10000 ships its JPEGs in two sub-folders)."""
+    """Find the file a CSV names, inside ``root`` only: as given, then with each known
+    extension, then by name anywhere below the root (HAM10000 ships its JPEGs in two
+    sub-folders).
+
+    The CSV is data, not a list of files to open anywhere: an absolute path, a ``..`` that
+    leaves the root, and a symbolic link whose target is outside it are refused before the file
+    is opened (the same rule as ``project init``'s folder scan, :func:`find_image_files`).
+    """
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = Path(root)
+        self._real_root = self.root.resolve()
         self._index: dict[str, Path | None] | None = None
 
     def __call__(self, image_id: str) -> Path | None:
-        direct = self.root / image_id
-        if direct.is_file():
-            return direct
+        """The file ``image_id`` names, or None when there is none.
+
+        Raises:
+            DataError: the id is an absolute path, leaves the root with ``..``, or names a link
+                pointing outside it (the message says which; the caller adds the CSV row).
+        """
+        relative = confined_relative_path(image_id, self.root)
+        direct = self.root / relative
+        candidates = [direct]
         for ext in IMAGE_EXTENSIONS:
-            for candidate in (direct.with_name(direct.name + ext),
-                              direct.with_name(direct.name + ext.upper())):
-                if candidate.is_file():
-                    return candidate
-        return self._search(Path(image_id).name)
+            candidates += [direct.with_name(direct.name + ext),
+                           direct.with_name(direct.name + ext.upper())]
+        for candidate in candidates:
+            try:
+                present = candidate.is_symlink() or candidate.is_file()
+            except OSError as exc:  # a name too long for the file system, ...
+                raise DataError(f"image {shown(image_id)}: {exc.strerror or exc}") from None
+            if present:
+                return self._inside(candidate, image_id)
+        found = self._search(relative.name)
+        return None if found is None else self._inside(found, image_id)
+
+    def _inside(self, path: Path, image_id: str) -> Path | None:
+        target = path.resolve()
+        if not target.is_relative_to(self._real_root):
+            raise DataError(f"image {shown(image_id)} is a symbolic link pointing outside the image "
+                            f"root {self.root}: refused")
+        return path if target.is_file() else None
 
     def _search(self, name: str) -> Path | None:
         if self._index is None:
             self._index = {}
-            for path in sorted(self.root.rglob("*")):
-                if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            files, _ = find_image_files(self.root)  # links leaving the root are left out
+            for path in files:
+                if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
                 for key in (path.name, path.stem):
                     # Two files with the same name in different folders: refuse to guess.
                     self._index[key] = None if key in self._index else path
         return self._index.get(name)
+
+
+def shown(image_id: str, limit: int = 80) -> str:
+    """``image_id`` quoted for a message, cut to ``limit`` characters (an error line stays one
+    readable line whatever a CSV cell holds)."""
+    return repr(image_id if len(image_id) <= limit else image_id[:limit] + "...")
+
+
+def confined_relative_path(image_id: str, root: Path) -> PurePosixPath:
+    """``image_id`` as a path relative to ``root`` that stays inside it (``a/./b`` and
+    ``a/../b`` are normalised; backslashes count as separators, as in a Windows export).
+
+    Raises:
+        DataError: an absolute path (``/etc/passwd``, ``C:\\x``, ``\\\\server\\share``) or one
+            whose ``..`` leaves ``root``; checked before anything is opened.
+    """
+    text = image_id.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise DataError(f"image {shown(image_id)} is an absolute path; paths in a CSV must be "
+                        f"relative to the image root {root}")
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise DataError(f"image {shown(image_id)} leaves the image root {root} (..): "
+                                "paths in a CSV must stay inside it")
+            parts.pop()
+        else:
+            parts.append(part)
+    if not parts:
+        raise DataError(f"image {shown(image_id)} names no file")
+    return PurePosixPath(*parts)
 
 
 def _run(work: Callable[[int], T], n: int, desc: str) -> list[T]:
@@ -183,6 +245,29 @@ def decode_files(paths: Sequence[Path], size: int | None, *, channels: int | Non
             raise ImageDecodeError(str(exc), i) from None
 
     return _run(work, len(paths), desc)
+
+
+def decode_readable(paths: Sequence[Path], size: int | None, *,
+                    settings: DecodeSettings | None = None, desc: str = "decode images",
+                    ) -> tuple[list[int], list[np.ndarray], list[SkippedFile]]:
+    """Decode every file that can be decoded and collect the others (a folder scan keeps going
+    past an unreadable file, as ``project init`` does).
+
+    Returns:
+        (positions, arrays, skipped): the positions in ``paths`` that decoded and their arrays
+        (``(H, W)`` or ``(H, W, 3)`` uint8), and the files left out with the reason.
+    """
+
+    def work(i: int) -> np.ndarray | SkippedFile:
+        try:
+            return read_image(paths[i], size, settings=settings)
+        except DataError as exc:
+            return SkippedFile(paths[i], str(exc).removeprefix(f"{paths[i]}: "))
+
+    results = _run(work, len(paths), desc)
+    kept = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
+    return (kept, [r for r in results if isinstance(r, np.ndarray)],
+            [r for r in results if isinstance(r, SkippedFile)])
 
 
 def scan_images(paths: Sequence[Path], size: int | None, *,

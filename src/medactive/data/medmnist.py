@@ -144,7 +144,7 @@ def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
         DataError: the file cannot be found or fetched; the message says where to put it.
     """
     candidate = Path(name_or_path).expanduser()
-    if candidate.suffix == ".npz" or os.sep in str(name_or_path):
+    if not _is_name(name_or_path):
         if not candidate.is_file():
             raise DataError(f"dataset file not found: {candidate}")
         return candidate
@@ -294,85 +294,114 @@ def _verify_and_place(partial: Path, target: Path, info: MedMNISTInfo) -> Path:
     return target
 
 
-def load_medmnist(name_or_path: str | Path, download: bool = True) -> DatasetSplits:
+def identify_medmnist(sizes: tuple[int, int, int], channels: int,
+                     top_label: int) -> MedMNISTInfo | None:
+    """The registered subset whose content this is, judged by the content alone: the numbers of
+    train / val / test images, the channels, and labels within its classes (any image size, so
+    the 64/128/224 px MedMNIST+ releases match too). None when nothing matches.
+
+    The file name is never consulted: a renamed copy keeps its class names, and a file that
+    merely carries a registered name does not get them.
+
+    Args:
+        sizes: ``(n_train, n_val, n_test)``.
+        channels: 1 or 3.
+        top_label: the largest label over all splits (-1 when there is none).
+    """
+    for info in MEDMNIST.values():
+        if info.n_samples == tuple(sizes) and info.channels == channels \
+                and top_label < len(info.class_names):
+            return info
+    return None
+
+
+def _read_arrays(path: Path, max_bytes: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (images, labels)}`` read with every header checked before allocation."""
+    from medactive.data.npzfile import npz_members, read_npz
+
+    found = npz_members(path)
+    missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in found]
+    if missing:
+        raise DataError(
+            f"{path}: missing keys {', '.join(missing)} (found: {', '.join(found) or 'none'};"
+            " a MedMNIST file has {train,val,test}_{images,labels})"
+        )
+    keys = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels")]
+    arrays = read_npz(path, keys, max_bytes=max_bytes)
+    return {s: (arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLITS}
+
+
+def _check_shapes(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        raise DataError(
+            f"{path}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)"
+        )
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: {split}_images has dtype {images.dtype}; expected uint8")
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise DataError(
+            f"{path}: {split}_labels has shape {labels.shape}: multi-label data is not supported"
+        )
+    if labels.reshape(-1).shape[0] != images.shape[0]:
+        raise DataError(
+            f"{path}: {split}_labels has {labels.reshape(-1).shape[0]} entries for "
+            f"{images.shape[0]} images"
+        )
+
+
+def load_medmnist(name_or_path: str | Path, download: bool = True, *,
+                  max_bytes: int | None = None) -> DatasetSplits:
     """Load a MedMNIST ``.npz`` (by registry name or path) into train/val/test splits.
 
     The file must hold ``{train,val,test}_{images,labels}``; images ``(N, H, W)`` (grayscale) or
-    ``(N, H, W, 3)``; labels ``(N, 1)``. Class names come from the registry when the file name
-    matches an entry, otherwise ``class_0..class_{C-1}``.
+    ``(N, H, W, 3)``; labels ``(N, 1)``. Every array's header is checked before it is allocated
+    (:func:`medactive.data.npzfile.read_npz`; ``max_bytes`` overrides the memory limit).
 
-    Labels are validated by :mod:`medactive.data.labels` (integers only, within the registry's
+    Class names: a registry name gives its subset's names; a path gives them when the content
+    is a registered subset (:func:`identify_medmnist`), otherwise ``class_0..class_{C-1}`` and
+    ``meta["class_names"] == "inferred"`` (the file name is never used: pass the names, e.g.
+    ``project init --classes``).
+
+    Labels are validated by :mod:`medactive.data.labels` (integers only, within the registered
     class list, or an inferred ``0..max`` of at most 10,000 classes).
 
     Raises:
-        DataError: missing, corrupt or truncated file; missing keys; wrong shapes; text, NaN,
-            fractional or out-of-range labels; multi-label label arrays; an empty train split.
+        DataError: missing, corrupt or truncated file; a header that lies or declares more than
+            the memory limit; missing keys; wrong shapes; text, NaN, fractional or out-of-range
+            labels; multi-label label arrays; an empty train split.
     """
     path = resolve_medmnist(name_or_path, download=download)
-    stem = path.stem.lower()
-    info = MEDMNIST.get(stem)
-    if stem in MULTI_LABEL:
-        _registry_entry(stem)
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    with npz:
-        missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in npz.files]
-        if missing:
-            raise DataError(
-                f"{path}: missing keys {', '.join(missing)} (found: {', '.join(npz.files) or 'none'};"
-                " a MedMNIST file has {train,val,test}_{images,labels})"
-            )
-        arrays = {}
-        key = ""
-        try:
-            for s in SPLITS:
-                key = f"{s}_images"
-                images = np.asarray(npz[key])
-                key = f"{s}_labels"
-                arrays[s] = (images, np.asarray(npz[key]))
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):  # object arrays (e.g. Python strings) are pickles
-                raise DataError(f"{path}: {key} holds Python objects; expected a plain numeric "
-                                "array (integer class indices for labels)") from None
-            raise DataError(f"{path}: truncated or corrupt array data ({exc})") from None
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise DataError(f"{path}: truncated or corrupt array data ({exc})") from None
-    declared = len(info.class_names) if info else None
+    named = _registry_entry(str(name_or_path)) if _is_name(name_or_path) else None
+    arrays = _read_arrays(path, max_bytes)
     checked = {}
     for s, (images, labels) in arrays.items():
-        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-            raise DataError(
-                f"{path}: {s}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)"
-            )
-        if images.dtype != np.uint8:
-            raise DataError(f"{path}: {s}_images has dtype {images.dtype}; expected uint8")
-        if labels.ndim == 2 and labels.shape[1] > 1:
-            raise DataError(
-                f"{path}: {s}_labels has shape {labels.shape}: multi-label data is not supported"
-            )
-        if labels.reshape(-1).shape[0] != images.shape[0]:
-            raise DataError(
-                f"{path}: {s}_labels has {labels.reshape(-1).shape[0]} entries for "
-                f"{images.shape[0]} images"
-            )
-        if declared is not None:
-            where = f"{path}: {s}_labels ({declared} classes of {stem})"
-        else:
-            where = f"{path}: {s}_labels"
+        _check_shapes(path, s, images, labels)
+        declared = len(named.class_names) if named else None
+        where = f"{path}: {s}_labels" + (f" ({declared} classes of {named.name})" if named else "")
         checked[s] = (images, check_label_array(labels, where, declared))
     if checked["train"][0].shape[0] == 0:
         raise DataError(f"{path}: the train split is empty (train_images has 0 images)")
+    first = checked["train"][0]
+    channels = 1 if first.ndim == 3 else int(first.shape[-1])
+    top = max((int(lab.max()) for _, lab in checked.values() if lab.size), default=-1)
+    sizes = (len(checked["train"][0]), len(checked["val"][0]), len(checked["test"][0]))
+    info = named or identify_medmnist(sizes, channels, top)
     if info:
         class_names = info.class_names
+        source = "registry" if named else "content"
     else:
         n_classes = infer_class_count([lab for _, lab in checked.values()], str(path))
         class_names = tuple(f"class_{i}" for i in range(max(n_classes, 2)))
-    name = info.name if info else stem
+        source = "inferred"
+    name = info.name if info else path.stem
     parts = {
         s: ImageDataset.from_arrays(images, labels, class_names, name=f"{name}/{s}", id_prefix=f"{s}-")
         for s, (images, labels) in checked.items()
     }
     return DatasetSplits(parts["train"], parts["val"], parts["test"], name=name,
-                         meta={"path": str(path), "source": "medmnist"})
+                         meta={"path": str(path), "source": "medmnist", "class_names": source})
+
+
+def _is_name(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` is a registry name rather than a file path."""
+    return not (Path(name_or_path).suffix == ".npz" or os.sep in str(name_or_path))

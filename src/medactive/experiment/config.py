@@ -1,22 +1,36 @@
 """Experiment configuration: a TOML file validated with pydantic.
 
 Unknown keys and bad values are rejected with one clear message naming the key, so a typo never
-silently falls back to a default.
+silently falls back to a default. Everything a run could trip over later is refused here, when
+the file is read: infinite or NaN numbers, seeds NumPy or torch would reject
+(:data:`~medactive.models.device.MAX_SEED`), a plan of more than :data:`MAX_PLAN` trained models
+(repeats x initial strategies x acquisition strategies x budget points), and a file that is
+not UTF-8 text.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medactive.errors import ConfigError
+from medactive.models.device import MAX_SEED
+
+#: Most models one experiment may train (repeats x initial strategies x acquisition strategies
+#: x budget points): at a few hundredths of a second per head fit, already about a day of
+#: computing; a larger plan is a typo (``repeats = 1000000000000``), refused before it
+#: allocates anything.
+MAX_PLAN = 1_000_000
+#: A seed NumPy and torch both accept, with room for the seeds derived from it.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and NaN are never a budget, a rate or a ratio
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Strict):
@@ -26,16 +40,24 @@ class DatasetConfig(_Strict):
     the config file). ``split="stratified"`` pools all images and re-splits with ``sizes``.
     ``long_tail``: imbalance ratio rho applied to every split (class order from train).
     ``train_limit``: optional stratified subsample of the training pool (quick runs).
+    ``image_root``, ``image_size``, ``id_column``, ``label_column`` (image-folder ``.csv``
+    only): the folder the CSV's image paths are relative to (default: the CSV's folder;
+    relative to the config file), the side images are resized to (default 28, MedMNIST's), and
+    the CSV's image and label columns (default: detected, see docs/data.md).
     """
 
     source: str = "bloodmnist"
+    image_root: str | None = None
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    id_column: str | None = None
+    label_column: str | None = None
     split: Literal["official", "stratified"] = "official"
     sizes: tuple[float, float, float] | None = None
     long_tail: float | None = Field(default=None, ge=1.0)
     train_limit: int | None = Field(default=None, ge=10)
     val_limit: int | None = Field(default=None, ge=10)
     test_limit: int | None = Field(default=None, ge=10)
-    seed: int = 0
+    seed: Seed = 0
     #: image-folder CSV only: decode into the on-disk store and read lazily (pools beyond memory)
     lazy: bool = False
 
@@ -43,7 +65,20 @@ class DatasetConfig(_Strict):
     def _sizes_for_stratified(self) -> DatasetConfig:
         if self.split == "stratified" and self.sizes is None:
             raise ValueError("split = 'stratified' needs sizes = [train, val, test]")
+        csv_only = [k for k in ("image_root", "image_size", "id_column", "label_column")
+                    if getattr(self, k) is not None]
+        if csv_only and not self.source.lower().endswith(".csv"):
+            raise ValueError(f"{', '.join(csv_only)} apply to an image-folder .csv source "
+                             "(a MedMNIST .npz holds its images at their size)")
         return self
+
+    def folder_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`medactive.data.load_dataset` for an image-folder CSV."""
+        options: dict[str, Any] = {"lazy": True} if self.lazy else {}
+        for key in ("image_root", "image_size", "id_column", "label_column"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        return options
 
 
 class PretrainConfig(_Strict):
@@ -173,7 +208,7 @@ class RunConfig(_Strict):
     """Repeats, seeds and what to report."""
 
     repeats: int = Field(default=5, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     metrics: list[Metric] = Field(
         default_factory=lambda: list[Metric](["auc", "accuracy", "balanced_accuracy"])
     )
@@ -203,13 +238,37 @@ class ExperimentConfig(_Strict):
     acquisition: AcquisitionConfig = AcquisitionConfig()
     run: RunConfig = RunConfig()
 
+    @property
+    def plan_size(self) -> int:
+        """Models the experiment trains: repeats x initial x acquisition strategies x budget
+        points (the initial query and each round)."""
+        acq = self.acquisition
+        points = (acq.rounds if acq.schedule is None else len(acq.schedule)) + 1
+        return (self.run.repeats * len(self.initial.strategies) * len(acq.strategies)
+                * points)
+
+    @model_validator(mode="after")
+    def _bounded_plan(self) -> ExperimentConfig:
+        if self.plan_size > MAX_PLAN:
+            acq = self.acquisition
+            rounds = acq.rounds if acq.schedule is None else len(acq.schedule)
+            raise ValueError(
+                f"the plan trains {self.plan_size:,} models ({self.run.repeats:,} repeats x "
+                f"{len(self.initial.strategies)} initial x {len(acq.strategies)} acquisition "
+                f"strategies x {rounds + 1:,} budget points), more than {MAX_PLAN:,}; "
+                "lower run.repeats or acquisition.rounds")
+        return self
+
 
 def _format_error(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return f"{source}: unknown key '{where}'"
-    return f"{source}: {where}: {err['msg']}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "finite_number":
+        message = f"must be a finite number, got {err.get('input')!r}"
+    return f"{source}: {where}: {message}" if where else f"{source}: {message}"
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -225,17 +284,68 @@ def load_config(path: str | Path) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    source = data.get("dataset", {}).get("source")
+    data = read_toml(path)
+    dataset: dict[str, Any] = data["dataset"] if isinstance(data.get("dataset"), dict) else {}
+    model: dict[str, Any] = data["model"] if isinstance(data.get("model"), dict) else {}
+    source = dataset.get("source")
     if isinstance(source, str) and ("/" in source or source.endswith((".npz", ".csv"))):
         resolved = (path.parent / source).resolve()
         if resolved.exists():
-            data["dataset"]["source"] = str(resolved)
-    features = data.get("model", {}).get("features")
+            dataset["source"] = str(resolved)
+    image_root = dataset.get("image_root")
+    if isinstance(image_root, str):
+        dataset["image_root"] = str((path.parent / image_root).resolve())
+    features = model.get("features")
     if isinstance(features, str) and (path.parent / features).exists():
-        data["model"]["features"] = str((path.parent / features).resolve())
+        model["features"] = str((path.parent / features).resolve())
     data.setdefault("name", path.stem)
     return parse_config(data, str(path))
+
+
+def check_backbone(name: str, what: str = "model.backbone") -> None:
+    """Refuse a backbone name the model builder does not know, in milliseconds (the builder
+    itself is the list, so a backbone added there is accepted here without a second list).
+
+    Raises:
+        ConfigError: naming ``what`` and the known backbones.
+    """
+    from medactive.models import build_backbone
+
+    try:
+        build_backbone(name, in_channels=3, image_size=32)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def check_model(config: ExperimentConfig) -> None:
+    """What the model section names must exist here: the backbone an encoder builds (checked
+    before a run writes anything)."""
+    if config.model.encoder in ("moco", "random"):  # "imagenet" and "features" ignore it
+        check_backbone(config.model.backbone)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file that must be UTF-8 text (as TOML requires; a UTF-8 byte-order mark,
+    which Windows editors write, is accepted).
+
+    Raises:
+        ConfigError: unreadable, not UTF-8 (UTF-16 is named as such, with the advice to save
+            as UTF-8), or invalid TOML.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) > 1 and b"\x00" in raw[:2]):
+        raise ConfigError(f"{path}: the file is UTF-16 text; TOML must be UTF-8 (save it as "
+                          "UTF-8 in your editor)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                          "TOML must be UTF-8 (save it as UTF-8 in your editor)") from None
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None

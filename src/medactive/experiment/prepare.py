@@ -1,7 +1,9 @@
 """Everything computed once per experiment: splits, the frozen encoder, cached features.
 
-Expensive forward passes happen here, once; the round loop (``runner.py``) only trains heads and
-calls strategies on cached arrays (head mode) or re-trains the classifier (finetune mode).
+Expensive forward passes happen here, once; the round loop (``runner.py``, through the round
+engine :mod:`medactive.rounds`) only trains heads and calls strategies on cached arrays (head
+mode) or re-trains the classifier (finetune mode). The head's feature space (standardisation) is
+the engine's decision (:mod:`medactive.rounds.space`), not this module's.
 """
 
 from __future__ import annotations
@@ -27,11 +29,7 @@ class Prepared:
         encoder: backbone used as frozen feature extractor (head mode) or as initialisation
             (finetune mode); None with your own embeddings (``encoder = "features"``).
         train_features, val_features, test_features: ``(N, D)`` float32 cached encoder features
-            (cold-start strategies cluster these).
-        head_train, head_val, head_test: what the head sees — the same features standardised
-            with the training pool's per-dimension mean and std (label-free), or the raw ones.
-        feature_mean, feature_std: ``(D,)`` float64 statistics of that standardisation (None
-            when the head sees raw features); the one place they are computed.
+            (cold-start strategies cluster these; the engine maps them into the head's space).
         confidence, variability: ``(N_train,)`` contrastive dataset map (MoCo encoder only).
         maps: every recorded dataset-map variant, ``{name: (N_train,)}`` (MoCo encoder only),
             for cold-start strategies with a ``map`` parameter.
@@ -46,28 +44,7 @@ class Prepared:
     confidence: np.ndarray | None
     variability: np.ndarray | None
     encoder_info: dict
-    head_train: np.ndarray
-    head_val: np.ndarray
-    head_test: np.ndarray
-    feature_mean: np.ndarray | None = None
-    feature_std: np.ndarray | None = None
     maps: dict[str, np.ndarray] | None = None
-
-
-def feature_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, std)``, each ``(D,)`` float64, of ``(N, D)`` pool features (std + 1e-6)."""
-    return train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64) + 1e-6
-
-
-def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Z-score every array with ``train``'s per-dimension mean and std (float32).
-
-    Why: contrastive features have a few large dimensions; on standardised inputs the linear
-    head converges in ~5x fewer epochs to a better optimum (docs/results.md), and the affine
-    map is fixed for the whole experiment, i.e. part of the frozen encoder.
-    """
-    mean, std = feature_statistics(train)
-    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
 def _concat(parts: list[ImageDataset]) -> ImageDataset:
@@ -92,7 +69,7 @@ def load_splits(config: ExperimentConfig) -> DatasetSplits:
     if dc.lazy and not str(dc.source).lower().endswith(".csv"):
         raise ConfigError("dataset.lazy applies to image-folder .csv sources (MedMNIST arrays "
                           "are already in memory)")
-    splits = load_dataset(dc.source, **({"lazy": True} if dc.lazy else {}))
+    splits = load_dataset(dc.source, **dc.folder_options())
     if dc.split == "stratified":
         assert dc.sizes is not None
         pooled = _concat([d for _, d in splits.items() if len(d)])
@@ -139,9 +116,11 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         from medactive.data.embeddings import split_embeddings
 
         assert mc.features is not None
-        feats = split_embeddings(mc.features, load_dataset(config.dataset.source), splits)
-        return _prepared(mc.head.standardize, splits, None, *feats, None, None,
-                         {"encoder": "features", "features": mc.features})
+        feats = split_embeddings(mc.features, load_dataset(config.dataset.source,
+                                                           **config.dataset.folder_options()),
+                                 splits)
+        return Prepared(splits, None, *feats, None, None,
+                        {"encoder": "features", "features": mc.features})
     else:
         seed_everything(config.run.seed)
         if mc.encoder == "imagenet":
@@ -152,8 +131,8 @@ def prepare(config: ExperimentConfig, progress: bool = True,
         info = {"encoder": mc.encoder, "backbone": mc.backbone}
     val_features = _features(encoder, splits.val.images, config, progress)
     test_features = _features(encoder, splits.test.images, config, progress)
-    return _prepared(mc.head.standardize, splits, encoder, train_features, val_features,
-                     test_features, confidence, variability, info, maps)
+    return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
+                    variability, info, maps)
 
 
 def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
@@ -164,19 +143,3 @@ def _features(encoder: nn.Module, images: np.ndarray, config: ExperimentConfig,
 
         return ray_extract_features(encoder, images, address=config.run.ray)
     return extract_features(encoder, images, device=config.run.device, progress=progress)
-
-
-def _prepared(standardise: bool, splits: DatasetSplits, encoder: nn.Module | None,
-              train_features: np.ndarray, val_features: np.ndarray, test_features: np.ndarray,
-              confidence: np.ndarray | None, variability: np.ndarray | None,
-              info: dict, maps: dict[str, np.ndarray] | None = None) -> Prepared:
-    """The :class:`Prepared` of these features, standardised for the head when asked."""
-    if not standardise:  # the head sees the raw features
-        return Prepared(splits, encoder, train_features, val_features, test_features,
-                        confidence, variability, info, head_train=train_features,
-                        head_val=val_features, head_test=test_features, maps=maps)
-    head_train, head_val, head_test = standardize(train_features, val_features, test_features)
-    mean, std = feature_statistics(train_features)
-    return Prepared(splits, encoder, train_features, val_features, test_features, confidence,
-                    variability, info, head_train=head_train, head_val=head_val,
-                    head_test=head_test, feature_mean=mean, feature_std=std, maps=maps)

@@ -13,41 +13,38 @@ import itertools
 import json
 import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from medactive.data import DatasetSplits
-from medactive.errors import ConfigError, StrategyError
+from medactive.errors import ConfigError
 from medactive.experiment.config import ExperimentConfig, StrategySpec
 from medactive.experiment.prepare import Prepared, load_splits, prepare
 from medactive.experiment.results import drop_incomplete_cells, read_jsonl
 from medactive.metrics import evaluate_probabilities
-from medactive.models import (
-    Classifier,
-    HeadConfig,
-    TrainConfig,
-    fit_classifier,
-    fit_head,
-    head_proba,
-    predict_proba,
-)
+from medactive.models import HeadConfig
 from medactive.models.device import select_device
 from medactive.progress import progress_bar
-from medactive.strategies import RoundView, checked_strategy, get_strategy, selection_health
-from medactive.strategies.sharded import rank_with
+from medactive.rounds import (
+    ClassifierConfig,
+    EncodedPool,
+    EvaluationSet,
+    FinetuneSettings,
+    RankedPicks,
+    RoundModel,
+    cold_start_round,
+    fit_round,
+    rank_round,
+    round_seeds,
+    round_view,
+)
+from medactive.strategies import RoundView, Strategy, checked_strategy, get_strategy
 
 RESULTS = "results.jsonl"
 REFERENCE = "reference.jsonl"
 CONFIG = "config.json"
-
-
-def stable_hash(text: str) -> int:
-    """A process-independent 32-bit hash (Python's ``hash`` is salted per process)."""
-    return zlib.crc32(text.encode())
 
 
 def budget_schedule(config: ExperimentConfig, n_train: int) -> list[int]:
@@ -85,6 +82,7 @@ class Runner:
         self.out_dir = Path(self.out_dir)
         self._prepared: Prepared | None = None
         self._splits: DatasetSplits | None = None
+        self._pool: EncodedPool | None = None
 
     # ------------------------------------------------------------------ setup
     def _check_out_dir(self) -> None:
@@ -133,11 +131,15 @@ class Runner:
         """Run every unfinished cell; return the results file.
 
         Everything that can be wrong is checked before the first write: strategies, the
-        device, the output folder, the dataset and whether the budget schedule fits its pool
-        (a failed run leaves the folder as it was).
+        device, the backbone, the output folder, the dataset and whether the budget schedule
+        fits its pool (a failed run leaves the folder as it was). Numbers, seeds and the plan's
+        size were checked when the config was parsed (:mod:`medactive.experiment.config`).
         """
+        from medactive.experiment.config import check_model
+
         self._validate_strategies()
         select_device(self.config.run.device)  # `[run] device = "bogus"` fails here
+        check_model(self.config)  # `backbone = "bogus"` too
         self._check_out_dir()
         self._splits = load_splits(self.config)
         budget_schedule(self.config, len(self._splits.train))
@@ -165,7 +167,7 @@ class Runner:
         def initial(rep: int, spec: StrategySpec) -> np.ndarray:
             key = (rep, spec.display)
             if key not in initial_cache:
-                initial_cache[key] = self._initial_query(spec, rep, schedule[0])
+                initial_cache[key] = self.initial_query(spec, rep, schedule[0])
             return initial_cache[key]
 
         self._write_dataset_info({s.display: initial(0, s) for s in cfg.initial.strategies})
@@ -197,87 +199,87 @@ class Runner:
     def _seed(self, repeat: int) -> int:
         return self.config.run.seed * 1000 + repeat
 
-    def _initial_query(self, spec: StrategySpec, repeat: int, budget: int) -> np.ndarray:
-        """The cell's initial labelled set, sorted: the labelled set is a set, so training must
-        not depend on the order a strategy happened to pick it in."""
-        from medactive.coldstart import ColdStartView, get_coldstart_strategy
-        from medactive.coldstart.pipeline import select_initial
+    @property
+    def pool(self) -> EncodedPool:
+        """The training pool as the round engine sees it (head space derived once)."""
+        if self._pool is None:
+            p = self.prepared
+            self._pool = EncodedPool(
+                p.train_features, key=str(p.encoder_info.get("cache_key", p.encoder_info)),
+                encoder=p.encoder, images=p.splits.train.images, confidence=p.confidence,
+                variability=p.variability, maps=p.maps,
+                standardise=self.config.model.head.standardize)
+        return self._pool
 
+    @property
+    def classifier(self) -> ClassifierConfig:
+        """The configured classifier recipe, as the round engine takes it."""
+        mc = self.config.model
+        h, f = mc.head, mc.finetune
+        return ClassifierConfig(
+            mode=mc.mode,
+            head=HeadConfig(epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
+                            dropout=mc.dropout, batch_size=h.batch_size,
+                            class_balanced=h.class_balanced),
+            finetune=FinetuneSettings(
+                epochs=f.epochs, lr=f.lr, weight_decay=f.weight_decay, lr_decay=f.lr_decay,
+                batch_size=f.batch_size, early_stopping_patience=f.early_stopping_patience,
+                reset_encoder=mc.encoder == "random"),
+            device=self.config.run.device)
+
+    def initial_query(self, spec: StrategySpec, repeat: int, budget: int) -> np.ndarray:
+        """The cell's initial labelled set (round 1 of the engine), sorted: the labelled set is
+        a set, so training must not depend on the order a strategy happened to pick it in."""
+        from medactive.coldstart.pipeline import ColdStartRequest
+
+        request = ColdStartRequest(spec.name, dict(spec.params), budget, self._seed(repeat),
+                                   allow_simulation=True)
+        selection = cold_start_round(self.pool, request,
+                                     true_labels=self.prepared.splits.train.labels,
+                                     explain=False)
+        return np.sort(selection.indices)
+
+    def evaluation(self) -> EvaluationSet:
+        """The protocol's validation split: the evaluation set of every round (free here)."""
         p = self.prepared
-        rng = np.random.default_rng([self._seed(repeat), stable_hash("initial:" + spec.display)])
-        view = ColdStartView(p.train_features, p.confidence, p.variability,
-                             images=p.splits.train.images, true_labels=p.splits.train.labels,
-                             maps=p.maps)
-        strategy = get_coldstart_strategy(spec.name, **spec.params)
-        return np.sort(select_initial(strategy, view, budget, rng).indices)
+        return EvaluationSet.from_features(self.pool, p.val_features, p.splits.val.labels,
+                                           p.splits.val.images)
 
-    def _train_and_view(self, labeled: np.ndarray, seed: int) -> tuple[np.ndarray, RoundView]:
-        """Train on the labelled set; return test probabilities and the round's view."""
-        p, mc = self.prepared, self.config.model
-        train = p.splits.train
-        mask = np.zeros(len(train), dtype=bool)
-        mask[labeled] = True
-        labels = np.where(mask, train.labels, -1)
-        if mc.mode == "head":
-            h = mc.head
-            weight, bias = fit_head(
-                p.head_train[labeled], train.labels[labeled], p.splits.n_classes,
-                HeadConfig(epochs=h.epochs, lr=h.lr, weight_decay=h.weight_decay,
-                           dropout=mc.dropout, batch_size=h.batch_size,
-                           class_balanced=h.class_balanced, seed=seed),
-            )
-            view = RoundView(
-                features=p.head_train, labeled_mask=mask, labels=labels, weight=weight,
-                bias=bias, dropout_p=mc.dropout, val_features=p.head_val,
-                val_labels=p.splits.val.labels, images=train.images,
-                model=self._head_model(weight, bias), true_labels=train.labels,
-            )
-            return head_proba(p.head_test, weight, bias), view
-        from medactive.strategies.view import build_round_view
+    def round_view_of(self, labeled: np.ndarray, head_seed: int) -> RoundView:
+        """The engine's view of a round whose labelled set is ``labeled`` (training-pool
+        positions), the head trained with ``head_seed``: what a strategy sees (benchmarks)."""
+        train = self.prepared.splits.train
+        model = fit_round(self.pool, labeled, train.labels[labeled], self.prepared.splits.n_classes,
+                          self.classifier, head_seed)
+        labels = np.full(len(train), -1, np.int64)
+        labels[labeled] = train.labels[labeled]
+        return round_view(self.pool, model, np.arange(len(train)), labels, self.evaluation(),
+                          config=self.classifier)
 
-        model = self._fresh_classifier(seed)
-        f = mc.finetune
-        # Early stopping watches validation macro AUC, so it needs the validation split.
-        val = p.splits.val if f.early_stopping_patience is not None else None
-        fit_classifier(model, train.subset(labeled), val, TrainConfig(
-            epochs=f.epochs, lr=f.lr, weight_decay=f.weight_decay, lr_decay=f.lr_decay,
-            batch_size=f.batch_size, early_stopping_patience=f.early_stopping_patience,
-            seed=seed, device=self.config.run.device, progress=False))
-        view = build_round_view(model, train.images, mask, labels, p.splits.val.images,
-                                p.splits.val.labels, device=self.config.run.device,
-                                include_images=True, true_labels=train.labels)
-        return predict_proba(model, p.splits.test.images, device=self.config.run.device), view
+    def fit(self, labeled: np.ndarray, head_seed: int) -> tuple[RoundModel, np.ndarray]:
+        """The engine's classifier on ``labeled`` (training-pool positions), and its
+        ``(N_test, C)`` test probabilities."""
+        p = self.prepared
+        cfg = self.classifier
+        val = p.splits.val if cfg.mode == "finetune" else None
+        model = fit_round(self.pool, labeled, p.splits.train.labels[labeled], p.splits.n_classes,
+                          cfg, head_seed, validation=val)
+        if model.network is not None:
+            return model, model.predict_images(p.splits.test.images, cfg.device)
+        return model, model.probabilities(self.pool.space.apply(p.test_features))
 
-    def _head_model(self, weight: np.ndarray, bias: np.ndarray) -> Classifier | None:
-        """The frozen encoder with the trained head, for strategies that need the network
-        (VAAL, Consistency); its head must see the same features as ``weight``, so with
-        standardised features the standardisation is folded into the head."""
-        p, mc = self.prepared, self.config.model
-        if p.encoder is None:  # your own embeddings: there is no network to run
-            return None
-        w, b = weight.astype(np.float64), bias.astype(np.float64)
-        if p.feature_mean is not None and p.feature_std is not None:
-            w, b = w / p.feature_std, b - (w / p.feature_std) @ p.feature_mean
-        model = Classifier(p.encoder, p.splits.n_classes, mc.dropout)
-        with torch.no_grad():
-            model.head.weight.copy_(torch.from_numpy(w.astype(np.float32)))
-            model.head.bias.copy_(torch.from_numpy(b.astype(np.float32)))
-        return model.eval()
-
-    def _fresh_classifier(self, seed: int) -> Classifier:
-        import copy
-
-        torch.manual_seed(seed)
-        p, mc = self.prepared, self.config.model
-        if p.encoder is None:  # ModelConfig already refuses mode = "finetune" without one
-            raise ConfigError("fine-tuning needs an encoder; encoder = 'features' trains the head only")
-        backbone = copy.deepcopy(p.encoder)
-        if mc.encoder == "random":
-            for module in backbone.modules():
-                reset = getattr(module, "reset_parameters", None)
-                if callable(reset):
-                    reset()
-        return Classifier(backbone, p.splits.n_classes, mc.dropout)
+    def choose(self, model: RoundModel, labeled: np.ndarray, strategy: Strategy, budget: int,
+               rng: np.random.Generator, evaluation: EvaluationSet | None = None) -> RankedPicks:
+        """The runner's acquisition round: ``strategy``'s ``budget`` picks (training-pool
+        positions) given the round's ``model`` trained on ``labeled``, with the protocol's free
+        validation split as the evaluation set."""
+        train = self.prepared.splits.train
+        labels = np.full(len(train), -1, np.int64)
+        labels[labeled] = train.labels[labeled]
+        view = round_view(self.pool, model, np.arange(len(train)), labels,
+                          evaluation or self.evaluation(), config=self.classifier,
+                          true_labels=train.labels)
+        return rank_round(strategy, view, int(budget), rng, ray=self.config.run.ray)
 
     def _run_cell(self, repeat: int, init: StrategySpec, acq: StrategySpec,
                   initial: np.ndarray, schedule: list[int]) -> list[dict]:
@@ -288,10 +290,14 @@ class Runner:
         labeled = np.asarray(initial, dtype=np.int64)
         records = []
         seed = self._seed(repeat)
+        evaluation = self.evaluation()
         for rnd in range(len(schedule)):
+            # the engine's round r + 2 is chosen by the model trained after round r + 1 (round 1
+            # is the initial query); its head seed is the same for every strategy, so round 0 is
+            # identical across strategies
+            rng, head_seed = round_seeds(seed, rnd + 2)
             t0 = time.perf_counter()
-            # Same head seed for every strategy at a round: round 0 is identical across strategies.
-            proba, view = self._train_and_view(labeled, seed * 100 + rnd)
+            model, proba = self.fit(labeled, head_seed)
             train_seconds = time.perf_counter() - t0
             metrics = evaluate_probabilities(p.splits.test.labels, proba)
             record = {
@@ -303,20 +309,14 @@ class Runner:
                 "n_pool": int(n_train - labeled.size),
             }
             if rnd + 1 < len(schedule):
-                budget = schedule[rnd + 1] - labeled.size
-                rng = np.random.default_rng([seed, rnd, stable_hash(acq.display)])
                 t0 = time.perf_counter()
-                picked = np.asarray(rank_with(strategy, view, int(budget), rng,
-                                              ray=self.config.run.ray)[0], dtype=np.int64)
+                picks = self.choose(model, labeled, strategy, schedule[rnd + 1] - labeled.size,
+                                    rng, evaluation)
                 elapsed = time.perf_counter() - t0
-                if picked.size != budget or np.intersect1d(picked, labeled).size:
-                    raise StrategyError(f"{acq.display} returned an invalid selection")
                 record["select_seconds"] = elapsed
                 record["score_ms_per_image"] = 1000.0 * elapsed / max(record["n_pool"], 1)
-                record["health"] = selection_health(
-                    view.pool_probabilities, np.searchsorted(view.pool_indices, picked),
-                ).as_dict()
-                labeled = np.concatenate([labeled, picked])  # the oracle reveals their labels
+                record["health"] = picks.health.as_dict()
+                labeled = np.concatenate([labeled, picks.positions])  # the oracle answers
             records.append(record)
         return records
 
@@ -330,7 +330,7 @@ class Runner:
         for rep in progress_bar(todo, desc="full-data reference", unit="repeat",
                                 enabled=self.progress):
             p = p or self.prepared
-            proba, _ = self._train_and_view(np.arange(len(p.splits.train)), self._seed(rep) * 100)
+            _, proba = self.fit(np.arange(len(p.splits.train)), round_seeds(self._seed(rep), 0)[1])
             rec = {"repeat": rep, "seed": self._seed(rep), "n_labeled": len(p.splits.train),
                    **evaluate_probabilities(p.splits.test.labels, proba)}
             _append_records(path, [rec])

@@ -109,8 +109,11 @@ def _auc_by(records: list[dict], initial: str, strategy: str) -> dict[tuple[int,
             if r["initial"] == initial and r["strategy"] == strategy}
 
 
-def _compare(what: str, default: str, initial: str | None, ours: dict, theirs: dict,
-             rounds: list[int]) -> Comparison | None:
+def compare_paired(what: str, default: str, initial: str | None, ours: dict, theirs: dict,
+                   rounds: list[int]) -> Comparison | None:
+    """``ours`` against ``theirs`` (each ``{(repeat, round): (labels, auc)}``) at ``rounds``,
+    paired by repeat; rounds not finished in every common repeat are left out; None when
+    nothing can be compared."""
     labels, deltas, wins, mine, base = [], [], [], [], []
     repeats = sorted({rep for rep, _ in ours} & {rep for rep, _ in theirs})
     if not repeats:
@@ -153,23 +156,23 @@ def default_verdict(run: RunData, coldstart: str = DEFAULT_COLDSTART,
     out = Verdict()
     if coldstart in initials and RANDOM in initials and strategies:
         arm = strategies[0]  # round 0 is the initial query's model, whatever comes after
-        c = _compare("cold start", coldstart, None, _auc_by(records, coldstart, arm),
-                     _auc_by(records, RANDOM, arm), [0])
+        c = compare_paired("cold start", coldstart, None, _auc_by(records, coldstart, arm),
+                           _auc_by(records, RANDOM, arm), [0])
         if c is not None:
             out.comparisons.append(c)
     if acquisition in strategies and RANDOM in strategies:
         for init in initials:
             ours = _auc_by(records, init, acquisition)
             rounds = sorted({rnd for _, rnd in ours if rnd > 0})
-            c = _compare("acquisition", acquisition, init, ours,
-                         _auc_by(records, init, RANDOM), rounds)
+            c = compare_paired("acquisition", acquisition, init, ours,
+                               _auc_by(records, init, RANDOM), rounds)
             if c is not None:
                 out.comparisons.append(c)
     if {coldstart, RANDOM} <= set(initials) and {acquisition, RANDOM} <= set(strategies):
         ours = _auc_by(records, coldstart, acquisition)
         rounds = sorted({rnd for _, rnd in ours})
-        c = _compare("pipeline", acquisition, coldstart, ours,
-                     _auc_by(records, RANDOM, RANDOM), rounds)
+        c = compare_paired("pipeline", acquisition, coldstart, ours,
+                           _auc_by(records, RANDOM, RANDOM), rounds)
         if c is not None:
             out.comparisons.append(c)
     return out

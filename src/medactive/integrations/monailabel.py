@@ -10,9 +10,10 @@ Random, First and scoring-based ones (epistemic, TTA) that need a trained model'
 * **classes** come from the labels' info: an image whose label (tag ``label_tag``, default
   MONAI Label's ``final``) carries ``{class_key: "<class>"}`` in its info is labelled with that
   class, as a classification app saves it; give ``classes`` to fix their order and include
-  classes nobody labelled yet. With two or more classes labelled, medactive's default
-  acquisition ranks the pool; otherwise (segmentation labels, or too few classes) its label-free
-  cold start does, which still favours images unlike the labelled ones;
+  classes nobody labelled yet. Once a label names a class (of ``classes``, or of two classes
+  seen), medactive's default acquisition ranks the pool on the round's head, as a project's
+  round does; before that, and for labels that are not classes (segmentations: neither trained
+  on nor asked again), its label-free cold start does;
 * **one image among several readers**: the top ``batch`` images are ranked, and the best one not
   served in the last ``hold_s`` seconds is returned (MONAI Label stamps every served image in its
   info, ``strategy.<name>.ts``), so two readers asking at once get different images; when all
@@ -72,8 +73,8 @@ class MedactiveStrategy(Strategy):
                  hold_s: float = HOLD_S, acquisition: str = DEFAULT_ACQUISITION,
                  coldstart: str = DEFAULT_COLDSTART, n_slices: int = N_SLICES,
                  encoder: tuple[str, Encoder] | None = None, seed: int = 0) -> None:
-        super().__init__(f"medactive: {acquisition} once two classes are labelled, "
-                         f"{coldstart} before")
+        super().__init__(f"medactive: {acquisition} once labels name classes, {coldstart} "
+                         "before")
         if batch < 1:
             raise ConfigError(f"batch must be positive, got {batch}")
         if classes is not None and len(set(classes)) != len(classes):

@@ -1,15 +1,18 @@
 """Rank a pool of unlabelled images with medactive's defaults, from features and whatever
 labels exist: the core of the MONAI Label strategy, free of MONAI Label itself.
 
-* With image-level classes for at least two classes: a dropout + linear head is trained on the
-  labelled images' features (:func:`medactive.models.fit_head`, as ``project query`` does) and
-  medactive's default acquisition (:data:`medactive.defaults.DEFAULT_ACQUISITION`) ranks the pool
-  on it, the labelled set standing in as its evaluation set (as a project's first rounds do
-  before a validation sample exists).
-* Otherwise (nothing labelled yet, one class only, or labels that are not classes, such as
-  segmentation masks): medactive's default cold start (:data:`medactive.defaults.DEFAULT_COLDSTART`,
-  TypiClust), which needs no labels and puts images from clusters without labelled images
-  first.
+It goes through the round engine of ``medactive project query`` (:mod:`medactive.rounds`:
+standardised head features, :func:`~medactive.rounds.fit_round`,
+:func:`~medactive.rounds.round_view`, :func:`~medactive.rounds.rank_round`,
+:func:`~medactive.rounds.cold_start_round`), so a MONAI Label datastore is ranked as a medactive
+project's round would rank it:
+
+* once an image's label names one of ``n_classes >= 2`` classes: the round's head on the labelled
+  images, then medactive's default acquisition (:data:`medactive.defaults.DEFAULT_ACQUISITION`),
+  the labelled images standing in as its evaluation set (as a project's first rounds do before a
+  validation sample exists);
+* before that, or when labels are not classes (segmentation masks): medactive's default cold
+  start (:data:`medactive.defaults.DEFAULT_COLDSTART`) on the unlabelled images.
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medactive.coldstart.pipeline import ColdStartRequest
 from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import StrategyError
-from medactive.models.training import HeadConfig, fit_head
-from medactive.strategies import RoundView, get_strategy
+from medactive.rounds import (
+    ClassifierConfig,
+    EncodedPool,
+    EvaluationSet,
+    cold_start_round,
+    fit_round,
+    rank_round,
+    round_seeds,
+    round_view,
+)
+from medactive.strategies import checked_strategy
 
 
 @dataclass(frozen=True)
@@ -49,11 +62,11 @@ def rank_pool(features: np.ndarray, labelled: np.ndarray, labels: np.ndarray, n_
         features: ``(N, D)`` features of every image, labelled or not.
         labelled: ``(N,)`` bool, True for an image that has a label (of any kind): never picked.
         labels: ``(N,)`` int64 class indices in ``[0, n_classes)`` where the label names a
-            class, ``-1`` elsewhere (unlabelled, or a label that is not a class). A labelled
-            image without a class is left out of the acquisition's view (neither training data
-            nor a candidate) and counts as labelled for the cold start.
-        n_classes: ``C``, the classes a head would predict (may exceed those labelled so far).
+            class, ``-1`` elsewhere (unlabelled, or a label that is not a class: such an image
+            is neither trained on nor picked, as an ``unsure`` answer in a project).
+        n_classes: ``C``, the classes the head predicts (may exceed those labelled so far).
         budget: how many picks (``1 <= budget <= unlabelled rows``).
+        seed: the loop's seed (the round's generator comes from it, as in a project).
 
     Raises:
         StrategyError: mismatched shapes, labels out of range or on unlabelled rows, a bad
@@ -70,25 +83,25 @@ def rank_pool(features: np.ndarray, labelled: np.ndarray, labels: np.ndarray, n_
         raise StrategyError(f"labels must be -1 or in [0, {n_classes})")
     if np.any(labels[~labelled] >= 0):
         raise StrategyError("an unlabelled image cannot have a class")
-    rng = np.random.default_rng(seed)
-    classed = labels >= 0
-    if n_classes >= 2 and np.unique(labels[classed]).size >= 2:
-        rows = np.flatnonzero(classed | ~labelled)
-        known = classed[rows]
-        head = HeadConfig(seed=seed)
-        weight, bias = fit_head(features[classed], labels[classed], n_classes, head)
-        view = RoundView(features=features[rows], labeled_mask=known, labels=labels[rows],
-                         weight=weight, bias=bias, dropout_p=head.dropout,
-                         val_features=features[classed], val_labels=labels[classed])
-        name = acquisition
-    else:
-        rows = np.arange(n)
-        # the cold start reads features and the labelled mask only; the view still needs a
-        # head's shape, which no label-free strategy reads
-        dim = features.shape[1]
-        view = RoundView(features=features, labeled_mask=labelled, labels=np.full(n, -1),
-                         weight=np.zeros((1, dim), np.float32), bias=np.zeros(1, np.float32))
-        name = coldstart
-    order, scores = get_strategy(name).rank(view, budget, rng)
-    return Ranking(rows[np.asarray(order, np.int64)],
-                   None if scores is None else np.asarray(scores, np.float64), name)
+    free = np.flatnonzero(~labelled)
+    if not 1 <= budget <= free.size:
+        raise StrategyError(f"budget {budget} must be between 1 and the {free.size} unlabelled "
+                            "images")
+    pool = EncodedPool(features, key="monailabel")
+    classed = np.flatnonzero(labels >= 0)
+    round_index = 2 if classed.size else 1
+    if n_classes < 2 or classed.size == 0:
+        request = ColdStartRequest(coldstart, {}, int(budget), seed)
+        selection = cold_start_round(pool, request, candidates=free, round_index=round_index,
+                                     explain=False)
+        return Ranking(np.asarray(selection.indices, np.int64),
+                       None if selection.scores is None else
+                       np.asarray(selection.scores, np.float64), coldstart)
+    rng, head_seed = round_seeds(seed, round_index)
+    config = ClassifierConfig()
+    model = fit_round(pool, classed, labels[classed], n_classes, config, head_seed)
+    evaluation = EvaluationSet.from_pool(pool, classed, labels[classed])
+    rows = np.union1d(classed, free)
+    view = round_view(pool, model, rows, labels[rows], evaluation, config=config)
+    ranked = rank_round(checked_strategy(acquisition), view, int(budget), rng)
+    return Ranking(rows[ranked.positions], ranked.scores, acquisition)

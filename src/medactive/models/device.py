@@ -45,8 +45,38 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     return chosen
 
 
+#: Largest seed medactive accepts. NumPy's legacy seeding takes 32 bits, and seeds derived from
+#: it (``seed * 1_000_003 + epoch`` in pre-training, ``seed * 100_000 + ...`` in the runner)
+#: must stay below torch's 64-bit limit.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` if it is a whole number in ``0..MAX_SEED``.
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. ``--seed``, ``run.seed``) otherwise, before any
+            work starts (NumPy and torch would raise their own errors mid-run).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"{what} must be a whole number from 0 to {MAX_SEED} (2**32 - 1), "
+                          f"got {seed!r}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch generator seeded with ``seed``."""
+    """Seed Python, NumPy and torch; return a torch generator seeded with ``seed``.
+
+    Internal callers derive seeds from a user's (``seed * 100_000 + round``), so any seed torch
+    takes (``0..2**64 - 1``) is accepted here; user input is bounded by :func:`check_seed`.
+
+    Raises:
+        ConfigError: ``seed`` is not a whole number in ``0..2**64 - 1``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= int(seed) < 2**64:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -29,6 +29,7 @@ import numpy as np
 from medactive.data.lazy import LazyImages
 from medactive.errors import StrategyError
 from medactive.registry import Parametrized, Registry
+from medactive.selection import check_budget as check_budget_of_pool
 
 # Rows processed at once by chunked helpers: 16k x 512 float64 = 64 MB at most per temporary.
 _CHUNK_ROWS = 16384
@@ -147,12 +148,9 @@ def iter_pool_chunks(
 
 
 def check_budget(view: RoundView, budget: int) -> None:
-    """Raise :class:`StrategyError` unless ``1 <= budget <= pool size``."""
-    n_pool = int(view.pool_indices.size)
-    if not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise StrategyError(f"budget must be a positive integer, got {budget!r}")
-    if budget > n_pool:
-        raise StrategyError(f"budget {budget} is larger than the unlabelled pool ({n_pool} images)")
+    """Raise :class:`StrategyError` unless ``budget`` is an integer in ``[1, pool size]``
+    (booleans refused): :func:`medactive.selection.check_budget` over the unlabelled pool."""
+    check_budget_of_pool(budget, int(view.pool_indices.size), "unlabelled pool")
 
 
 def top_k_with_random_ties(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Label-diversity wrapper (the cold-start paper's "Unif." rows): a balanced version of any
-strategy, filling the budget round-robin over groups of the pool."""
+strategy, filling the budget round-robin over groups of the pool (the shared
+:func:`medactive.selection.interleave_groups` and memoised :func:`medactive.selection.kmeans`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from medactive.errors import StrategyError
-from medactive.geometry import kmeans_labels
 from medactive.rng import seed_or_draw
+from medactive.selection import check_choice, check_scalar, interleave_groups, kmeans
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
@@ -21,31 +22,6 @@ from medactive.strategies.base import (
 )
 
 GROUPINGS = ("kmeans", "true")
-
-
-def interleave_groups(groups: np.ndarray, budget: int) -> np.ndarray:
-    """Positions of ``budget`` items taken cycling over groups, each group in position order.
-
-    Args:
-        groups: ``(M,)`` group of each item of a list already sorted most-wanted first.
-        budget: how many to take, ``<= M``.
-
-    Returns:
-        ``(budget,)`` int64 positions into that list. Groups are visited in the order of their
-        best item; an exhausted group is skipped, so the result is as balanced as the groups
-        allow.
-    """
-    queues: dict[Any, list[int]] = {}
-    for pos, g in enumerate(groups):
-        queues.setdefault(g, []).append(pos)  # dicts keep first-seen (= best-item) order
-    taken: list[int] = []
-    cursor = dict.fromkeys(queues, 0)
-    while len(taken) < budget:
-        for g, q in queues.items():
-            if cursor[g] < len(q) and len(taken) < budget:
-                taken.append(q[cursor[g]])
-                cursor[g] += 1
-    return np.array(taken, dtype=np.int64)
 
 
 @register_strategy("diversity")
@@ -88,19 +64,13 @@ class ClusterDiversity(Strategy):
                 )
             return np.asarray(view.true_labels)[idx]
         k = view.n_classes if self.n_groups is None else int(self.n_groups)
-        if k < 1:
-            raise StrategyError(f"n_groups must be >= 1, got {self.n_groups!r}")
-        return kmeans_labels(view.features[idx], k, seed_or_draw(self.seed, rng))
+        return kmeans(view.features[idx], k, seed_or_draw(self.seed, rng))[0]
 
     def check_params(self) -> None:
-        if self.groups not in GROUPINGS:
-            raise StrategyError(f"groups must be one of {GROUPINGS}, got {self.groups!r}")
+        check_choice(self.groups, "groups", GROUPINGS)
         if self.strategy == "diversity":
             raise StrategyError("diversity cannot wrap itself")
-        if self.n_groups is not None and (
-            not isinstance(self.n_groups, (int, np.integer)) or self.n_groups < 1
-        ):
-            raise StrategyError(f"n_groups must be a positive integer, got {self.n_groups!r}")
+        check_scalar(self.n_groups, "n_groups", int, min_val=1, allow_none=True)
         checked_strategy(self.strategy, **(self.strategy_params or {}))  # the wrapped one's
 
     def rank(

@@ -7,14 +7,17 @@ and read the labelled mask, never the labels:
 
 * ``typiclust`` (Hacohen et al. 2022, the active version of their Algorithm 1): K-means with
   ``K = min(|L| + B, max_clusters)`` on all images; clusters ordered by fewest labelled members,
-  then largest (clusters of ``min_cluster_size`` or fewer images last); the budget cycles over
-  that order and takes each cluster's most typical unlabelled image, typicality = 1 / mean
-  distance to the ``knn`` nearest unlabelled cluster mates (``min(knn, size // 2)``, as the
-  authors' code).
+  then largest (clusters of ``min_cluster_size`` or fewer images after all others); the budget
+  cycles over that order and takes each cluster's most typical unlabelled image, typicality =
+  1 / mean distance to the ``knn`` nearest unlabelled cluster mates (``min(knn, size // 2)``, as
+  the authors' code).
 * ``probcover`` (Yehuda et al. 2022): δ-balls on the normalised features, δ the purity radius for
   ``alpha`` with K-means pseudo-classes (K = C); every point within δ of a labelled image counts
-  as covered; greedy maximum coverage of what is left; once all is covered, random picks (the
-  authors' fallback).
+  as covered; greedy maximum coverage of what is left (ties broken at random); once all is
+  covered, random picks (``fill="random"``, the paper's; ``"degree"``: densest first).
+
+Both are thin wrappers over :mod:`medactive.selection`, the implementation the cold-start
+strategies of the same names use: with nothing labelled they pick the same images.
 * ``cluster-top``: K-means with K = B on the pool, and from each cluster the image with the
   highest score of a wrapped score strategy (default ``margin``): uncertainty spread over the
   pool's modes, one pick per mode.
@@ -28,14 +31,16 @@ import numpy as np
 
 from medactive.defaults import DEFAULT_SWITCH_PER_CLASS
 from medactive.errors import StrategyError
-from medactive.geometry import (
-    ball_graph,
-    kmeans_labels,
-    l2_normalise,
-    purity_radius,
-    typicality,
-)
+from medactive.geometry import l2_normalise
 from medactive.rng import seed_or_draw
+from medactive.selection import (
+    check_probcover_params,
+    check_scalar,
+    check_typiclust_params,
+    kmeans,
+    probcover_rank,
+    typiclust_rank,
+)
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
@@ -47,68 +52,15 @@ from medactive.strategies.base import (
 )
 
 
-def _positive_int(value: Any, name: str) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise StrategyError(f"{name} must be a positive integer, got {value!r}")
-
-
-def typiclust_rank(
-    features: np.ndarray,
-    labeled_mask: np.ndarray,
-    budget: int,
-    *,
-    knn: int = 20,
-    max_clusters: int = 500,
-    min_cluster_size: int = 5,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """TypiClust's active-learning selection (see the module docstring).
-
-    Args:
-        features: ``(N, D)`` features of every image (L2-normalised inside).
-        labeled_mask: ``(N,)`` bool, True where labelled.
-        budget: B, at most the number of unlabelled images.
-        knn, max_clusters, min_cluster_size: as in the authors' code (20, 500, 5).
-        seed: K-means seed.
-
-    Returns:
-        ``(indices (B,), typicality (B,))``: unlabelled indices in acquisition order and the
-        typicality that picked each.
-    """
-    x = l2_normalise(features)
-    labeled = np.asarray(labeled_mask, bool)
-    k = min(int(labeled.sum()) + budget, max_clusters, x.shape[0])
-    clusters = kmeans_labels(x, k, seed)
-    k = int(clusters.max()) + 1
-    sizes = np.bincount(clusters, minlength=k)
-    covered = np.bincount(clusters[labeled], minlength=k)
-    # Fewest labelled members first, then largest; tiny clusters (outliers) go last.
-    order = sorted(range(k), key=lambda c: (sizes[c] <= min_cluster_size, covered[c], -sizes[c], c))
-    free = ~labeled
-    picked: list[int] = []
-    scores: list[float] = []
-    turn = 0
-    while len(picked) < budget:
-        c = order[turn % k]
-        turn += 1
-        members = np.flatnonzero((clusters == c) & free)
-        if members.size == 0:
-            continue
-        typ = typicality(x[members], max(1, min(knn, members.size // 2)))
-        best = int(np.argmax(typ))
-        picked.append(int(members[best]))
-        scores.append(float(typ[best]))
-        free[members[best]] = False
-    return np.asarray(picked, np.int64), np.asarray(scores, np.float64)
-
-
 @register_strategy("typiclust")
 class TypiClust(Strategy):
-    """TypiClust for acquisition rounds (module docstring). Scores are the picks' typicality.
+    """TypiClust for acquisition rounds (module docstring):
+    :func:`medactive.selection.typiclust_rank` on the view's features and labelled mask, the
+    implementation the cold start uses too. Scores are the picks' typicality.
 
     Args:
         knn: neighbours for typicality (20). max_clusters: cap on K (500).
-        min_cluster_size: clusters this small are visited last (5).
+        min_cluster_size: clusters of at most this many images are used last (5).
         seed: K-means seed (None: drawn from the round's rng).
     """
 
@@ -120,10 +72,7 @@ class TypiClust(Strategy):
         self.seed = seed
 
     def check_params(self) -> None:
-        _positive_int(self.knn, "knn")
-        _positive_int(self.max_clusters, "max_clusters")
-        if not isinstance(self.min_cluster_size, (int, np.integer)) or self.min_cluster_size < 0:
-            raise StrategyError(f"min_cluster_size must be >= 0, got {self.min_cluster_size!r}")
+        check_typiclust_params(self.knn, self.max_clusters, self.min_cluster_size)
 
     def rank(self, view: RoundView, budget: int, rng: np.random.Generator
              ) -> tuple[np.ndarray, np.ndarray]:
@@ -135,92 +84,42 @@ class TypiClust(Strategy):
                               seed=seed_or_draw(self.seed, rng))
 
 
-def probcover_rank(
-    features: np.ndarray,
-    labeled_mask: np.ndarray,
-    budget: int,
-    rng: np.random.Generator,
-    *,
-    delta: float | None = None,
-    alpha: float = 0.95,
-    n_pseudo_classes: int = 2,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """ProbCover's greedy coverage with the labelled images' balls already covered.
-
-    Args:
-        features: ``(N, D)`` features of every image (L2-normalised inside).
-        labeled_mask: ``(N,)`` bool. budget: B.
-        rng: draws the picks once everything is covered.
-        delta: ball radius; None = :func:`medactive.geometry.purity_radius` at ``alpha`` with
-            ``n_pseudo_classes`` K-means pseudo-classes (seed ``seed``).
-
-    Returns:
-        ``(indices (B,), gains (B,))``: unlabelled indices in acquisition order and how many
-        uncovered images each pick covered (0 for fallback picks).
-    """
-    x = l2_normalise(features)
-    labeled = np.asarray(labeled_mask, bool)
-    if delta is None:
-        pseudo = kmeans_labels(x, max(2, n_pseudo_classes), seed)
-        delta = purity_radius(x, pseudo, alpha, seed=seed)
-    graph = ball_graph(x, float(delta))
-    uncovered = np.ones(x.shape[0], dtype=np.float32)
-    if labeled.any():
-        uncovered[np.unique(graph[np.flatnonzero(labeled)].indices)] = 0.0
-    free = ~labeled
-    picked: list[int] = []
-    gains: list[float] = []
-    while len(picked) < budget:
-        gain = np.where(free, graph @ uncovered, -1.0)
-        i = int(np.argmax(gain))
-        if gain[i] <= 0:  # everything covered: the rest at random, as the authors' code
-            rest = rng.choice(np.flatnonzero(free), budget - len(picked), replace=False)
-            picked.extend(int(r) for r in rest)
-            gains.extend([0.0] * rest.size)
-            break
-        picked.append(i)
-        gains.append(float(gain[i]))
-        free[i] = False
-        uncovered[graph[i].indices] = 0.0
-    return np.asarray(picked, np.int64), np.asarray(gains, np.float64)
-
-
 @register_strategy("probcover")
 class ProbCover(Strategy):
-    """ProbCover for acquisition rounds (module docstring). Scores are the coverage gains.
+    """ProbCover for acquisition rounds (module docstring):
+    :func:`medactive.selection.probcover_rank` on the view's features and labelled mask, the
+    implementation the cold start uses too. Scores are the coverage gains (0 for fill picks).
 
     Args:
         alpha: purity target of δ (0.95). delta: fixed radius (None: purity search).
-        n_clusters: pseudo-classes of the purity search (None: the number of classes C).
-        seed: K-means seed (None: drawn from the round's rng).
+        n_clusters: pseudo-classes of the purity search (None: the number of classes C; the
+            cold start, which does not know C, defaults to the budget).
+        seed: K-means seed, tie-breaks and fill (None: drawn from the round's rng).
+        fill: budget left once everything is covered: ``"random"`` (the paper) or
+            ``"degree"`` (densest images first).
     """
 
     def __init__(self, alpha: float = 0.95, delta: float | None = None,
-                 n_clusters: int | None = None, seed: int | None = None) -> None:
+                 n_clusters: int | None = None, seed: int | None = None,
+                 fill: str = "random") -> None:
         self.alpha = alpha
         self.delta = delta
         self.n_clusters = n_clusters
         self.seed = seed
+        self.fill = fill
 
     def check_params(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and 0.0 < float(self.alpha) <= 1.0):
-            raise StrategyError(f"alpha must be in (0, 1], got {self.alpha!r}")
-        if self.delta is not None and not (isinstance(self.delta, (int, float))
-                                           and float(self.delta) > 0):
-            raise StrategyError(f"delta must be positive, got {self.delta!r}")
-        if self.n_clusters is not None:
-            _positive_int(self.n_clusters, "n_clusters")
+        check_probcover_params(self.alpha, self.delta, self.fill, self.n_clusters)
 
     def rank(self, view: RoundView, budget: int, rng: np.random.Generator
              ) -> tuple[np.ndarray, np.ndarray]:
         check_budget(view, budget)
         self.check_params()
-        seed = seed_or_draw(self.seed, rng)
         return probcover_rank(
-            view.features, view.labeled_mask, budget, rng,
-            delta=None if self.delta is None else float(self.delta), alpha=float(self.alpha),
-            n_pseudo_classes=int(self.n_clusters or view.n_classes), seed=seed)
+            view.features, view.labeled_mask, budget,
+            n_pseudo_classes=int(self.n_clusters or view.n_classes), alpha=float(self.alpha),
+            delta=None if self.delta is None else float(self.delta), fill=self.fill,
+            seed=seed_or_draw(self.seed, rng))
 
 
 @register_strategy("cluster-top")
@@ -255,7 +154,7 @@ class ClusterTop(Strategy):
         assert isinstance(inner, ScoreStrategy)
         seed = seed_or_draw(self.seed, rng)
         scores = np.asarray(inner.score(view, rng), np.float64)
-        clusters = kmeans_labels(l2_normalise(view.pool_features), budget, seed)
+        clusters, _ = kmeans(l2_normalise(view.pool_features), budget, seed)
         best = np.full(int(clusters.max()) + 1, -1, np.int64)
         for pos in np.lexsort((-scores, clusters)):  # by cluster, best score first
             if best[clusters[pos]] < 0:
@@ -305,9 +204,7 @@ class BudgetSwitch(Strategy):
     def check_params(self) -> None:
         if "switch" in (self.low, self.high):
             raise StrategyError("switch cannot wrap itself")
-        if not (isinstance(self.per_class, (int, float)) and not isinstance(self.per_class, bool)
-                and self.per_class >= 0):
-            raise StrategyError(f"per_class must be a number >= 0, got {self.per_class!r}")
+        check_scalar(self.per_class, "per_class", float, min_val=0.0)
         checked_strategy(self.low, **(self.low_params or {}))
         checked_strategy(self.high, **(self.high_params or {}))
 

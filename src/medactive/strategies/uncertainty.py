@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr
 
+from medactive.selection import random_pick
 from medactive.strategies.base import (
     RoundView,
     ScoreStrategy,
@@ -22,13 +23,14 @@ def entropy_rows(proba: np.ndarray) -> np.ndarray:
 
 @register_strategy("random")
 class RandomSampling(Strategy):
-    """Uniformly random pool images (the usual baseline); only the round's ``rng`` decides."""
+    """Uniformly random pool images (the usual baseline); only the round's ``rng`` decides.
+    The same draw as the cold start's ``random`` (:func:`medactive.selection.random_pick`)."""
 
     def rank(
         self, view: RoundView, budget: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, None]:
         check_budget(view, budget)
-        return rng.choice(view.pool_indices, size=budget, replace=False).astype(np.int64), None
+        return random_pick(view.labeled_mask, budget, rng), None
 
 
 @register_strategy("least-confidence")

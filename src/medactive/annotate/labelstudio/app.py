@@ -22,7 +22,7 @@ JSON routes, so medactive serves them itself, behind its own guard, in the same 
   all, withdraws annotations deleted meanwhile, then starts the next round -> ``{"job"}``;
   ``POST /job_status`` ``{"job"}`` -> ``{"job_status"}``; ``GET /versions``; ``GET /metrics``;
 * medactive's own: ``GET /status`` (the round, the job, the ledger, the Label Studio sync) and
-  ``POST /next-round`` ``{"budget": n}``.
+  ``POST /next-round`` ``{"budget": n, "force": false}``.
 
 **Security.** Every request must carry the token: as the password of HTTP Basic auth (what Label
 Studio's *Basic Authentication* sends on every ML call; any user name), or as
@@ -53,7 +53,7 @@ from medactive.annotate.labelstudio.backend import Backend, BackendConfig
 from medactive.annotate.labelstudio.predict import model_version
 from medactive.annotate.labelstudio.rounds import StartJob
 from medactive.annotate.labelstudio.tasks import LabelStudioError
-from medactive.errors import ConfigError, StoreError, StoreReplacedError
+from medactive.errors import MedactiveError, StoreError, StoreReplacedError
 
 log = logging.getLogger("medactive.labelstudio")
 MAX_BODY = 256 * 2**20  # a /predict of 100,000 tasks is ~100 MB
@@ -147,9 +147,11 @@ def create_backend(project_dir: str | Path, config: BackendConfig,
         return JSONResponse({"detail": redact_paths(str(exc)), "error": redact_paths(str(exc))},
                             status_code=422)
 
-    @app.exception_handler(ConfigError)
-    async def conflict(_: Request, exc: ConfigError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "error": str(exc)}, status_code=409)
+    @app.exception_handler(MedactiveError)
+    async def conflict(_: Request, exc: MedactiveError) -> JSONResponse:
+        # no budget, an open round without force, a request the query's check refuses
+        message = redact_paths(str(exc))
+        return JSONResponse({"detail": message, "error": message}, status_code=409)
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -187,8 +189,15 @@ def create_backend(project_dir: str | Path, config: BackendConfig,
     post("/webhook", backend.webhook)
     post("/train", backend.train)
     post("/job_status", backend.job_status)
-    post("/next-round", lambda body: backend.next_round(_budget_of(body)))
+    post("/next-round", lambda body: backend.next_round(_budget_of(body), _force_of(body)))
     return app
+
+
+def _force_of(body: Mapping[str, Any]) -> bool:
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise LabelStudioError(f"'force' must be true or false, got {force!r}")
+    return force
 
 
 def _budget_of(body: Mapping[str, Any]) -> int | None:

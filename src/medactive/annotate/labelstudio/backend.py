@@ -10,7 +10,9 @@ page's own ``ProjectStore.record``; each annotation keyed by its Label Studio id
 
 **Rounds.** When every image of the latest round has an answer, the next round starts through
 the page's own job, once per round (:mod:`~medactive.annotate.labelstudio.rounds`); on request
-(*Start Training*, ``START_TRAINING``, ``/next-round``) at any time.
+(*Start Training*, ``START_TRAINING``, ``/next-round``) too, but a round whose images still need
+answers is closed only with ``/next-round`` ``{"force": true}``, as the page's button: otherwise
+the request is refused naming how many wait.
 
 **Label Studio's side of a new round.** When the backend can call Label Studio's API (its address
 and an API key: ``--label-studio-url`` and ``LABEL_STUDIO_API_KEY``, else the ones Label Studio
@@ -235,10 +237,11 @@ class Backend:
 
     # ------------------------------------------------------------------ rounds
 
-    def next_round(self, budget: int | None) -> dict[str, Any]:
-        """Start the next round now (on request): ``{"job": id, "status": ...}``."""
+    def next_round(self, budget: int | None, force: bool = False) -> dict[str, Any]:
+        """Start the next round now (on request): ``{"job": id, "status": ...}``; an open
+        round is closed only with ``force`` (as the page's button)."""
         return start_next_round(self.store, budget if budget is not None else
-                                self.config.budget, self.start_job)
+                                self.config.budget, self.start_job, force)
 
     def maybe_start_round(self) -> int | None:
         """Start the next round if the latest one is complete (once per round)."""

@@ -11,35 +11,32 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from medactive.annotate.next_round import OpenRoundError, next_round_plan
 from medactive.annotate.records import JobBusyError
-from medactive.annotate.settings import load_settings
 from medactive.annotate.store import ProjectStore
-from medactive.errors import ConfigError
+from medactive.errors import ConfigError, MedactiveError
 
 log = logging.getLogger("medactive.labelstudio")
-StartJob = Callable[[ProjectStore, int], int]
+#: ``(store, budget, force) -> job id``: the page's next-round job.
+StartJob = Callable[[ProjectStore, int, bool], int]
 
 
 def round_state(store: ProjectStore) -> dict[str, Any]:
-    """The latest round: how many images it queries, how many have an answer, a skip only, or
-    nothing yet, and whether it is complete (every image answered; a skip is no answer)."""
+    """The latest round's progress (the store's own count: complete, open, of which skipped
+    and partial) and whether it is complete (every image has every read it needs; a skip is
+    no answer)."""
     latest = store.latest_round()
     if latest is None:
-        return {"id": None, "queued": 0, "answered": 0, "skipped": 0, "open": 0,
-                "complete": False}
-    reads = load_settings(store).reads_per_image
-    queue = store.queue(latest.id, None, reads)
-    answered = sum(q.done and not q.skipped for q in queue)
-    skipped = sum(q.skipped for q in queue)
+        return {"id": None, "queried": 0, "complete": 0, "open": 0, "skipped": 0,
+                "partial": 0, "done": False}
+    progress = store.round_progress(latest.id)
     return {"id": latest.id, "strategy": latest.strategy, "created_at": latest.created_at,
-            "queued": len(queue), "answered": answered, "skipped": skipped,
-            "open": len(queue) - answered - skipped,
-            "complete": bool(queue) and answered == len(queue)}
+            **progress.as_dict(), "done": progress.queried > 0 and progress.open == 0}
 
 
 def next_budget(store: ProjectStore, budget: int | None) -> int:
-    """Images for the next round: ``budget``, else the latest round's, capped by the images
-    left to ask about (no answer, no adjudication, not drawn for validation).
+    """Images for the next round: ``budget``, else the latest round's, capped by the pool a
+    query may pick from (:func:`~medactive.annotate.next_round.next_round_plan`).
 
     Raises:
         ConfigError: no budget given and no round to take one from.
@@ -52,18 +49,19 @@ def next_budget(store: ProjectStore, budget: int | None) -> int:
     if budget is None:
         raise ConfigError("no round yet and no budget: start the backend with --budget N (or "
                           "run `medactive project query DIR --budget N` first)")
-    asked = {a.image_id for a in store.reader_answers()}
-    asked |= set(store.adjudications()) | store.validation_ids()
-    return min(budget, sum(img.id not in asked for img in store.images()))
+    return min(budget, next_round_plan(store).pool)
 
 
-def start_next_round(store: ProjectStore, budget: int | None, start_job: StartJob
-                     ) -> dict[str, Any]:
+def start_next_round(store: ProjectStore, budget: int | None, start_job: StartJob,
+                     force: bool = False) -> dict[str, Any]:
     """Start the next round now (on request); ``{"job": id, "status": ...}``, naming the
     running job when one already runs.
 
     Raises:
         ConfigError: no budget known, or every image already has an answer.
+        OpenRoundError: the latest round still needs answers and ``force`` is False (as the
+            page's button: a round is never abandoned silently).
+        StrategyError: the request fails the query's own check.
     """
     running = store.running_job()
     if running is not None:
@@ -72,10 +70,16 @@ def start_next_round(store: ProjectStore, budget: int | None, start_job: StartJo
     if size < 1:
         raise ConfigError("every image has an answer: there is nothing left to query")
     try:
-        job = start_job(store, size)
+        job = start_job(store, size, force)
     except JobBusyError:
         running = store.running_job()
         return {"job": str(running.id) if running else None, "status": "already running"}
+    except OpenRoundError as exc:  # the same refusal, in the words of this door
+        progress = exc.progress
+        raise OpenRoundError(
+            f"round {progress.round_id} is still open: {progress.describe()}; answer them first, "
+            "or send {\"force\": true} to the backend's next-round route to close it without "
+            "them", progress) from None
     log.info("started round job %s (budget %s)", job, size)
     return {"job": str(job), "status": "started", "budget": size}
 
@@ -85,7 +89,7 @@ def maybe_start_round(store: ProjectStore, budget: int | None, start_job: StartJ
     """Start the next round when the latest one is complete and no job was started since it
     was recorded (a failed one is not retried: the user asks again); returns the job id."""
     latest = store.latest_round()
-    if latest is None or not round_state(store)["complete"]:
+    if latest is None or not round_state(store)["done"]:
         return None
     if store.running_job() is not None:
         return None
@@ -95,8 +99,8 @@ def maybe_start_round(store: ProjectStore, budget: int | None, start_job: StartJ
         size = next_budget(store, budget)
         if size < 1:
             return None
-        job = start_job(store, size)
-    except (JobBusyError, ConfigError) as exc:
+        job = start_job(store, size, False)
+    except (JobBusyError, MedactiveError) as exc:
         log.warning("next round not started: %s", exc)
         return None
     log.info("round %s answered: started job %s (budget %s)", latest.id, job, size)

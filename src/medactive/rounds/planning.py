@@ -1,4 +1,4 @@
-"""How a round's budget is split (pure functions of arrays; :mod:`medactive.annotate.query` runs
+"""How a round's budget is split (pure functions of arrays; :func:`medactive.rounds.loop.plan_round` runs
 them): a uniformly random validation draw, second reads where the model disagrees with a single
 reader, and the strategy's own picks for the rest.
 """
