@@ -23,7 +23,7 @@ LAYERS = {
     "models": 3,
     "strategies": 4, "coldstart": 4,
     "rounds": 5,
-    "experiment": 6, "annotate": 6,
+    "experiment": 6, "annotate": 6, "integrations": 6,
     "cli": 7,
     "__main__": 8, "__init__": 8,
 }

@@ -122,6 +122,31 @@ class AnswerRecords:
             )
             return int(row[1])
 
+    def retract(self, label_id: int, annotator: str) -> bool:
+        """Withdraw one given answer or skip (record ``label_id``) by appending a retraction,
+        as :meth:`undo` does for a reader's latest one; for callers that know which record they
+        withdraw (an answer edited or deleted in another tool, e.g. Label Studio).
+
+        Returns:
+            True when a retraction was appended; False when the record was already withdrawn.
+
+        Raises:
+            StoreError: no such record, or it is itself a retraction (nothing is written).
+        """
+        with self._write() as con:
+            row = con.execute("SELECT image_id, kind, round_id FROM labels WHERE id = ?",
+                              (label_id,)).fetchone()
+            if row is None or row[1] == "retract":
+                raise StoreError(f"no answer record {label_id} to withdraw")
+            if con.execute("SELECT 1 FROM labels WHERE retracts = ?", (label_id,)).fetchone():
+                return False
+            con.execute(
+                "INSERT INTO labels (image_id, kind, retracts, round_id, annotator, created_at)"
+                " VALUES (?, 'retract', ?, ?, ?, ?)",
+                (row[0], label_id, row[2], annotator, now()),
+            )
+            return True
+
     def current_answers(self) -> dict[int, Answer]:
         """``image_id -> Answer`` for every image with a live ``label`` or ``unsure`` answer."""
         return {r[1]: Answer(r[0], r[1], r[6], r[2], r[3], r[4], r[5])

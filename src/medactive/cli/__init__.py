@@ -13,6 +13,7 @@ import typer
 from medactive.cli import coldstart as _coldstart
 from medactive.cli import data as _data
 from medactive.cli import experiment as _experiment
+from medactive.cli import labelstudio as _labelstudio
 from medactive.cli import pretrain as _pretrain
 from medactive.cli import project as _project
 from medactive.errors import MedactiveError
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(_data.app, name="data", help="Inspect and fetch datasets.")
 app.add_typer(_project.app, name="project", help="Labelling projects: init, query, serve, export.")
+app.add_typer(_labelstudio.app, name="labelstudio",
+              help="Label Studio: serve the project as its ML backend.")
 _coldstart.register(app)
 _pretrain.register(app)
 _experiment.register(app)
