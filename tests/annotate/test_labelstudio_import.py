@@ -254,3 +254,26 @@ def test_killed_during_an_edit(round1: ProjectStore, monkeypatch: pytest.MonkeyP
         assert recorder.withdraw(7, 71) == "withdrawn"
         assert recorder.withdraw(7, 71) == "unchanged"
         assert round1.current_answers() == {}
+
+
+def test_project_import_reads_a_label_studio_export_from_the_command_line(
+        round1: ProjectStore, tmp_path: Path, capsys: Any) -> None:
+    from medactive.cli import main
+
+    tasks = ls_export(round1, tmp_path)
+    tasks[0]["annotations"] = [annotation(41, 1, choice("benign"))]
+    tasks[1]["annotations"] = [annotation(42, 2, cancelled=True)]
+    path = write(tmp_path, tasks)
+    project = round1.dir
+    round1.close()
+    assert main(["project", "import", str(project), str(path)]) == 0
+    assert "read 2 annotation(s)" in capsys.readouterr().out
+    # the CSV's options do not apply, and a bad export is one line, exit 2
+    assert main(["project", "import", str(project), str(path), "--set", "validation"]) == 2
+    assert "apply to a CSV" in capsys.readouterr().err
+    tasks[0]["annotations"] = [annotation(43, 1, choice("tumour"))]
+    assert main(["project", "import", str(project), str(write(tmp_path, tasks, "b.json"))]) == 2
+    err = capsys.readouterr().err
+    assert "task 1" in err and "Traceback" not in err and err.count("\n") == 1
+    with ProjectStore.open(project) as store:
+        assert len(store.reader_answers()) == 1

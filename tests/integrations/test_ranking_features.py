@@ -61,8 +61,8 @@ def test_the_acquisition_is_the_project_round(blobs) -> None:
     """The same picks as medactive's round engine run by hand on the same pool and labels."""
     from medactive.rounds import (
         ClassifierConfig,
-        EncodedPool,
         EvaluationSet,
+        RoundPool,
         fit_round,
         rank_round,
         round_seeds,
@@ -73,7 +73,7 @@ def test_the_acquisition_is_the_project_round(blobs) -> None:
     x, y = blobs
     labelled = np.isin(np.arange(90), [0, 1, 30, 31, 61])
     labels = np.where(labelled, y, -1)
-    pool = EncodedPool(x)
+    pool = RoundPool(x)
     rng, head_seed = round_seeds(0, 2)
     known = np.flatnonzero(labelled)
     model = fit_round(pool, known, y[known], 3, ClassifierConfig(), head_seed)

@@ -273,23 +273,51 @@ def import_(
     project_dir: Path = typer.Argument(..., help="project directory"),
     labels_file: Path = typer.Argument(
         ..., help="CSV of labels (id and label columns detected; a project export imports "
-                  "back)"),
-    annotator: str = typer.Option("import", "--annotator", help="name recorded with the labels"),
-    label_set: str = typer.Option(
-        "training", "--set", help="training, or validation: the images join the validation "
-                                  "sample (never trained on; the validation AUC uses them)"),
+                  "back), or a Label Studio JSON export"),
+    annotator: str | None = typer.Option(None, "--annotator",
+                                         help="CSV: name recorded with the labels "
+                                         "(default: import)"),
+    label_set: str | None = typer.Option(
+        None, "--set", help="CSV: training (default), or validation: the images join the "
+        "validation sample, the validation AUC's images"),
     id_column: str | None = typer.Option(None, "--id-column",
-                                         help="the column naming the images (default: detected)"),
+                                         help="CSV: the column naming the images "
+                                         "(default: detected)"),
     label_column: str | None = typer.Option(None, "--label-column",
-                                            help="the column of labels (default: detected)"),
+                                            help="CSV: the column of labels (default: "
+                                            "detected)"),
+    image_prefix: str | None = typer.Option(
+        None, "--image-prefix", help="Label Studio JSON: the --image-prefix the tasks were "
+        "exported with (default: /data/local-files/?d=)"),
 ) -> None:
     """Import labels; unknown or ambiguous images, unknown classes or conflicting duplicates
-    reject the whole file before anything is written."""
-    from medactive.annotate.project import LabelFileOptions, import_labels_file
+    reject the whole file before anything is written. A Label Studio JSON export brings its
+    readers, skips and edits with it."""
     from medactive.annotate.store import ProjectStore
 
+    if labels_file.suffix.lower() == ".json":
+        given = [name for name, value in (("--annotator", annotator), ("--set", label_set),
+                                          ("--id-column", id_column),
+                                          ("--label-column", label_column))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to a CSV; a Label Studio export names "
+                              "its readers and images itself")
+        from medactive.annotate.exports import LABEL_STUDIO_PREFIX
+        from medactive.annotate.labelstudio.importer import import_labelstudio_export
+
+        with ProjectStore.open(project_dir) as store:
+            summary = import_labelstudio_export(store, labels_file,
+                                                image_prefix or LABEL_STUDIO_PREFIX)
+        typer.echo(summary.describe())
+        return
+    if image_prefix is not None:
+        raise ConfigError("--image-prefix applies to a Label Studio JSON export")
+    from medactive.annotate.project import LabelFileOptions, import_labels_file
+
+    label_set = label_set or "training"
     with ProjectStore.open(project_dir) as store:
-        result = import_labels_file(store, labels_file, annotator,
+        result = import_labels_file(store, labels_file, annotator or "import",
                                     options=LabelFileOptions(id_column, label_column),
                                     label_set=label_set)
     notes = []

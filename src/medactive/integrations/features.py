@@ -8,8 +8,8 @@ axis, each mapped to 8 bits by the volume's own 0.5-99.5 percentile window (no C
 assumed: the same rule serves CT, MR and any modality); the image's features are the mean over
 its slices.
 
-**Encoder.** :func:`default_encoder`: today the ImageNet EfficientNet-Lite0 extractor of
-:mod:`medactive.models.pretrained` (``[pretrained]`` extra; weights bundled, never downloaded) at
+**Encoder.** :func:`default_encoder`: the encoder registry's ``imagenet`` (EfficientNet-Lite0,
+:mod:`medactive.models.encoders`; ``[pretrained]`` extra; weights bundled, never downloaded) at
 its 224-px input. It is the one place to switch to another encoder.
 
 **Cache.** One ``.npy`` per image under ``cache_dir``, named by the encoder, the slicing, the
@@ -41,10 +41,10 @@ DEFAULT_ENCODER = "efficientnet-lite0-imagenet"
 def default_encoder() -> Encoder:
     """``encode``: uint8 ``(N, H, W, 3)`` images to float32 ``(N, D)`` features
     (EfficientNet-Lite0, ImageNet weights, ``D = 1280``; named :data:`DEFAULT_ENCODER`)."""
-    from medactive.models.pretrained import build_efficientnet_lite0
+    from medactive.models.encoders import IMAGENET, check_encoder, resolve_encoder
     from medactive.models.training import extract_features
 
-    backbone = build_efficientnet_lite0(in_channels=3)
+    backbone = resolve_encoder(check_encoder(IMAGENET)).build(3)
 
     def encode(images: np.ndarray) -> np.ndarray:
         return extract_features(backbone, images, batch_size=32, progress=False)

@@ -26,8 +26,8 @@ from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART
 from medactive.errors import StrategyError
 from medactive.rounds import (
     ClassifierConfig,
-    EncodedPool,
     EvaluationSet,
+    RoundPool,
     cold_start_round,
     fit_round,
     rank_round,
@@ -87,7 +87,7 @@ def rank_pool(features: np.ndarray, labelled: np.ndarray, labels: np.ndarray, n_
     if not 1 <= budget <= free.size:
         raise StrategyError(f"budget {budget} must be between 1 and the {free.size} unlabelled "
                             "images")
-    pool = EncodedPool(features, key="monailabel")
+    pool = RoundPool(features, key="monailabel")
     classed = np.flatnonzero(labels >= 0)
     round_index = 2 if classed.size else 1
     if n_classes < 2 or classed.size == 0:
