@@ -1,16 +1,20 @@
 """Evidence for docs/coldstart.md: label-free initial queries scored on labelled benchmarks.
 
 For one setting (``coldstart_settings.py``: BloodMNIST, long-tailed, grey-scale, 4-class subset),
-every budget and every strategy variant (``VARIANTS``), ``--draws`` selections are made. Draw
-``d`` uses the encoder of MoCo seed ``seeds[d % len(seeds)]`` and the generator
-``np.random.default_rng([d, B])`` — the same for every variant, so variants of one draw share
-K-means / UMAP seeds. Each selection is scored by
+every budget and every strategy variant (``VARIANTS``), ``--draws`` selections are made through
+the round engine's cold start (:func:`medactive.rounds.cold_start_round`, seed ``d``: the same
+for every variant, so variants of one draw share K-means / UMAP seeds), on the encoder of MoCo
+seed ``seeds[d % len(seeds)]``. Each selection is scored by
 
 * class coverage (share of the classes present among the picks; "all" = share of draws with every
   class), and
-* test macro AUC of a dropout + linear head (``fit_head`` defaults, seed ``d``) trained on only the
-  picked images' frozen MoCo features (standardised with label-free pool statistics) — the
-  product's head mode.
+* test macro AUC of the round engine's classifier (:func:`medactive.rounds.fit_round`: the
+  product's head on the pool's standardised features, the head seed of round ``(d, 2)``)
+  trained on only the picked images.
+
+The tables in docs/coldstart.md up to "Encoders" were made by this script's earlier version
+(its own batched head trainer and per-budget generators, commit 5c9e247), before the round
+engine; a run of this version gives the engine's figures.
 
 Usage (one command per table of docs/coldstart.md; encoders come from the cache, see
 ``coldstart_pretrain.py``)::
@@ -33,12 +37,12 @@ import torch
 from coldstart_pretrain import study_config
 from coldstart_settings import SETTINGS, build_setting
 from threadpoolctl import threadpool_limits
-from torch import nn
 
-from medactive.coldstart import ColdStartView, get_coldstart_strategy
+from medactive.coldstart.pipeline import ColdStartRequest
 from medactive.metrics import class_coverage, macro_auc
-from medactive.models import HeadConfig, extract_features, fit_head, head_proba
+from medactive.models import extract_features
 from medactive.models.contrastive import pretrain_moco
+from medactive.rounds import ClassifierConfig, RoundPool, cold_start_round, fit_round, round_seeds
 
 # label -> (registered strategy, parameters). "code" = the authors' public code (CSVAL).
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -91,8 +95,6 @@ def parse() -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--no-oracle", action="store_true")
     p.add_argument("--epochs", type=int, default=None, help="MoCo epochs (default MocoConfig)")
-    p.add_argument("--check-heads", action="store_true",
-                   help="compare the batched head training with fit_head and exit")
     p.add_argument("--limit", type=int, default=None, help="first N training images (smoke test)")
     p.add_argument("--out", type=Path, default=Path("docs/results/coldstart/blood"))
     return p.parse_args()
@@ -114,20 +116,14 @@ def main() -> None:
     for seed in args.seeds:
         res = pretrain_moco(train.images, study_config(seed, args.probe_pairs, **over),
                             progress=False)
-        # label-free standardisation: statistics of the unlabelled pool only
-        mu, sd = res.features.mean(0), res.features.std(0) + 1e-6
-        f_test = (extract_features(res.encoder, test.images, progress=False) - mu) / sd
-        view = ColdStartView(res.features, res.confidence, res.variability, train.images,
-                             maps=res.maps)
-        oracle_view = ColdStartView(res.features, res.confidence, res.variability,
-                                    true_labels=train.labels)
-        encoders.append((res.key, (res.features - mu) / sd, f_test, view, oracle_view))
+        # the round engine's pool: its head space is the label-free pool standardisation
+        pool = RoundPool(res.features, key=res.key, encoder=res.encoder, images=train.images,
+                         confidence=res.confidence, variability=res.variability,
+                         maps=res.maps or None)
+        f_test = extract_features(res.encoder, test.images, progress=False)
+        encoders.append((res.key, pool, f_test))
         print(f"encoder seed {seed}: {res.key} ({'cached' if res.from_cache else 'trained'})",
               flush=True)
-    if args.check_heads:
-        print(f"batched vs fit_head, no dropout: max |Δ| = "
-              f"{check_heads(encoders[0][1], train.labels, c):.2e}")
-        return
     runs = [(label, *VARIANTS[label]) for label in args.variants]
     if not args.no_oracle:
         runs.append((ORACLE, "label-diversity", {"base": "random"}))
@@ -139,16 +135,17 @@ def main() -> None:
         if f.tell() == 0:
             writer.writeheader()
         for draw in range(args.draws):  # draws outermost: an interrupted run is balanced
-            key, f_train, f_test, view, oracle_view = encoders[draw % len(encoders)]
+            key, pool, f_test = encoders[draw % len(encoders)]
             for budget in args.budgets:
                 todo = [(label, name, params) for label, name, params in runs
                         if (label, budget, draw) not in done]
                 if not todo:
                     continue
-                picks = [get_coldstart_strategy(name, **params).select(
-                    oracle_view if label == ORACLE else view, budget,
-                    np.random.default_rng([draw, budget])) for label, name, params in todo]
-                aucs = score_picks(picks, train.labels, f_train, f_test, test.labels, c, draw)
+                picks = [cold_start_round(
+                    pool, ColdStartRequest(name, params, budget, draw, allow_simulation=True),
+                    true_labels=train.labels if label == ORACLE else None, explain=False,
+                    ).indices for label, name, params in todo]
+                aucs = score_picks(picks, pool, train.labels, f_test, test.labels, c, draw)
                 for (label, _, _), sel, auc in zip(todo, picks, aucs, strict=True):
                     y = train.labels[sel]
                     row = {"variant": label, "budget": budget, "draw": draw, "encoder": key,
@@ -169,67 +166,20 @@ def main() -> None:
     print(table)
 
 
-def fit_heads(x: torch.Tensor, y: torch.Tensor, c: int, cfg: HeadConfig) -> tuple[torch.Tensor,
-                                                                                 torch.Tensor]:
-    """``fit_head`` for V labelled sets of equal size at once (the evaluation's bottleneck).
-
-    Same algorithm as :func:`medactive.models.fit_head` with ``M <= batch_size`` (full batch):
-    every head starts from the ``nn.Linear`` initialisation seeded by ``cfg.seed``, then
-    ``cfg.epochs`` Adam steps on the mean cross-entropy of dropout-perturbed features. Adam acts
-    per element, so summing the V mean losses trains V independent heads. Only the dropout
-    masks differ from V sequential calls (with ``dropout=0`` the heads match ``fit_head`` to
-    float precision, checked by ``--check-heads``).
-
-    Args:
-        x: ``(V, M, D)`` float32 features; y: ``(V, M)`` int64 labels.
-
-    Returns:
-        ``(W (V, C, D), b (V, C))``.
-    """
-    v, m, d = x.shape
-    torch.manual_seed(cfg.seed)
-    proto = nn.Linear(d, c)
-    w = proto.weight.detach().expand(v, c, d).clone().requires_grad_(True)
-    b = proto.bias.detach().expand(v, c).clone().requires_grad_(True)
-    opt = torch.optim.Adam([w, b], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    with torch.enable_grad():
-        for _ in range(cfg.epochs):
-            xd = nn.functional.dropout(x, cfg.dropout, training=True)
-            logits = torch.einsum("vmd,vcd->vmc", xd, w) + b[:, None, :]
-            loss = nn.functional.cross_entropy(logits.reshape(v * m, c), y.reshape(-1),
-                                               reduction="none").reshape(v, m).mean(1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return w.detach(), b.detach()
-
-
-def score_picks(picks: list[np.ndarray], labels: np.ndarray, f_train: np.ndarray,
-                f_test: np.ndarray, test_labels: np.ndarray, c: int, seed: int) -> list[float]:
-    """Test macro AUC of a head trained on each pick (identical picks are trained once)."""
-    unique = list(dict.fromkeys(tuple(p.tolist()) for p in picks))
-    idx = np.asarray(unique, dtype=np.int64)  # (U, B)
-    w, b = fit_heads(torch.from_numpy(f_train[idx].astype(np.float32)),
-                     torch.from_numpy(labels[idx].astype(np.int64)), c, HeadConfig(seed=seed))
-    auc = {}
-    for u, key in enumerate(unique):
-        auc[key] = macro_auc(test_labels, head_proba(f_test, w[u].numpy(), b[u].numpy()))
-    return [auc[tuple(p.tolist())] for p in picks]
-
-
-def check_heads(f_train: np.ndarray, labels: np.ndarray, c: int) -> float:
-    """Largest difference between :func:`fit_heads` and sequential ``fit_head`` (no dropout)."""
-    rng = np.random.default_rng(0)
-    idx = np.stack([rng.choice(len(labels), 16, replace=False) for _ in range(3)])
-    cfg = HeadConfig(seed=3, dropout=0.0)
-    w, b = fit_heads(torch.from_numpy(f_train[idx].astype(np.float32)),
-                     torch.from_numpy(labels[idx]), c, cfg)
-    worst = 0.0
-    for v in range(3):
-        w1, b1 = fit_head(f_train[idx[v]], labels[idx[v]], c, cfg)
-        worst = max(worst, float(np.abs(w[v].numpy() - w1).max()),
-                    float(np.abs(b[v].numpy() - b1).max()))
-    return worst
+def score_picks(picks: list[np.ndarray], pool: RoundPool, labels: np.ndarray,
+                f_test: np.ndarray, test_labels: np.ndarray, c: int, draw: int) -> list[float]:
+    """Test macro AUC of the round engine's classifier (:func:`medactive.rounds.fit_round`, the
+    product's head) trained on each pick alone (identical picks are trained once)."""
+    _, head_seed = round_seeds(draw, 2)
+    test = pool.space.apply(f_test)
+    auc: dict[tuple[int, ...], float] = {}
+    for p in picks:
+        key = tuple(sorted(p.tolist()))
+        if key not in auc:
+            rows = np.asarray(key, np.int64)
+            model = fit_round(pool, rows, labels[rows], c, ClassifierConfig(), head_seed)
+            auc[key] = macro_auc(test_labels, model.probabilities(test))
+    return [auc[tuple(sorted(p.tolist()))] for p in picks]
 
 
 FIELDS = ["variant", "budget", "draw", "encoder", "coverage", "auc", "n_classes", "selected"]

@@ -163,13 +163,16 @@ def main() -> None:
 def make_plots(res: ContrastiveResult, train, out: Path) -> None:
     """Dataset map (colour = true class, simulation view) with HaCon's B=16 picks, and the 2-D
     embedding with HaCon's (top) and kmeans-centroid's picks."""
-    from medactive.coldstart import ColdStartView, get_coldstart_strategy
+    from medactive.coldstart.pipeline import ColdStartRequest
     from medactive.coldstart.plots import plot_dataset_map, plot_embedding
+    from medactive.rounds import RoundPool, cold_start_round
 
-    view = ColdStartView(res.features, res.confidence, res.variability)
+    pool = RoundPool(res.features, key=res.key, confidence=res.confidence,
+                     variability=res.variability, maps=res.maps or None)
     names = list(train.class_names)
     for strategy in ("hacon", "kmeans-centroid"):
-        sel = get_coldstart_strategy(strategy, seed=0).select(view, 16, np.random.default_rng(0))
+        sel = cold_start_round(pool, ColdStartRequest(strategy, {}, 16, 0),
+                               explain=False).indices
         plot_dataset_map(res.confidence, res.variability, sel,
                          out / f"dataset_map_{strategy}.png", groups=train.labels,
                          group_names=names,
