@@ -231,6 +231,7 @@ def test_layout_above_the_fold(browser, make_project, serve, tmp_path: Path) -> 
                 viewport, selector, box)
         assert page.evaluate("document.scrollingElement.scrollHeight") <= viewport["height"]
         expect(page.locator("#meta")).to_contain_text("train-")  # the file name
+        expect(page.locator("#encoder")).to_have_text("encoder: moco")  # what made the features
         budget = page.get_by_label("Images in next round")
         expect(budget).to_have_id("budget")
         widths[viewport["width"]] = page.locator("#img").bounding_box()["width"]

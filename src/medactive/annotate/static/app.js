@@ -140,6 +140,9 @@ async function watch() {
 function render(s) {
   state = s;
   $("project").textContent = s.project;
+  // which encoder the project's features come from (no server paths: the state leaves them out)
+  $("project").title = s.encoder ? `features: ${s.encoder}` : "";
+  $("encoder").textContent = s.encoder ? `encoder: ${String(s.encoder).split(" (")[0]}` : "";
   $("round").textContent = s.round ? `round ${s.round.id} · ${s.round.strategy}` : "no round yet";
   const skipped = s.skipped.length;
   $("progress").textContent = `${s.answered} / ${s.total}` + (skipped ? ` · ${skipped} skipped` : "");
