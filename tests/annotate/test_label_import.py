@@ -124,10 +124,10 @@ def test_refusals_write_nothing(tmp_path, image_folder, capsys, body, needles) -
 
 def test_other_file_types_are_refused_by_suffix(tmp_path, image_folder, capsys) -> None:
     proj = _init(tmp_path, image_folder)
-    path = tmp_path / "tasks.json"
-    path.write_text("[]")
+    path = tmp_path / "labels.xlsx"
+    path.write_text("not a spreadsheet")
     assert main(["project", "import", str(proj), str(path)]) == 2
-    _one_error(capsys, "cannot import .json files; known: .csv")
+    _one_error(capsys, "cannot import .xlsx files; known: .csv, .json (a Label Studio export)")
 
 
 def test_import_into_the_validation_sample(tmp_path, image_folder, capsys) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from medactive.defaults import DEFAULT_ACQUISITION, DEFAULT_COLDSTART, DEFAULT_ENCODER
-from medactive.errors import ConfigError
+from medactive.errors import ConfigError, DataError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -293,9 +293,15 @@ def import_(
     """Import labels; unknown or ambiguous images, unknown classes or conflicting duplicates
     reject the whole file before anything is written. A Label Studio JSON export brings its
     readers, skips and edits with it."""
+    from medactive.annotate.project import LABEL_READERS
     from medactive.annotate.store import ProjectStore
 
-    if labels_file.suffix.lower() == ".json":
+    suffix = labels_file.suffix.lower()
+    if suffix != ".json" and suffix not in LABEL_READERS:
+        known = ", ".join(sorted([*LABEL_READERS, ".json (a Label Studio export)"]))
+        raise DataError(f"{labels_file}: cannot import {suffix or 'a file without suffix'} "
+                        f"files; known: {known}")
+    if suffix == ".json":
         given = [name for name, value in (("--annotator", annotator), ("--set", label_set),
                                           ("--id-column", id_column),
                                           ("--label-column", label_column))
