@@ -77,7 +77,7 @@ def test_simulated_three_rounds(simulated: Path, blood, capsys) -> None:
         val = store.validation_ids()
         queues = [store.queue(r.id) for r in rounds]
         assert all(sum(q.purpose == "validation" for q in queue) >= 6 for queue in queues)
-        # the validation sample is never trained on, and later rounds use it for evaluation
+        # later rounds evaluate on the validation sample (scored out of fold: crossfit default)
         assert rounds[2].params["evaluation_set"] == "validation"
         earlier = {q.image_id for queue in queues[:2] for q in queue if q.purpose == "validation"}
         assert rounds[2].params["evaluation_n"] == len(earlier)  # labelled before round 3

@@ -59,3 +59,26 @@ def test_unfinished_rounds_are_not_compared() -> None:
                                     and r["round"] == 1)]  # interrupted mid-run
     # not every repeat reached round 1 yet: nothing is claimed
     assert default_verdict(_run(recs), coldstart="typi", acquisition="good").comparisons == []
+
+
+def test_each_round_is_called_against_twice_its_standard_error() -> None:
+    """yes / tie / NO from the paired differences, against a hand computation."""
+    import math
+
+    # [repeat][round]; the paired differences per round over the three repeats:
+    # round 0: +0.010 each (no spread: yes); round 1: +0.03, -0.02, +0.00 (tie);
+    # round 2: -0.010, -0.012, -0.008 (NO)
+    rnd_random = [[0.80, 0.80, 0.80], [0.81, 0.81, 0.81], [0.82, 0.82, 0.82]]
+    rnd_good = [[0.81, 0.83, 0.79], [0.82, 0.79, 0.798], [0.83, 0.82, 0.812]]
+    run = _run(_records({("random", "random"): rnd_random, ("typi", "random"): rnd_random,
+                         ("random", "good"): rnd_good, ("typi", "good"): rnd_good}))
+    pipeline = default_verdict(run, coldstart="typi", acquisition="good").comparisons[-1]
+    diffs = [[g - r for g, r in zip(gs, rs, strict=True)]
+             for gs, rs in zip(rnd_good, rnd_random, strict=True)]
+    for k in range(3):
+        d = [rep[k] for rep in diffs]
+        mean = sum(d) / 3
+        se = math.sqrt(sum((x - mean) ** 2 for x in d) / 2) / math.sqrt(3)
+        assert pipeline.ses[k] == pytest.approx(se, abs=1e-12)
+    assert [pipeline.call(k) for k in range(3)] == ["yes", "tie", "NO"]
+    assert "tie" in pipeline.line() and "NO)" in pipeline.line()

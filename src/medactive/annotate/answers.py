@@ -167,8 +167,9 @@ class AnswerRecords:
         With ``validation``, the images join the project's validation sample, the mechanism a
         query's random validation draw uses: one transaction records a round of its own
         (strategy ``import``, ``source`` in its parameters) whose queries have the purpose
-        ``validation``, and the answers as that round's. Such images are never trained on, so
-        an image that already has an answer is refused, and so is an import while the latest
+        ``validation``, and the answers as that round's. The sample must be a set declared
+        before its labels were used (hold-out keeps it out of training, cross-fitting scores it
+        out of fold), so an image that already has an answer is refused, and so is an import while the latest
         round still has unanswered images (the import round would hide its queue).
         """
         by_uid = {uid: iid for iid, uid in self._query("SELECT id, uid FROM images")}

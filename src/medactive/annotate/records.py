@@ -124,7 +124,8 @@ class ReviewRecords:
         return out
 
     def validation_ids(self) -> set[int]:
-        """Images drawn into the validation sample (never trained on)."""
+        """Images drawn into (or imported to) the validation sample; whether they also train the
+        model is the project's ``validation_mode`` (cross-fitting by default)."""
         return {int(r[0]) for r in self._query(
             "SELECT image_id FROM queries WHERE purpose = 'validation'"
             " AND image_id NOT IN (SELECT image_id FROM removals)")}

@@ -49,9 +49,10 @@ from medactive.errors import StrategyError
 MAX_BUDGET = 100_000
 FILTERS = ("all", "open", "unsure", "skipped", "disagree")
 TOP_K = 3
-WHY = {"acquire": "chosen by the strategy", "validation": "uniform random draw for the "
-       "validation sample (never trained on)", "second-read": "second read: the model "
-       "disagrees with the first reader"}
+WHY = {"acquire": "chosen by the strategy",
+       "validation": "uniform random draw for the validation sample (each image scored by a "
+       "model that never saw its label)",
+       "second-read": "second read: the model disagrees with the first reader"}
 LABEL_STUDIO_CONFIG = "labelstudio-config"
 EXPORT_TYPES = {"csv": ("text/csv; charset=utf-8", "labels.csv"),
                 "json": ("application/json", "history.json"),

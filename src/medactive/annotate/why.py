@@ -65,8 +65,8 @@ STRATEGY_TEXT = {
     "kmeans-pixels": "the image nearest the centre of each pixel-space cluster",
 }
 PURPOSE_TEXT = {
-    "validation": "validation sample: a uniformly random draw, never trained on — it measures "
-                  "the model honestly",
+    "validation": "validation sample: a uniformly random draw — each such image is scored by a "
+                  "model that never saw its label, so it measures the model honestly",
     "second-read": "second read: the model disagrees with the first reader's answer (not shown "
                    "to you)",
 }

@@ -279,7 +279,8 @@ def import_(
                                          "(default: import)"),
     label_set: str | None = typer.Option(
         None, "--set", help="CSV: training (default), or validation: the images join the "
-        "validation sample, the validation AUC's images"),
+        "validation sample, the validation AUC's images (they train the model too under the "
+        "default validation mode crossfit, scored out of fold; holdout keeps them out)"),
     id_column: str | None = typer.Option(None, "--id-column",
                                          help="CSV: the column naming the images "
                                          "(default: detected)"),

@@ -83,13 +83,17 @@ def _round_table(records: list[dict[str, Any]], names: list[str], verdict: Verdi
 
 def _yes_no_table(c: Comparison) -> list[str]:
     title = f"`{c.initial}` start, then `{c.default}`"
-    lines = [f"Does {title} beat random here, round by round?", "",
-             "| labels spent | it | random | difference (paired) | repeats at or above random "
-             "| beats random? |", "|---|---|---|---|---|---|"]
-    for n, a, r, d, w in zip(c.labels, c.default_auc, c.random_auc, c.deltas, c.wins,
-                             strict=True):
-        lines.append(f"| {n} | {a:.4f} | {r:.4f} | {d:+.4f} | {w}/{c.repeats} | "
-                     f"{'yes' if d >= 0 else '**NO**'} |")
+    lines = [f"Does {title} beat random here, round by round? (yes: the paired difference is "
+             "above twice its standard error; NO: below minus twice; tie: the repeats cannot "
+             "tell it from zero)", "",
+             "| labels spent | it | random | difference (paired) ± 2 SE | repeats at or above "
+             "random | beats random? |", "|---|---|---|---|---|---|"]
+    for k, (n, a, r, d, w) in enumerate(zip(c.labels, c.default_auc, c.random_auc, c.deltas,
+                                            c.wins, strict=True)):
+        call = c.call(k)
+        se = c.ses[k] if k < len(c.ses) else float("nan")
+        lines.append(f"| {n} | {a:.4f} | {r:.4f} | {d:+.4f} ± {2 * se:.4f} | {w}/{c.repeats} | "
+                     f"{'**NO**' if call == 'NO' else call} |")
     return [*lines, ""]
 
 

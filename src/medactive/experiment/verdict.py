@@ -14,7 +14,10 @@ at once whether the product earned its keep on their data:
 "Holds" means the mean over repeats is at or above random's — at round 0 for the cold start, at
 *every* round for the acquisition and the pipeline. With few repeats the standard error of a
 paired difference is a few thousandths of AUC, so the counts of repeats above random are printed
-beside the means.
+beside the means, and each round also gets a word that weighs the difference against its noise
+(:meth:`Comparison.call`): ``yes`` when the paired mean difference is above twice its standard
+error (about a 95 % interval that excludes 0), ``NO`` when it is below minus twice that, ``tie``
+in between — a difference the repeats cannot tell from zero.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Comparison:
         wins: ``(R,)`` repeats in which the default was at or above random, per round.
         default_auc, random_auc: ``(R,)`` mean test AUC of each arm per round.
         repeats: number of paired repeats.
+        ses: ``(R,)`` standard error of the paired difference per round (``nan`` with one
+            repeat).
     """
 
     what: str
@@ -54,6 +59,18 @@ class Comparison:
     default_auc: list[float]
     random_auc: list[float]
     repeats: int
+    ses: list[float] = field(default_factory=list)
+
+    def call(self, k: int) -> str:
+        """``"yes"``, ``"tie"`` or ``"NO"`` for round ``k``: the paired mean difference against
+        twice its standard error (a tie when it cannot be told from zero, or with one repeat)."""
+        d = self.deltas[k]
+        se = self.ses[k] if k < len(self.ses) else float("nan")
+        if not np.isfinite(se):
+            return "tie"
+        if d > 2 * se:
+            return "yes"
+        return "NO" if d < -2 * se else "tie"
 
     @property
     def holds(self) -> bool:
@@ -72,9 +89,10 @@ class Comparison:
 
     def _cells(self) -> str:
         return ", ".join(
-            f"@{n}: {a:.4f} vs {r:.4f} ({d:+.4f}, {w}/{self.repeats})"
-            for n, a, r, d, w in zip(self.labels, self.default_auc, self.random_auc,
-                                     self.deltas, self.wins, strict=True))
+            f"@{n}: {a:.4f} vs {r:.4f} ({d:+.4f}, {w}/{self.repeats}, {self.call(k)})"
+            for k, (n, a, r, d, w) in enumerate(zip(self.labels, self.default_auc,
+                                                    self.random_auc, self.deltas, self.wins,
+                                                    strict=True)))
 
 
 @dataclass
@@ -114,7 +132,7 @@ def compare_paired(what: str, default: str, initial: str | None, ours: dict, the
     """``ours`` against ``theirs`` (each ``{(repeat, round): (labels, auc)}``) at ``rounds``,
     paired by repeat; rounds not finished in every common repeat are left out; None when
     nothing can be compared."""
-    labels, deltas, wins, mine, base = [], [], [], [], []
+    labels, deltas, wins, mine, base, ses = [], [], [], [], [], []
     repeats = sorted({rep for rep, _ in ours} & {rep for rep, _ in theirs})
     if not repeats:
         return None
@@ -127,12 +145,13 @@ def compare_paired(what: str, default: str, initial: str | None, ours: dict, the
         b = np.array([p[1][1] for p in pairs])
         labels.append(int(pairs[0][0][0]))
         deltas.append(float(np.mean(a - b)))
+        ses.append(float(np.std(a - b, ddof=1) / np.sqrt(a.size)) if a.size > 1 else float("nan"))
         wins.append(int(np.sum(a >= b)))
         mine.append(float(a.mean()))
         base.append(float(b.mean()))
     if not labels:
         return None
-    return Comparison(what, default, initial, labels, deltas, wins, mine, base, len(repeats))
+    return Comparison(what, default, initial, labels, deltas, wins, mine, base, len(repeats), ses)
 
 
 def default_verdict(run: RunData, coldstart: str = DEFAULT_COLDSTART,
