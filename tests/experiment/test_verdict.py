@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,14 @@ def test_each_round_is_called_against_twice_its_standard_error() -> None:
         assert pipeline.ses[k] == pytest.approx(se, abs=1e-12)
     assert [pipeline.call(k) for k in range(3)] == ["yes", "tie", "NO"]
     assert "tie" in pipeline.line() and "NO)" in pipeline.line()
+    assert pipeline.mark == "NO" and "below it beyond the noise at @120" in pipeline.line()
+    # the same rounds without the last: above beyond the noise once, never below -> yes
+    first_two = dataclasses.replace(
+        pipeline, **{f: getattr(pipeline, f)[:2] for f in
+                     ("labels", "deltas", "ses", "wins", "default_auc", "random_auc")})
+    assert first_two.mark == "yes" and "beats random (beyond the noise at @40)" in \
+        first_two.line()
+    # a mean below random inside the noise is a tie, and the line says where
+    level = dataclasses.replace(pipeline, labels=[40], deltas=[-0.001], ses=[0.01], wins=[1],
+                                default_auc=[0.8], random_auc=[0.801])
+    assert level.mark == "tie" and "below it at @40, within the noise" in level.line()

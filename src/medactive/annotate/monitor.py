@@ -15,8 +15,9 @@
 
 Every figure is computed from what the store holds (the rounds' recorded probabilities, the
 current labels), so the validation AUC of *every* round is measured on the *same, current*
-validation sample: the trend compares like with like, and a validation image labelled later
-still scores the older models (none of them trained on it).
+validation sample: the trend compares like with like. Each validation image is scored by a
+model that never saw its label: the models older than its draw never had it, and a model that
+trained on it (cross-fitting) recorded out-of-fold probabilities for it.
 """
 
 from __future__ import annotations

@@ -77,15 +77,38 @@ class Comparison:
         """The default is at or above random (mean over repeats) at every compared round."""
         return all(d >= 0 for d in self.deltas)
 
+    @property
+    def mark(self) -> str:
+        """One word for the whole comparison: ``"NO"`` when some round is below random beyond
+        the noise, ``"yes"`` when every round is at or above it in mean and some round is above
+        it beyond the noise, else ``"tie"``."""
+        calls = [self.call(k) for k in range(len(self.deltas))]
+        if "NO" in calls:
+            return "NO"
+        return "yes" if self.holds and "yes" in calls else "tie"
+
+    def _where(self, which: str) -> str:
+        return ", ".join(f"@{n}" for k, n in enumerate(self.labels) if self.call(k) == which)
+
+    def _summary(self) -> str:
+        below_mean = ", ".join(f"@{n}" for n, d in zip(self.labels, self.deltas, strict=True)
+                               if d < 0)
+        if self.mark == "NO":
+            return f"does NOT beat random (below it beyond the noise at {self._where('NO')})"
+        if not self.holds:
+            return (f"does NOT beat random everywhere (below it at {below_mean}, within the "
+                    "noise)")
+        if self.mark == "yes":
+            return f"beats random (beyond the noise at {self._where('yes')})"
+        return "is at or above random, within the noise"
+
     def line(self) -> str:
         """One line for a terminal or a Markdown list."""
         start = "" if self.initial is None else f" from a {self.initial} start"
         if self.what == "pipeline":
             start = f" (`{self.initial}` start, then `{self.default}`) vs all-random"
-            verdict = "is at or above it" if self.holds else "is NOT at or above it"
-            return f"pipeline{start} {verdict}: {self._cells()}"
-        verdict = "beats random" if self.holds else "does NOT beat random"
-        return f"{self.what} `{self.default}`{start} {verdict}: {self._cells()}"
+            return f"pipeline{start} {self._summary()}: {self._cells()}"
+        return f"{self.what} `{self.default}`{start} {self._summary()}: {self._cells()}"
 
     def _cells(self) -> str:
         return ", ".join(
@@ -110,8 +133,12 @@ class Verdict:
         """A ``summary.md`` section (no lines when there is nothing to compare)."""
         if not self.comparisons:
             return []
-        head = ("Every default beats random in this run." if self.holds else
-                "**At least one default does not beat random in this run** (see below).")
+        marks = [c.mark for c in self.comparisons]
+        head = ("**At least one default is below random beyond the noise in this run** (see "
+                "below)." if "NO" in marks else
+                "Every default is at or above random in this run." if self.holds else
+                "**At least one default is below random in some round** (within the noise; see "
+                "below).")
         return ["## Defaults against random", "",
                 "Mean test AUC of the default vs random, paired by repeat (same seed, same "
                 "initial set), the difference, and the repeats where the default was at or "
