@@ -135,6 +135,22 @@ def number(x: float) -> str:
     return f"{x:.2g}"
 
 
+#: What a score kind means where the sentence does not depend on the value or the classes.
+FIXED_MEANING = {
+    "BALD": "samples of the model (dropout) disagree about this image",
+    "information gain": "labelling it is expected to sharpen the model's predictions the most",
+    "EPIG": "labelling it is expected to improve predictions on the target images the most",
+    "typicality": ("a typical member of a dense group of similar images (the inverse mean "
+                   "distance to its nearest neighbours)"),
+    "distance": "far from every labelled image: a region the labels do not cover yet",
+    "gradient distance": "uncertain, and unlike the images picked before it",
+    "variance": "the model's predictions change the most under augmentation",
+    "unlabelled-ness": "looks least like the labelled images to VAAL's discriminator",
+    "hardness": "the encoder finds it hard to tell apart from other images (hard to contrast)",
+    "contrastive confidence": "the encoder tells it apart from other images easily",
+}
+
+
 def _meaning(kind: ScoreKind, value: float, probs: np.ndarray | None, classes: list[str],
              reveal: bool) -> str:
     top = [] if probs is None else [int(c) for c in np.argsort(-probs, kind="stable")[:2]]
@@ -153,30 +169,10 @@ def _meaning(kind: ScoreKind, value: float, probs: np.ndarray | None, classes: l
         return (f"the model's belief is spread over several classes (0 = certain, "
                 f"{math.log(max(len(classes), 2)):.2f} = all {len(classes)} classes equally "
                 "likely)")
-    if kind.name == "BALD":
-        return "samples of the model (dropout) disagree about this image"
-    if kind.name == "information gain":
-        return "labelling it is expected to sharpen the model's predictions the most"
-    if kind.name == "EPIG":
-        return "labelling it is expected to improve predictions on the target images the most"
-    if kind.name == "typicality":
-        return ("a typical member of a dense group of similar images (the inverse mean "
-                "distance to its nearest neighbours)")
     if kind.name == "coverage":
         return f"its neighbourhood covers {value:.0f} images no labelled image covers yet"
-    if kind.name == "distance":
-        return "far from every labelled image: a region the labels do not cover yet"
-    if kind.name == "gradient distance":
-        return "uncertain, and unlike the images picked before it"
-    if kind.name == "variance":
-        return "the model's predictions change the most under augmentation"
-    if kind.name == "unlabelled-ness":
-        return "looks least like the labelled images to VAAL's discriminator"
-    if kind.name == "hardness":
-        return "the encoder finds it hard to tell apart from other images (hard to contrast)"
-    if kind.name == "contrastive confidence":
-        return "the encoder tells it apart from other images easily"
-    return "the nearest image to its cluster's centre (a representative)"
+    return FIXED_MEANING.get(kind.name,
+                             "the nearest image to its cluster's centre (a representative)")
 
 
 def _cluster(params: dict[str, Any], image_id: int) -> int | None:
