@@ -52,10 +52,18 @@ def typicality(x: np.ndarray, k: int = 20, chunk: int = 2048) -> np.ndarray:
         return np.ones(n)
     out = np.empty(n)
     for s in range(0, n, chunk):
-        d = np.sqrt(pairwise_sq_distances(x[s : s + chunk], x))
+        rows = x[s : s + chunk]
+        d = pairwise_sq_distances(rows, x)
         d[np.arange(d.shape[0]), np.arange(s, s + d.shape[0])] = np.inf  # not your own neighbour
-        near = np.partition(d, k - 1, axis=1)[:, :k]
-        out[s : s + chunk] = 1.0 / (near.mean(axis=1) + 1e-12)
+        nearest = np.argpartition(d, k - 1, axis=1)[:, :k]
+        # The float32 expansion |a|² + |b|² − 2ab finds the neighbours, but loses digits to
+        # cancellation when they are very close (near-duplicate images, adjacent slices):
+        # their k distances are recomputed exactly, as differences in float64 (k x chunk x D).
+        total = np.zeros(rows.shape[0])
+        for j in range(k):
+            diff = rows.astype(np.float64) - x[nearest[:, j]].astype(np.float64)
+            total += np.sqrt((diff * diff).sum(axis=1))
+        out[s : s + chunk] = 1.0 / (total / k + 1e-12)
     return out
 
 

@@ -1,7 +1,8 @@
 """Cold start: choose the first images to label with zero labels (HaCon and baselines).
 
 The interface and registry live in :mod:`~medactive.coldstart.base`; label-free selection in
-:mod:`~.hacon`, :mod:`~.strategies` and :mod:`~.baselines`; ground-truth analyses apart in
+:mod:`~.hacon` and :mod:`~.strategies` (TypiClust and ProbCover are the shared
+:mod:`medactive.selection` with nothing labelled); ground-truth analyses apart in
 :mod:`~.simulation`. :mod:`~.pipeline` is the one "pre-train (cached), then select" sequence used
 by the CLI, the labelling project and the experiment runner.
 """
