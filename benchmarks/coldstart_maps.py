@@ -36,7 +36,7 @@ from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from medactive.coldstart import kmeans, l2_normalise
-from medactive.coldstart.baselines import typicality
+from medactive.geometry import typicality
 from medactive.models.contrastive import pretrain_moco
 from medactive.models.contrastive_config import ContrastiveResult
 

@@ -131,3 +131,33 @@ def test_no_import_circle() -> None:
         if node not in state:
             dfs(node)
     assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+BENCHMARKS = SRC.parent / "benchmarks"
+
+
+def test_benchmark_scripts_import_only_what_the_package_has() -> None:
+    """Every ``from medactive.X import name`` in ``benchmarks/`` resolves (mypy checks only
+    ``src``, so a benchmark could otherwise keep importing a module that was removed)."""
+    import importlib
+
+    missing = []
+    for path in sorted(BENCHMARKS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                try:
+                    module = importlib.import_module(node.module or "")
+                except ImportError as err:
+                    missing.append(f"{path.name}: {node.module} ({err})")
+                    continue
+                missing.extend(f"{path.name}: {node.module}.{a.name}" for a in node.names
+                               if not hasattr(module, a.name)
+                               and importlib.util.find_spec(f"{node.module}.{a.name}") is None)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith(PACKAGE):
+                        try:
+                            importlib.import_module(alias.name)
+                        except ImportError as err:
+                            missing.append(f"{path.name}: {alias.name} ({err})")
+    assert not missing, missing
