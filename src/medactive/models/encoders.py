@@ -147,14 +147,14 @@ def check_encoder(name: str, weights: str | Path | None = None,
         _check_imagenet(path)
         return EncoderSpec(IMAGENET, path)
     if name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX):
-        from medactive.models import hf
+        from medactive.models import hf, hf_hub
 
-        source = hf.locate(name[len(HF_PREFIX):], path, download=False, revision=revision)
+        source = hf_hub.locate(name[len(HF_PREFIX):], path, download=False, revision=revision)
         config = hf.read_config(source)
         if path is not None and path.is_file():
             hf.check_weights_file(source, config)
         elif path is not None or source.revision is None:  # a folder: its weights readable
-            files = hf.weight_files(source.folder)
+            files = hf_hub.weight_files(source.folder)
             if not files:
                 raise ConfigError(f"{source.folder}: no weights file (.safetensors, .bin) next "
                                   "to its config.json")
@@ -251,10 +251,10 @@ def resolve_encoder(spec: EncoderSpec, *, digest_memo: Path | None = None) -> Re
             return build_efficientnet_lite0(channels, pretrained=True, weights=weights)
 
         return ResolvedEncoder(spec, identity, prep, build_imagenet)
-    from medactive.models import hf
+    from medactive.models import hf, hf_hub
 
     assert spec.model is not None
-    source = hf.locate(spec.model, spec.weights, download=True, revision=spec.revision)
+    source = hf_hub.locate(spec.model, spec.weights, download=True, revision=spec.revision)
     config = hf.read_config(source)
     prep = hf.preprocessing(source, config)
     if source.weights_file is not None:
