@@ -167,7 +167,7 @@ def _query_rows(project: Path, monkeypatch) -> int:
 
 def test_remove_images_is_recorded_and_keeps_labels(tmp_path, image_folder, capsys,
                                                      monkeypatch) -> None:
-    from medactive.annotate.project import export_csv
+    from medactive.annotate.labelfiles import export_csv
     from medactive.errors import StoreError
 
     project = tmp_path / "p"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medactive.annotate.project import export_csv, init_from_folder
+from medactive.annotate.labelfiles import export_csv
+from medactive.annotate.project import init_from_folder
 from medactive.annotate.store import ProjectStore
 from medactive.cli import main
 from medactive.errors import StoreError

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from medactive.annotate.consensus import decisions
+from medactive.annotate.labelfiles import read_labels_file
 from medactive.annotate.pixels import project_images
-from medactive.annotate.project import read_labels_file
 from medactive.annotate.query import QueryConfig, project_pool
 from medactive.annotate.settings import load_settings
 from medactive.annotate.store import ProjectStore

@@ -50,12 +50,8 @@ def init(
         "save_pretrained / `hf download` (air-gapped machines)"),
 ) -> None:
     """Register images (path + content hash; nothing is copied) in DIR/project.db."""
-    from medactive.annotate.project import (
-        LabelFileOptions,
-        init_from_folder,
-        init_from_npz,
-        skipped_files,
-    )
+    from medactive.annotate.labelfiles import LabelFileOptions
+    from medactive.annotate.project import init_from_folder, init_from_npz, skipped_files
     from medactive.data.decode import DecodeSettings
 
     names = [c.strip() for c in classes.split(",")] if classes else None
@@ -295,7 +291,7 @@ def import_(
     """Import labels; unknown or ambiguous images, unknown classes or conflicting duplicates
     reject the whole file before anything is written. A Label Studio JSON export brings its
     readers, skips and edits with it."""
-    from medactive.annotate.project import LABEL_READERS
+    from medactive.annotate.labelfiles import LABEL_READERS
     from medactive.annotate.store import ProjectStore
 
     suffix = labels_file.suffix.lower()
@@ -321,7 +317,7 @@ def import_(
         return
     if image_prefix is not None:
         raise ConfigError("--image-prefix applies to a Label Studio JSON export")
-    from medactive.annotate.project import LabelFileOptions, import_labels_file
+    from medactive.annotate.labelfiles import LabelFileOptions, import_labels_file
 
     label_set = label_set or "training"
     with ProjectStore.open(project_dir) as store:
