@@ -152,3 +152,27 @@ def test_answers_for_a_replaced_round_are_refused_in_words(project: ProjectStore
     r = client.post("/api/answer", json={**body, "image_id": ids[3], "round_id": 2})
     assert r.status_code == 200 and r.json()["answered"] == 1
     assert client.get("/api/job").json() == {"job": None, "round_id": 2}
+
+
+def test_a_validation_draw_abandoned_by_force_returns_to_the_pool(project: ProjectStore) -> None:
+    """A validation image still unanswered when ``--force`` closes its round is not kept out of
+    every later round: it is back in the pool, and a strategy's later pick of it trains."""
+    from medactive.annotate.query import _label_state
+
+    ids = [i.id for i in project.images()]
+    position = {iid: k for k, iid in enumerate(ids)}
+    project.add_round("random", {}, None, [(i, None) for i in ids[:4]],
+                      purposes=["acquire", "acquire", "validation", "validation"])
+    project.record(ids[0], "benign", "dr-a", 1)
+    project.record(ids[2], "benign", "dr-a", 1)  # one validation image answered, one not
+    assert project.validation_ids() == {ids[2], ids[3]}  # the open round's draw is the sample
+    assert check_round_request(project, 2, force=True).pool == 10
+    state = _label_state(project, position, len(ids))
+    assert state.drawn_validation.tolist() == [k == 2 for k in range(len(ids))]
+    assert set(state.candidates().tolist()) == set(range(len(ids))) - {0, 2}
+    # round 2 (forced) picks the abandoned draw: a training image from now on
+    project.add_round("random", {}, None, [(ids[3], None), (ids[5], None)])
+    assert project.validation_ids() == {ids[2]}
+    project.record(ids[3], "benign", "dr-a", 2)
+    state = _label_state(project, position, len(ids))
+    assert state.train[3] == 0 and state.validation[3] == -1 and state.validation[2] == 0

@@ -5,8 +5,8 @@ job) and the page's **Next round** button (in the ``/api/next-round`` route, bef
 one) both call :func:`check_round_request`, so a typo is refused the same way from both places,
 in milliseconds, and no reader's page ever shows a failed job for it:
 
-1. the budget: a positive whole number, at most the unanswered pool (images without an answer
-   that are not in the validation sample: what a query may pick from);
+1. the budget: a positive whole number, at most the unanswered pool (images without an answer:
+   what a query may pick from);
 2. the strategy: looked up in the cold-start registry while the project has no training label,
    in the acquisition registry afterwards, with every parameter checked; unknown names list the
    known ones;
@@ -55,15 +55,17 @@ def next_round_plan(store: Any, strategy: str | None = None) -> RoundPlan:
     """The :class:`RoundPlan` of a query now (nothing is checked but counted).
 
     The pool is what ``query`` picks from: registered images with no answer (an ``unsure`` is an
-    answer) that are not in the validation sample. A cold start is a project without a label
+    answer; an answered validation image has one). A query runs only when the latest round is
+    complete or being closed (``--force``), so an unanswered validation draw returns to the pool
+    with that round's other unanswered images. A cold start is a project without a label
     that can train the classifier (with ``validation_mode`` ``holdout`` a validation label never
     does; with ``crossfit`` it does).
     """
     decided = decisions(store)
     validation = store.validation_ids()
-    # both sets leave removed images out, so a count query suffices (the page asks on every
+    # decisions leave removed images out, so a count query suffices (the page asks on every
     # answer: no list of every image)
-    pool = store.n_images() - len(set(decided) | validation)
+    pool = store.n_images() - len(decided)
     # the round engine's rule (medactive.rounds.is_cold): a cold start while no label can train
     # the classifier; cross-fitting trains on the validation sample's labels too
     trains_on_validation = trains_on_validation_labels(load_settings(store))

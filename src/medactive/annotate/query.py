@@ -209,11 +209,12 @@ def _label_state(store: ProjectStore, position: dict[int, int], n: int) -> Label
     decided: dict[int, Decision] = decisions(store)
     val_ids = store.validation_ids()
     state = LabelState.empty(n)
-    for iid in val_ids:
-        state.drawn_validation[position[iid]] = True
     for iid, d in decided.items():
         k = position[iid]
         state.answered[k] = True
+        # a query runs when the latest round is complete or being closed (--force): a validation
+        # draw still unanswered then goes back to the pool like any unanswered image
+        state.drawn_validation[k] = iid in val_ids
         if d.label is None:
             continue
         if iid in val_ids:

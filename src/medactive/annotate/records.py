@@ -125,10 +125,18 @@ class ReviewRecords:
 
     def validation_ids(self) -> set[int]:
         """Images drawn into (or imported to) the validation sample; whether they also train the
-        model is the project's ``validation_mode`` (cross-fitting by default)."""
-        return {int(r[0]) for r in self._query(
-            "SELECT image_id FROM queries WHERE purpose = 'validation'"
-            " AND image_id NOT IN (SELECT image_id FROM removals)")}
+        model is the project's ``validation_mode`` (cross-fitting by default).
+
+        An image belongs to the sample when its latest query (second reads aside) is a
+        validation draw: a draw left unanswered when ``query --force`` closed its round goes
+        back to the pool like any unanswered image, and if a later round's strategy picks it,
+        it is a training image (it was not drawn at random for the answer it got)."""
+        latest: dict[int, str] = {}
+        for iid, purpose in self._query(
+                "SELECT image_id, purpose FROM queries WHERE purpose != 'second-read'"
+                " AND image_id NOT IN (SELECT image_id FROM removals) ORDER BY round_id"):
+            latest[int(iid)] = purpose
+        return {iid for iid, purpose in latest.items() if purpose == "validation"}
 
     def predictions(self, round_id: int, image_ids: list[int] | None = None
                     ) -> dict[int, np.ndarray]:
