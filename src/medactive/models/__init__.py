@@ -6,14 +6,12 @@ from medactive.models.classifier import Classifier, build_classifier, images_to_
 from medactive.models.device import autocast, seed_everything, select_device
 from medactive.models.encoders import ENCODERS, EncoderSpec, check_encoder
 from medactive.models.features import EncodedPool, encode_pool, own_features
+from medactive.models.head import HeadConfig, fit_head, head_proba
 from medactive.models.training import (
-    HeadConfig,
     TrainConfig,
     TrainHistory,
     extract_features,
     fit_classifier,
-    fit_head,
-    head_proba,
     make_augmentation,
     predict_proba,
 )

@@ -1,4 +1,5 @@
-"""Supervised training (full fine-tuning and the fast head mode) and batched inference.
+"""Supervised training (full fine-tuning; head mode is :mod:`medactive.models.head`) and batched
+inference.
 
 Defaults follow the information-gain paper's recipe: Adam (lr 5e-4, weight decay 1e-5), learning
 rate x0.995 per epoch, batch 64, random horizontal/vertical flips and rotation up to 30 degrees.
@@ -21,6 +22,7 @@ from medactive.errors import MedactiveError
 from medactive.metrics import macro_auc
 from medactive.models.classifier import Classifier, images_to_tensor
 from medactive.models.device import autocast, memory_format, seed_everything, select_device
+from medactive.models.head import softmax64
 from medactive.progress import progress_bar
 
 
@@ -207,94 +209,4 @@ def predict_proba(
     dev = select_device(device)
     model.to(dev).eval()
     logits = _batched(model, images, dev, batch_size, progress, "predict")
-    return _softmax64(logits)
-
-
-def _softmax64(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-# --------------------------------------------------------------------------- head mode
-
-
-@dataclass
-class HeadConfig:
-    """Hyper-parameters of head mode (dropout + linear on frozen, cached features).
-
-    Same optimiser family as full training; more epochs because each costs microseconds.
-    ``batch_size=None`` trains full-batch.
-    """
-
-    epochs: int = 200
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    dropout: float = 0.2
-    batch_size: int | None = 256
-    class_balanced: bool = False
-    seed: int = 0
-
-
-def fit_head(
-    features: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    config: HeadConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train dropout + linear head on cached features.
-
-    Args:
-        features: ``(M, D)`` float features of the labelled images.
-        labels: ``(M,)`` int labels in ``[0, n_classes)``.
-        n_classes: ``C``.
-        config: hyper-parameters.
-
-    Returns:
-        ``(weight (C, D), bias (C,))`` float32 arrays.
-    """
-    cfg = config or HeadConfig()
-    features = np.asarray(features, dtype=np.float32)
-    labels = np.asarray(labels, dtype=np.int64)
-    if features.ndim != 2 or features.shape[0] != labels.shape[0]:
-        raise MedactiveError(
-            f"features {features.shape} and labels {labels.shape} do not match"
-        )
-    if features.shape[0] == 0:
-        raise MedactiveError("cannot train a head on an empty labelled set")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise MedactiveError(f"labels out of range for {n_classes} classes")
-    if not np.all(np.isfinite(features)):
-        raise MedactiveError("features contain NaN or infinite values")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    x = torch.from_numpy(features)
-    y = torch.from_numpy(labels)
-    head = nn.Linear(x.shape[1], n_classes)
-    drop = nn.Dropout(cfg.dropout)
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    class_weight = None
-    if cfg.class_balanced:
-        counts = torch.bincount(y, minlength=n_classes).float()
-        class_weight = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), 0.0)
-    m = x.shape[0]
-    bs = m if cfg.batch_size is None else min(cfg.batch_size, m)
-    with torch.enable_grad():
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(m, generator=gen)
-            for start in range(0, m, bs):
-                idx = perm[start : start + bs]
-                loss = nn.functional.cross_entropy(head(drop(x[idx])), y[idx], weight=class_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-    return (
-        head.weight.detach().numpy().astype(np.float32).copy(),
-        head.bias.detach().numpy().astype(np.float32).copy(),
-    )
-
-
-def head_proba(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Softmax probabilities ``(N, C)`` float64 of a linear head (dropout off) on ``(N, D)``."""
-    return _softmax64(np.asarray(features, np.float64) @ np.asarray(weight, np.float64).T + bias)
+    return softmax64(logits)
