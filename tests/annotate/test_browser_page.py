@@ -434,8 +434,10 @@ def test_next_round_button_refusals_leave_no_job(browser, make_project, serve) -
     page = _open(browser, serve(proj, start_job=job))
     page.fill("#budget", "999")
     page.click("#nextround")
+    # all 40: nothing is answered, and the open round's unanswered validation draw goes back to
+    # the pool when a query closes that round (tests/annotate/test_round_guard.py)
     expect(page.locator("#msg")).to_have_text(
-        "Next round not started: budget 999 is larger than the 39 unanswered images")
+        "Next round not started: budget 999 is larger than the 40 unanswered images")
     expect(page.locator("#jobbox")).to_be_hidden()
     page.fill("#budget", "4")
     page.click("#nextround")
