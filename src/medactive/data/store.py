@@ -186,7 +186,7 @@ def build_store(
     if len(hashes) != len(files):
         raise DataError(f"{len(hashes)} content hashes for {len(files)} images")
     if root is None:
-        from medactive.data.medmnist import cache_dir
+        from medactive.data.medmnist_registry import cache_dir
 
         root = cache_dir() / "stores"
     folder = Path(root) / store_key(hashes, settings)
