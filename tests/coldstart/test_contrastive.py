@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -75,6 +76,11 @@ def test_end_to_end_two_epochs_on_bloodmnist(blood_small, tmp_path):
     assert contrastive.cache_key(images, MocoConfig(**{**TINY, "tau_map": 0.1})) != res.key
     # thread count and device do not change the result's identity
     assert contrastive.cache_key(images, MocoConfig(**{**TINY, "num_threads": 2})) == res.key
+    # ... but the entry records them, for a bit-identical rerun
+    meta = json.loads((tmp_path / res.key / "meta.json").read_text())
+    assert meta["trained_with"] == {"torch": torch.__version__, "device": "cpu",
+                                    "threads": TINY.get("num_threads") or torch.get_num_threads(),
+                                    "processes": 1, "amp": False}
 
 
 def test_resume_after_interruption_matches_uninterrupted(blood_small, tmp_path, monkeypatch):

@@ -349,7 +349,13 @@ def _train(images: np.ndarray | LazyImages, cfg: MocoConfig, key: str, folder: P
              **{f"map:{k}": v for k, v in maps.items()})
     meta = {"config": dataclasses.asdict(cfg), "n_images": n, "image_shape": list(images.shape[1:]),
             "train_seconds": train_seconds, "images_per_second": rate, "pairs": pairs_done,
-            "probe_seconds": probe_seconds, "map_names": names}
+            "probe_seconds": probe_seconds, "map_names": names,
+            # not in the key (a re-train costs minutes for an equally good encoder), but the
+            # order of training's float arithmetic follows them, so a bit-identical rerun needs
+            # the same: recorded for whoever reproduces this entry
+            "trained_with": {"torch": torch.__version__, "device": str(device),
+                             "threads": torch.get_num_threads(), "processes": dist.world,
+                             "amp": bool(cfg.amp and device.type == "cuda")}}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))  # written last = complete
     ckpt_path.unlink(missing_ok=True)
     return ContrastiveResult(encoder, features, confidence, variability, cfg, key, rate,
