@@ -127,3 +127,32 @@ def test_bad_encoder_is_one_line_and_no_project(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err, err
     assert not proj.exists()  # nothing half-made
+
+
+def test_a_later_round_on_cached_features_builds_no_network(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default acquisition trains the head on cached features: the encoder network is
+    built for the first query's extraction only (a DINOv2-small build cost 3.7 s a round)."""
+    from medactive.models.encoders import ResolvedEncoder
+
+    builds: list[int] = []
+    real_build = ResolvedEncoder.build
+
+    def counted(self: ResolvedEncoder, in_channels: int) -> object:
+        builds.append(in_channels)
+        return real_build(self, in_channels)
+
+    monkeypatch.setattr(ResolvedEncoder, "build", counted)
+    folder = make_image_folder(tmp_path / "images", n=16, size=32)
+    proj = tmp_path / "p"
+    assert _init(proj, folder, "--encoder", "imagenet") == 0
+    assert main(["project", "settings", str(proj), "--validation-share", "0"]) == 0
+    assert main(["project", "query", str(proj), "--budget", "6"]) == 0
+    assert builds == [3]  # the first query encodes the pool
+    with ProjectStore.open(proj) as store:
+        for i, item in enumerate(store.queue(1)):
+            store.record(item.image_id, "ab"[i % 2], "dr-a", 1)
+    assert main(["project", "query", str(proj), "--budget", "4"]) == 0
+    with ProjectStore.open(proj) as store:
+        assert len(store.rounds()) == 2
+    assert builds == [3]  # features from the cache, the head on them: no network

@@ -192,6 +192,12 @@ def test_head_model_folds_standardisation(synthetic_config):
     view = round_view(pool, model, everything, np.full(len(labels), -1),
                       EvaluationSet.from_features(p.val_features, p.splits.val.labels))
     expected = model.probabilities(pool.head_features)
+    # built when a strategy asks for it, through the one gate network strategies call
+    from medactive.strategies.base import require_network
+
+    assert view.model is None and view.model_factory is not None
+    require_network(view, "consistency")
+    assert view.model is not None and view.model_factory is None
     assert np.allclose(predict_proba(view.model, p.splits.train.images), expected, atol=1e-4)
 
 

@@ -16,6 +16,7 @@ trained on what rounds ``1 .. r-1`` labelled.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -142,12 +143,13 @@ def fit_round(pool: RoundPool, labelled: np.ndarray, labels: np.ndarray, n_class
         raise StrategyError("a round's classifier needs at least one labelled image")
     if config.mode == "head":
         return fit_head_classifier(pool.head_features[labelled], labels, n_classes, config, seed)
-    if pool.encoder is None or pool.images is None:
+    encoder = pool.network()
+    if encoder is None or pool.images is None:
         raise StrategyError("finetune mode needs the encoder network and the pool's images")
     train = ImageDataset(cast(np.ndarray, take(pool.images, labelled)), labels,
                          tuple(str(c) for c in range(n_classes)),
                          np.asarray([str(i) for i in labelled.tolist()]), "labelled")
-    return finetune_classifier(pool.encoder, train, validation, n_classes, config, seed)
+    return finetune_classifier(encoder, train, validation, n_classes, config, seed)
 
 
 def _head_network(pool: RoundPool, model: RoundModel) -> Classifier | None:
@@ -155,10 +157,11 @@ def _head_network(pool: RoundPool, model: RoundModel) -> Classifier | None:
     Consistency run the network), or None without an encoder."""
     import torch
 
-    if pool.encoder is None:
+    encoder = pool.network()
+    if encoder is None:
         return None
     weight, bias = pool.space.fold_into_head(model.weight, model.bias)
-    network = Classifier(pool.encoder, int(weight.shape[0]), model.dropout)
+    network = Classifier(encoder, int(weight.shape[0]), model.dropout)
     with torch.no_grad():
         network.head.weight.copy_(torch.from_numpy(weight))
         network.head.bias.copy_(torch.from_numpy(bias))
@@ -199,7 +202,8 @@ def round_view(pool: RoundPool, model: RoundModel, rows: np.ndarray, labels: np.
                      dropout_p=model.dropout,
                      val_features=pool.to_view_space(evaluation.features),
                      val_labels=evaluation.labels, images=images,
-                     model=_head_network(pool, model), true_labels=true_labels)
+                     model_factory=functools.partial(_head_network, pool, model),
+                     true_labels=true_labels)
 
 
 @dataclass
